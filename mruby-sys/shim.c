@@ -1,0 +1,78 @@
+/* See shim.h: real functions for mruby's macros and inline functions. */
+#include <stddef.h>
+#include <mruby.h>
+#include <mruby/array.h>
+#include <mruby/class.h>
+#include <mruby/compile.h>
+#include <mruby/data.h>
+#include <mruby/proc.h>
+#include <mruby/string.h>
+#include <mruby/value.h>
+#include "shim.h"
+
+mrb_value mrbsys_nil_value(void) { return mrb_nil_value(); }
+mrb_value mrbsys_true_value(void) { return mrb_true_value(); }
+mrb_value mrbsys_false_value(void) { return mrb_false_value(); }
+mrb_value mrbsys_bool_value(mrb_bool b) { return mrb_bool_value(b); }
+mrb_value mrbsys_int_value(mrb_state *mrb, mrb_int i) { return mrb_int_value(mrb, i); }
+mrb_value mrbsys_float_value(mrb_state *mrb, mrb_float f) { return mrb_float_value(mrb, f); }
+mrb_value mrbsys_obj_value(void *p) { return mrb_obj_value(p); }
+mrb_value mrbsys_symbol_value(mrb_sym sym) { return mrb_symbol_value(sym); }
+mrb_value mrbsys_cptr_value(mrb_state *mrb, void *p) { return mrb_cptr_value(mrb, p); }
+void *mrbsys_cptr(mrb_value v) { return mrb_cptr(v); }
+void *mrbsys_ptr(mrb_value v) { return mrb_ptr(v); }
+
+mrb_bool mrbsys_nil_p(mrb_value v) { return mrb_nil_p(v); }
+mrb_bool mrbsys_test(mrb_value v) { return mrb_test(v); }
+int mrbsys_type(mrb_value v) { return (int)mrb_type(v); }
+mrb_bool mrbsys_string_p(mrb_value v) { return mrb_string_p(v); }
+mrb_bool mrbsys_integer_p(mrb_value v) { return mrb_integer_p(v); }
+mrb_bool mrbsys_float_p(mrb_value v) { return mrb_float_p(v); }
+mrb_bool mrbsys_symbol_p(mrb_value v) { return mrb_symbol_p(v); }
+mrb_bool mrbsys_array_p(mrb_value v) { return mrb_array_p(v); }
+mrb_bool mrbsys_hash_p(mrb_value v) { return mrb_hash_p(v); }
+mrb_bool mrbsys_true_p(mrb_value v) { return mrb_true_p(v); }
+mrb_bool mrbsys_false_p(mrb_value v) { return mrb_false_p(v); }
+mrb_bool mrbsys_exception_p(mrb_value v) { return mrb_exception_p(v); }
+mrb_int mrbsys_integer(mrb_value v) { return mrb_integer(v); }
+mrb_float mrbsys_float(mrb_value v) { return mrb_float(v); }
+mrb_sym mrbsys_symbol(mrb_value v) { return mrb_symbol(v); }
+
+const char *mrbsys_str_ptr(mrb_value s) { return RSTRING_PTR(s); }
+mrb_int mrbsys_str_len(mrb_value s) { return RSTRING_LEN(s); }
+mrb_int mrbsys_ary_len(mrb_value a) { return RARRAY_LEN(a); }
+mrb_value mrbsys_ary_ref(mrb_state *mrb, mrb_value a, mrb_int i) { return mrb_ary_ref(mrb, a, i); }
+
+int mrbsys_gc_arena_save(mrb_state *mrb) { return mrb_gc_arena_save(mrb); }
+void mrbsys_gc_arena_restore(mrb_state *mrb, int idx) { mrb_gc_arena_restore(mrb, idx); }
+struct RClass *mrbsys_class_of(mrb_state *mrb, mrb_value v) { return mrb_class(mrb, v); }
+struct RObject *mrbsys_exc(mrb_state *mrb) { return mrb->exc; }
+void mrbsys_clear_exc(mrb_state *mrb) { mrb->exc = NULL; }
+void mrbsys_set_exc(mrb_state *mrb, mrb_value exc) { mrb->exc = mrb_obj_ptr(exc); }
+struct RClass *mrbsys_object_class(mrb_state *mrb) { return mrb->object_class; }
+struct RClass *mrbsys_kernel_module(mrb_state *mrb) { return mrb->kernel_module; }
+struct RClass *mrbsys_string_class(mrb_state *mrb) { return mrb->string_class; }
+void mrbsys_set_instance_tt(struct RClass *c, int tt) { MRB_SET_INSTANCE_TT(c, (enum mrb_vtype)tt); }
+void *mrbsys_data_ptr(mrb_value v) { return DATA_PTR(v); }
+void mrbsys_data_init(mrb_value v, void *ptr, const struct mrb_data_type *type) { mrb_data_init(v, ptr, type); }
+
+/* mruby 3.1's variable.c keeps globals in a `struct iv_tbl` whose first
+ * member is the live entry count (`int size`); the header keeps it opaque.
+ * The layout assumption is checked by mruby-sys's tests. */
+struct mrbsys_iv_tbl_head { int size; };
+size_t mrbsys_globals_count(mrb_state *mrb)
+{
+  const struct mrbsys_iv_tbl_head *t = (const void *)mrb->globals;
+  return t ? (size_t)t->size : 0;
+}
+
+size_t mrbsys_sizeof_mrb_value(void) { return sizeof(mrb_value); }
+size_t mrbsys_sizeof_mrb_state(void) { return sizeof(mrb_state); }
+size_t mrbsys_sizeof_mrb_callinfo(void) { return sizeof(mrb_callinfo); }
+size_t mrbsys_sizeof_mrb_parser_state(void) { return sizeof(struct mrb_parser_state); }
+size_t mrbsys_sizeof_mrbc_context(void) { return sizeof(mrbc_context); }
+size_t mrbsys_sizeof_RString(void) { return sizeof(struct RString); }
+size_t mrbsys_sizeof_RProc(void) { return sizeof(struct RProc); }
+size_t mrbsys_sizeof_mrb_data_type(void) { return sizeof(mrb_data_type); }
+size_t mrbsys_offsetof_mrb_state_exc(void) { return offsetof(mrb_state, exc); }
+size_t mrbsys_offsetof_mrb_state_globals(void) { return offsetof(mrb_state, globals); }

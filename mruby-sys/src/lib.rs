@@ -1,0 +1,9 @@
+//! Raw bindings to mruby 3.1 as Debian ships it (`libmruby-dev`), linked
+//! statically. The safe layer lives in the module's `src/vm/`.
+#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
+#![allow(clippy::all, rustdoc::all, unnecessary_transmutes)]
+
+include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+#[cfg(test)]
+mod tests;
