@@ -53,6 +53,7 @@ fn main() {
         .allowlist_type("mrb_.*|mrbc_.*|R[A-Z][a-zA-Z]*")
         .allowlist_var("MRB_.*|E_.*")
         .derive_default(true)
+        .enable_function_attribute_detection()
         .layout_tests(true)
         .generate_comments(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))

@@ -41,7 +41,7 @@ mrb_sym mrbsys_symbol(mrb_value v) { return mrb_symbol(v); }
 const char *mrbsys_str_ptr(mrb_value s) { return RSTRING_PTR(s); }
 mrb_int mrbsys_str_len(mrb_value s) { return RSTRING_LEN(s); }
 mrb_int mrbsys_ary_len(mrb_value a) { return RARRAY_LEN(a); }
-mrb_value mrbsys_ary_ref(mrb_state *mrb, mrb_value a, mrb_int i) { return mrb_ary_ref(mrb, a, i); }
+mrb_value mrbsys_ary_ref(mrb_state *mrb, mrb_value a, mrb_int i) { (void)mrb; return mrb_ary_ref(mrb, a, i); }
 
 int mrbsys_gc_arena_save(mrb_state *mrb) { return mrb_gc_arena_save(mrb); }
 void mrbsys_gc_arena_restore(mrb_state *mrb, int idx) { mrb_gc_arena_restore(mrb, idx); }
@@ -76,3 +76,10 @@ size_t mrbsys_sizeof_RProc(void) { return sizeof(struct RProc); }
 size_t mrbsys_sizeof_mrb_data_type(void) { return sizeof(mrb_data_type); }
 size_t mrbsys_offsetof_mrb_state_exc(void) { return offsetof(mrb_state, exc); }
 size_t mrbsys_offsetof_mrb_state_globals(void) { return offsetof(mrb_state, globals); }
+
+void mrbsys_proc_set_target_class(mrb_state *mrb, struct RProc *proc, struct RClass *target)
+{
+  proc->upper = NULL;
+  MRB_PROC_SET_TARGET_CLASS(proc, target);
+}
+mrb_value mrbsys_top_self(mrb_state *mrb) { return mrb_top_self(mrb); }

@@ -66,4 +66,8 @@ size_t mrbsys_sizeof_RProc(void);
 size_t mrbsys_sizeof_mrb_data_type(void);
 size_t mrbsys_offsetof_mrb_state_exc(void);
 size_t mrbsys_offsetof_mrb_state_globals(void);
+
+#include <mruby/proc.h>
+void mrbsys_proc_set_target_class(mrb_state *mrb, struct RProc *proc, struct RClass *target);
+mrb_value mrbsys_top_self(mrb_state *mrb);
 #endif

@@ -1,1 +1,98 @@
+//! ngx-mruby-rs: ngx_mruby-compatible Ruby scripting for nginx.
+//!
+//! This file holds the module table and the lifecycle hooks only; directives
+//! live in `conf/`, the VM in `vm/`, phase handlers in `phases/`, and the
+//! Ruby API in `api/`.
 
+pub mod api;
+pub mod conf;
+pub mod ngx_util;
+pub mod phases;
+pub mod vm;
+
+use core::ffi::c_void;
+use core::ptr::{addr_of, addr_of_mut};
+
+use ngx::core::Status;
+use ngx::ffi::*;
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf};
+
+use crate::conf::{LocConf, MainConf};
+
+/// The module's type for the `ngx` crate's configuration helpers.
+pub struct HttpMrubyModule;
+
+impl HttpModule for HttpMrubyModule {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: the module table is a static; nginx only writes its indices at load.
+        unsafe { &*addr_of!(ngx_http_mruby_module) }
+    }
+
+    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        // SAFETY: nginx passes a live configuration context.
+        let cf = unsafe { &mut *cf };
+        match conf::postconfiguration(cf) {
+            Ok(()) => Status::NGX_OK.into(),
+            Err(()) => Status::NGX_ERROR.into(),
+        }
+    }
+}
+
+// SAFETY: the associated types are the structs this module allocates.
+unsafe impl HttpModuleMainConf for HttpMrubyModule {
+    type MainConf = MainConf;
+}
+
+// SAFETY: as above; the server level keeps no state of its own.
+unsafe impl HttpModuleServerConf for HttpMrubyModule {
+    type ServerConf = ();
+}
+
+// SAFETY: as above.
+unsafe impl HttpModuleLocationConf for HttpMrubyModule {
+    type LocationConf = LocConf;
+}
+
+static NGX_HTTP_MRUBY_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: Some(HttpMrubyModule::preconfiguration),
+    postconfiguration: Some(HttpMrubyModule::postconfiguration),
+    create_main_conf: Some(HttpMrubyModule::create_main_conf),
+    init_main_conf: Some(HttpMrubyModule::init_main_conf),
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(HttpMrubyModule::create_loc_conf),
+    merge_loc_conf: Some(HttpMrubyModule::merge_loc_conf),
+};
+
+/// The nginx module table (`load_module` looks this symbol up by name).
+#[no_mangle]
+#[used]
+pub static mut ngx_http_mruby_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(NGX_HTTP_MRUBY_MODULE_CTX) as *mut c_void,
+    // SAFETY: only the address of the static table is taken.
+    commands: unsafe { addr_of_mut!(conf::COMMANDS[0]) },
+    type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_process: Some(init_worker),
+    exit_process: Some(exit_worker),
+    ..ngx_module_t::default()
+};
+
+#[cfg(feature = "export-modules")]
+ngx::ngx_modules!(ngx_http_mruby_module);
+
+/// `init_process`: runs `mruby_init_worker` in each worker.
+extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live cycle.
+    let cycle = unsafe { &mut *cycle };
+    match conf::init_worker(cycle) {
+        Ok(()) => Status::NGX_OK.into(),
+        Err(()) => Status::NGX_ERROR.into(),
+    }
+}
+
+/// `exit_process`: runs `mruby_exit_worker`.
+extern "C" fn exit_worker(cycle: *mut ngx_cycle_t) {
+    // SAFETY: nginx passes the live cycle.
+    let cycle = unsafe { &mut *cycle };
+    conf::exit_worker(cycle);
+}

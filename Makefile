@@ -1,0 +1,54 @@
+# ngx-mruby-rs: build nginx + the module, run the demo, run every test.
+#   make setup   install system packages (Debian, apt)
+#   make build   build/sbin/nginx and build/modules/ngx_http_mruby_module.so
+#   make run     start nginx in the foreground on 127.0.0.1:8080 with conf/nginx.conf
+#   make test    cargo test + prove -r t/
+#   make bench   instruction counts and req/s against plain nginx (bench/)
+
+CARGO   ?= cargo
+PROFILE ?= release
+BUILD   := build
+NGINX   := $(BUILD)/sbin/nginx
+MODULE  := $(BUILD)/modules/ngx_http_mruby_module.so
+TARGET  := target/$(PROFILE)
+CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
+
+APT_PACKAGES := build-essential pkg-config libclang-dev clang libmruby-dev mruby \
+	libpcre2-dev zlib1g-dev libssl-dev perl libtest-base-perl libwww-perl \
+	libhttp-message-perl libtext-diff-perl liblist-moreutils-perl \
+	valgrind wrk curl openssl procps iproute2
+
+.PHONY: setup build run test bench clean check
+
+setup:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES)
+
+build: $(NGINX) $(MODULE)
+
+# cargo decides what is stale; these rules always ask it.
+$(NGINX) $(MODULE): FORCE
+	$(CARGO) build $(CARGO_FLAGS) --workspace
+	$(CARGO) run -q $(CARGO_FLAGS) -p nginx-build -- $(NGINX)
+	mkdir -p $(BUILD)/modules $(BUILD)/run/logs
+	cp $(TARGET)/libngx_http_mruby_module.so $(MODULE).tmp && mv $(MODULE).tmp $(MODULE)
+
+FORCE:
+
+run: build
+	mkdir -p $(BUILD)/run/logs
+	$(NGINX) -p $(CURDIR)/ -e /dev/stderr -c conf/nginx.conf -g 'daemon off; master_process on;'
+
+test: build
+	$(CARGO) test $(CARGO_FLAGS) --workspace
+	prove -r t/
+
+bench: build
+	bench/run.sh
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace -- -D warnings
+
+clean:
+	rm -rf $(BUILD) t/servroot*

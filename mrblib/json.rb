@@ -1,0 +1,1 @@
+# json: Ruby side (see src/api/gems/)

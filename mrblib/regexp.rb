@@ -1,0 +1,1 @@
+# regexp: Ruby side (see src/api/gems/)

@@ -1,0 +1,1 @@
+# secure_random: Ruby side (see src/api/gems/)

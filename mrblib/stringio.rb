@@ -1,0 +1,1 @@
+# stringio: Ruby side (see src/api/gems/)

@@ -1,0 +1,132 @@
+//! The Ruby API: one file per class. Each file ends with `init`, the table
+//! binding Ruby method names to Rust functions; `mrblib/` adds the parts
+//! written in Ruby.
+
+pub mod connection;
+pub mod gems;
+pub mod headers;
+pub mod kernel;
+pub mod nginx;
+pub mod request;
+pub mod server;
+pub mod var;
+
+use mruby_sys::*;
+use ngx::ffi::ngx_http_request_t;
+
+use crate::vm::{Mrb, RubyError, RubyResult};
+
+/// A Ruby method implemented in Rust: receiver and arguments in, value or
+/// exception out.
+pub type Method = fn(Mrb, mrb_value, &[mrb_value]) -> RubyResult;
+
+/// Accept any number of arguments; each method checks its own.
+pub const ARGS_ANY: mrb_aspec = 1 << 12;
+
+/// The FFI edge of every Rust-defined method: collects the arguments, runs
+/// `method`, and raises its error in Ruby once Rust values are dropped.
+pub fn call_method(mrb: *mut mrb_state, self_: mrb_value, method: Method) -> mrb_value {
+    // SAFETY: mruby calls methods with its live state.
+    let Some(mrb) = (unsafe { Mrb::from_ptr(mrb) }) else {
+        // SAFETY: constructs an immediate value.
+        return unsafe { mrbsys_nil_value() };
+    };
+    // SAFETY: inside a method call, argv/argc describe the call's arguments.
+    let args = unsafe {
+        let argc = mrb_get_argc(mrb.as_ptr()) as usize;
+        let argv = mrb_get_argv(mrb.as_ptr());
+        if argc == 0 || argv.is_null() {
+            &[][..]
+        } else {
+            core::slice::from_raw_parts(argv, argc)
+        }
+    };
+    let result = method(mrb, self_, args);
+    mrb.finish(result)
+}
+
+/// Makes an `mrb_func_t` from a [`Method`].
+#[macro_export]
+macro_rules! ruby_fn {
+    ($method:path) => {{
+        unsafe extern "C" fn trampoline(
+            mrb: *mut mruby_sys::mrb_state,
+            self_: mruby_sys::mrb_value,
+        ) -> mruby_sys::mrb_value {
+            $crate::api::call_method(mrb, self_, $method)
+        }
+        Some(trampoline as unsafe extern "C" fn(*mut mruby_sys::mrb_state, mruby_sys::mrb_value) -> mruby_sys::mrb_value)
+    }};
+}
+
+/// Checks the argument count.
+pub fn arity(args: &[mrb_value], min: usize, max: usize) -> Result<(), RubyError> {
+    if args.len() < min || args.len() > max {
+        let expected = if min == max { format!("{min}") } else { format!("{min}..{max}") };
+        return Err(RubyError::argument(format!("wrong number of arguments (given {}, expected {expected})", args.len())));
+    }
+    Ok(())
+}
+
+/// A String argument (TypeError otherwise).
+pub fn arg_bytes<'a>(mrb: Mrb, value: mrb_value, what: &str) -> Result<&'a [u8], RubyError> {
+    mrb.str_bytes(value)
+        .ok_or_else(|| RubyError::type_error(format!("{what} must be a String, not {}", mrb.class_name(value))))
+}
+
+/// An Integer argument (TypeError otherwise).
+pub fn arg_int(mrb: Mrb, value: mrb_value, what: &str) -> Result<i64, RubyError> {
+    mrb.to_int(value)
+        .ok_or_else(|| RubyError::type_error(format!("{what} must be an Integer, not {}", mrb.class_name(value))))
+}
+
+/// `value.to_s` as bytes (copied, so later Ruby code cannot move them).
+pub fn to_s_bytes(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, RubyError> {
+    match mrb.to_s(value) {
+        Ok(s) => Ok(mrb.str_bytes(s).unwrap_or_default().to_vec()),
+        Err(exc) => Err(RubyError::runtime(format!("to_s failed: {}", mrb.inspect(exc)))),
+    }
+}
+
+/// The request the running script serves; RuntimeError outside a request.
+pub fn current_request<'a>() -> Result<&'a mut ngx_http_request_t, RubyError> {
+    let r = crate::phases::ctx::current_request()
+        .ok_or_else(|| RubyError::runtime("can't use this method at this phase. only use at request phase"))?;
+    // SAFETY: the pointer is set only while a handler runs for this live request.
+    Ok(unsafe { &mut *r })
+}
+
+/// Ruby sources of the API (`mrblib/`), loaded after the Rust classes.
+const MRBLIB: &[(&str, &str)] = &[
+    ("mrblib/nginx.rb", include_str!("../../mrblib/nginx.rb")),
+    ("mrblib/request.rb", include_str!("../../mrblib/request.rb")),
+    ("mrblib/utils.rb", include_str!("../../mrblib/utils.rb")),
+    ("mrblib/userdata.rb", include_str!("../../mrblib/userdata.rb")),
+    ("mrblib/stringio.rb", include_str!("../../mrblib/stringio.rb")),
+    ("mrblib/json.rb", include_str!("../../mrblib/json.rb")),
+    ("mrblib/regexp.rb", include_str!("../../mrblib/regexp.rb")),
+    ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
+];
+
+/// Defines the whole API in a fresh VM.
+pub fn define(mrb: Mrb) -> Result<(), String> {
+    let arena = mrb.arena_save();
+    nginx::init(mrb);
+    request::init(mrb);
+    var::init(mrb);
+    headers::init(mrb);
+    connection::init(mrb);
+    server::init(mrb);
+    kernel::init(mrb);
+    gems::init(mrb);
+    mrb.arena_restore(arena);
+    for (name, source) in MRBLIB {
+        let proc_ = crate::vm::compile::compile(mrb, source.as_bytes(), name).map_err(|err| err.to_string())?;
+        let result = crate::vm::run::run(mrb, proc_).map(|_| ()).map_err(|failure| failure.report);
+        // SAFETY: proc_ was registered by compile(); it is not needed again.
+        mrb.gc_unregister(unsafe { mrbsys_obj_value(proc_.cast()) });
+        result?;
+        mrb.arena_restore(arena);
+    }
+    Ok(())
+}

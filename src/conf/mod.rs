@@ -1,0 +1,426 @@
+//! Directives: the command table, the configuration structs, and the
+//! config-time hooks (postconfiguration, init_worker, exit_worker).
+
+mod handlers;
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use ngx::ffi::*;
+use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::ngx_string;
+
+use crate::ngx_util::{conf_log, log, str_lossy};
+use crate::vm::{Script, Vm};
+use crate::HttpMrubyModule;
+
+pub use handlers::HandlerSlot;
+
+/// `http{}`-level state: the VM and the process-wide hooks.
+pub struct MainConf {
+    /// The VM shared by every server and location of this `http{}`.
+    pub vm: Option<Rc<Vm>>,
+    pub init: Option<Rc<Script>>,
+    pub init_worker: Option<Rc<Script>>,
+    pub exit_worker: Option<Rc<Script>>,
+    /// Which phases any scope put Ruby in; only those get a phase handler.
+    pub used_slots: [bool; HandlerSlot::COUNT],
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf { vm: None, init: None, init_worker: None, exit_worker: None, used_slots: [false; HandlerSlot::COUNT] }
+    }
+}
+
+/// The scripts of one phase in one scope. Inline runs before file, as in ngx_mruby.
+#[derive(Default, Clone)]
+pub struct PhaseScripts {
+    pub inline: Option<Rc<Script>>,
+    pub file: Option<Rc<Script>>,
+}
+
+/// Location-level (also server- and http-level) settings.
+#[derive(Default)]
+pub struct LocConf {
+    pub handlers: [PhaseScripts; HandlerSlot::COUNT],
+    /// `mruby_cache`: treat every file handler in scope as cached.
+    pub cache: Option<bool>,
+    /// `mruby_add_handler`: run the requested `.rb` file as the content handler.
+    pub add_handler: Option<bool>,
+}
+
+impl LocConf {
+    pub fn cache(&self) -> bool {
+        self.cache.unwrap_or(false)
+    }
+
+    pub fn scripts(&self, slot: HandlerSlot) -> &PhaseScripts {
+        &self.handlers[slot as usize]
+    }
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
+        for (mine, parent) in self.handlers.iter_mut().zip(prev.handlers.iter()) {
+            if mine.inline.is_none() {
+                mine.inline = parent.inline.clone();
+            }
+            if mine.file.is_none() {
+                mine.file = parent.file.clone();
+            }
+        }
+        self.cache = self.cache.or(prev.cache);
+        self.add_handler = self.add_handler.or(prev.add_handler);
+        Ok(())
+    }
+}
+
+/// The directive arguments of the command being parsed (without its name).
+fn args<'a>(cf: &ngx_conf_t) -> &'a [ngx_str_t] {
+    // SAFETY: cf->args is the array nginx filled for this directive.
+    unsafe {
+        let array = &*cf.args;
+        let all = core::slice::from_raw_parts(array.elts as *const ngx_str_t, array.nelts);
+        &all[1..]
+    }
+}
+
+/// The directive's name, for messages.
+fn directive_name(cmd: &ngx_command_t) -> String {
+    str_lossy(&cmd.name)
+}
+
+/// The VM of the `http{}` block being parsed, created on first use.
+pub fn conf_vm(cf: &mut ngx_conf_t) -> Result<Rc<Vm>, String> {
+    let main = HttpMrubyModule::main_conf_mut(cf).ok_or("mruby: no http main conf")?;
+    if let Some(vm) = &main.vm {
+        return Ok(vm.clone());
+    }
+    let vm = Rc::new(Vm::open()?);
+    main.vm = Some(vm.clone());
+    Ok(vm)
+}
+
+/// Resolves a script path: absolute as given; relative to the nginx prefix
+/// when the file is there, else to the working directory (ngx_mruby's rule).
+fn resolve_path(cf: &ngx_conf_t, name: &ngx_str_t) -> PathBuf {
+    let path = PathBuf::from(str_lossy(name));
+    if path.is_absolute() {
+        return path;
+    }
+    // SAFETY: cf->cycle is the cycle being configured.
+    let prefix = unsafe { str_lossy(&(*cf.cycle).prefix) };
+    let under_prefix = PathBuf::from(prefix).join(&path);
+    if under_prefix.exists() {
+        return under_prefix;
+    }
+    std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path)
+}
+
+/// `file [cache]`: the only valid second argument is the literal `cache`.
+fn parse_file_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<Rc<Script>, String> {
+    let args = args(cf);
+    let cache = match args.get(1) {
+        None => false,
+        Some(arg) if crate::ngx_util::str_bytes(arg) == b"cache" => true,
+        Some(arg) => {
+            return Err(format!("invalid parameter \"{}\", valid parameter is only \"cache\"", str_lossy(arg)));
+        }
+    };
+    let path = resolve_path(cf, &args[0]);
+    let vm = conf_vm(cf)?;
+    let script = Script::from_file(vm.mrb(), path, cache).map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?;
+    Ok(Rc::new(script))
+}
+
+/// `'code'`: compiled once, labelled with the directive and config line.
+fn parse_inline_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, code: &ngx_str_t) -> Result<Rc<Script>, String> {
+    // SAFETY: conf_file is set while a file is being parsed.
+    let (file, line) = unsafe { (str_lossy(&(*cf.conf_file).file.name), (*cf.conf_file).line) };
+    let label = format!("{}@{}:{}", directive_name(cmd), file, line);
+    let vm = conf_vm(cf)?;
+    let script = Script::from_inline(vm.mrb(), str_lossy(code), label)
+        .map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?;
+    Ok(Rc::new(script))
+}
+
+/// Turns a parse result into nginx's directive return value, logging the error.
+fn conf_result(cf: *mut ngx_conf_t, result: Result<(), String>) -> *mut c_char {
+    match result {
+        Ok(()) => ptr::null_mut(),
+        Err(message) => {
+            conf_log(cf, NGX_LOG_EMERG, &message);
+            ngx::core::NGX_CONF_ERROR as *mut c_char
+        }
+    }
+}
+
+/// Which process-wide hook a main-level directive sets.
+#[derive(Clone, Copy)]
+enum MainHook {
+    Init = 0,
+    InitWorker = 1,
+    ExitWorker = 2,
+}
+
+impl MainHook {
+    fn from_offset(offset: ngx_uint_t) -> MainHook {
+        match offset {
+            0 => MainHook::Init,
+            1 => MainHook::InitWorker,
+            _ => MainHook::ExitWorker,
+        }
+    }
+}
+
+fn set_main_hook(cf: &mut ngx_conf_t, cmd: &ngx_command_t, inline: bool) -> Result<(), String> {
+    let script = if inline { parse_inline_script(cf, cmd, &args(cf)[0])? } else { parse_file_script(cf, cmd)? };
+    let main = HttpMrubyModule::main_conf_mut(cf).ok_or("mruby: no http main conf")?;
+    let slot = match MainHook::from_offset(cmd.offset) {
+        MainHook::Init => &mut main.init,
+        MainHook::InitWorker => &mut main.init_worker,
+        MainHook::ExitWorker => &mut main.exit_worker,
+    };
+    if slot.is_some() {
+        return Err(String::from("is duplicated"));
+    }
+    *slot = Some(script);
+    Ok(())
+}
+
+extern "C" fn set_main_file(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes the live cf and this command's table entry.
+    let (cf_ref, cmd) = unsafe { (&mut *cf, &*cmd) };
+    conf_result(cf, set_main_hook(cf_ref, cmd, false))
+}
+
+extern "C" fn set_main_inline(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
+    // SAFETY: as above.
+    let (cf_ref, cmd) = unsafe { (&mut *cf, &*cmd) };
+    conf_result(cf, set_main_hook(cf_ref, cmd, true))
+}
+
+fn set_phase_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, conf: &mut LocConf, inline: bool) -> Result<(), String> {
+    let slot = HandlerSlot::from_index(cmd.offset).ok_or("mruby: bad handler slot")?;
+    let script = if inline { parse_inline_script(cf, cmd, &args(cf)[0])? } else { parse_file_script(cf, cmd)? };
+    let scripts = &mut conf.handlers[slot as usize];
+    let target = if inline { &mut scripts.inline } else { &mut scripts.file };
+    if target.is_some() {
+        return Err(format!("\"{}\" directive is duplicated", directive_name(cmd)));
+    }
+    *target = Some(script);
+    let main = HttpMrubyModule::main_conf_mut(cf).ok_or("mruby: no http main conf")?;
+    main.used_slots[slot as usize] = true;
+    Ok(())
+}
+
+extern "C" fn set_phase_file(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes the live cf, this command, and our LocConf (LOC_CONF_OFFSET).
+    let (cf_ref, cmd, conf) = unsafe { (&mut *cf, &*cmd, &mut *(conf as *mut LocConf)) };
+    conf_result(cf, set_phase_script(cf_ref, cmd, conf, false))
+}
+
+extern "C" fn set_phase_inline(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: as above.
+    let (cf_ref, cmd, conf) = unsafe { (&mut *cf, &*cmd, &mut *(conf as *mut LocConf)) };
+    conf_result(cf, set_phase_script(cf_ref, cmd, conf, true))
+}
+
+/// `mruby_set $var file [cache]` / `mruby_set_code $var 'code'`.
+fn set_variable_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, inline: bool) -> Result<(), String> {
+    let all = args(cf);
+    let name = crate::ngx_util::str_bytes(&all[0]);
+    let Some(var_name) = name.strip_prefix(b"$").filter(|n| !n.is_empty()) else {
+        return Err(format!("invalid variable name \"{}\"", String::from_utf8_lossy(name)));
+    };
+    let script = if inline {
+        if all.len() != 2 {
+            return Err(String::from("takes exactly a variable and one code argument"));
+        }
+        parse_inline_script(cf, cmd, &all[1])?
+    } else {
+        // shift so that parse_file_script sees `file [cache]`
+        let file_args = &all[1..];
+        if file_args.len() > 2 {
+            return Err(String::from("takes a variable, a file and an optional \"cache\""));
+        }
+        let cache = match file_args.get(1) {
+            None => false,
+            Some(arg) if crate::ngx_util::str_bytes(arg) == b"cache" => true,
+            Some(arg) => {
+                return Err(format!("invalid parameter \"{}\", valid parameter is only \"cache\"", str_lossy(arg)))
+            }
+        };
+        let path = resolve_path(cf, &file_args[0]);
+        let vm = conf_vm(cf)?;
+        Rc::new(Script::from_file(vm.mrb(), path, cache).map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?)
+    };
+    crate::phases::set::register(cf, var_name, script)
+}
+
+extern "C" fn set_var_file(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes the live cf and this command.
+    let (cf_ref, cmd) = unsafe { (&mut *cf, &*cmd) };
+    conf_result(cf, set_variable_script(cf_ref, cmd, false))
+}
+
+extern "C" fn set_var_inline(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
+    // SAFETY: as above.
+    let (cf_ref, cmd) = unsafe { (&mut *cf, &*cmd) };
+    conf_result(cf, set_variable_script(cf_ref, cmd, true))
+}
+
+/// `on|off` flags stored in `Option<bool>` (unset inherits).
+fn set_flag(cf: &mut ngx_conf_t, cmd: &ngx_command_t, conf: &mut LocConf) -> Result<(), String> {
+    let value = match crate::ngx_util::str_bytes(&args(cf)[0]).to_ascii_lowercase().as_slice() {
+        b"on" => true,
+        b"off" => false,
+        _ => {
+            return Err(format!(
+                "invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"",
+                str_lossy(&args(cf)[0]),
+                directive_name(cmd)
+            ))
+        }
+    };
+    let target = if cmd.offset == 0 { &mut conf.cache } else { &mut conf.add_handler };
+    if target.is_some() {
+        return Err(String::from("is duplicate"));
+    }
+    *target = Some(value);
+    if cmd.offset == 1 && value {
+        let main = HttpMrubyModule::main_conf_mut(cf).ok_or("mruby: no http main conf")?;
+        main.used_slots[HandlerSlot::Content as usize] = true;
+    }
+    Ok(())
+}
+
+extern "C" fn set_flag_directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes the live cf, this command, and our LocConf.
+    let (cf_ref, cmd, conf) = unsafe { (&mut *cf, &*cmd, &mut *(conf as *mut LocConf)) };
+    conf_result(cf, set_flag(cf_ref, cmd, conf))
+}
+
+/// `mruby_output_filter[_code]` were removed from ngx_mruby in v1.17.2.
+extern "C" fn removed_output_filter(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
+    conf_result(
+        cf,
+        Err(String::from(
+            "mruby_output_filter{,_code} was deleted from v1.17.2, you should use \
+             mruby_output_body_filter{,_code} for response body and mruby_output_header_filter{,_code} for response headers",
+        )),
+    )
+}
+
+const HTTP: u32 = NGX_HTTP_MAIN_CONF;
+const ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF;
+const SRV_LOC: u32 = NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+const LOC_OFF: ngx_uint_t = NGX_HTTP_LOC_CONF_OFFSET as ngx_uint_t;
+const MAIN_OFF: ngx_uint_t = NGX_HTTP_MAIN_CONF_OFFSET as ngx_uint_t;
+
+type SetFn = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+const fn command(name: ngx_str_t, kind: u32, set: SetFn, conf: ngx_uint_t, offset: ngx_uint_t) -> ngx_command_t {
+    ngx_command_t { name, type_: kind as ngx_uint_t, set: Some(set), conf, offset, post: ptr::null_mut() }
+}
+
+const FILE: u32 = NGX_CONF_TAKE12;
+const CODE: u32 = NGX_CONF_TAKE1;
+const PR: ngx_uint_t = HandlerSlot::PostRead as ngx_uint_t;
+const SR: ngx_uint_t = HandlerSlot::ServerRewrite as ngx_uint_t;
+const RW: ngx_uint_t = HandlerSlot::Rewrite as ngx_uint_t;
+const AC: ngx_uint_t = HandlerSlot::Access as ngx_uint_t;
+const CT: ngx_uint_t = HandlerSlot::Content as ngx_uint_t;
+const LG: ngx_uint_t = HandlerSlot::Log as ngx_uint_t;
+
+/// The directive table, in ngx_mruby's order. `offset` carries our own
+/// selector (hook, phase slot or flag), not a struct offset.
+pub static mut COMMANDS: [ngx_command_t; 26] = [
+    command(ngx_string!("mruby_init"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::Init as _),
+    command(ngx_string!("mruby_init_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::Init as _),
+    command(ngx_string!("mruby_init_worker"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::InitWorker as _),
+    command(ngx_string!("mruby_init_worker_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::InitWorker as _),
+    command(ngx_string!("mruby_exit_worker"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::ExitWorker as _),
+    command(ngx_string!("mruby_exit_worker_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::ExitWorker as _),
+    command(ngx_string!("mruby_post_read_handler"), HTTP | NGX_HTTP_SRV_CONF | FILE, set_phase_file, LOC_OFF, PR),
+    command(ngx_string!("mruby_post_read_handler_code"), HTTP | NGX_HTTP_SRV_CONF | CODE, set_phase_inline, LOC_OFF, PR),
+    command(ngx_string!("mruby_server_rewrite_handler"), ANY | FILE, set_phase_file, LOC_OFF, SR),
+    command(ngx_string!("mruby_server_rewrite_handler_code"), ANY | CODE, set_phase_inline, LOC_OFF, SR),
+    command(ngx_string!("mruby_rewrite_handler"), ANY | FILE, set_phase_file, LOC_OFF, RW),
+    command(ngx_string!("mruby_rewrite_handler_code"), ANY | CODE, set_phase_inline, LOC_OFF, RW),
+    command(ngx_string!("mruby_access_handler"), ANY | FILE, set_phase_file, LOC_OFF, AC),
+    command(ngx_string!("mruby_access_handler_code"), ANY | CODE, set_phase_inline, LOC_OFF, AC),
+    command(ngx_string!("mruby_content_handler"), ANY | FILE, set_phase_file, LOC_OFF, CT),
+    command(ngx_string!("mruby_content_handler_code"), ANY | CODE, set_phase_inline, LOC_OFF, CT),
+    command(ngx_string!("mruby_log_handler"), ANY | FILE, set_phase_file, LOC_OFF, LG),
+    command(ngx_string!("mruby_log_handler_code"), ANY | CODE, set_phase_inline, LOC_OFF, LG),
+    command(ngx_string!("mruby_set"), ANY | NGX_CONF_2MORE, set_var_file, LOC_OFF, 0),
+    command(ngx_string!("mruby_set_code"), ANY | NGX_CONF_2MORE, set_var_inline, LOC_OFF, 0),
+    command(ngx_string!("mruby_cache"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 0),
+    command(ngx_string!("mruby_add_handler"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 1),
+    command(ngx_string!("mruby_output_filter"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
+    command(ngx_string!("mruby_output_filter_code"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
+    ngx_command_t::empty(),
+    ngx_command_t::empty(),
+];
+
+/// Registers a phase handler only for phases some scope uses, then runs
+/// `mruby_init` (in the master, before workers fork).
+pub fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    let Some(main) = HttpMrubyModule::main_conf_mut(cf) else {
+        return Ok(());
+    };
+    let used = main.used_slots;
+    let vm = main.vm.clone();
+    let init = main.init.clone();
+    crate::phases::register(cf, &used)?;
+    let (Some(vm), Some(init)) = (vm, init) else {
+        if let Some(vm) = HttpMrubyModule::main_conf(cf).and_then(|m| m.vm.clone()) {
+            vm.mark_globals_baseline();
+        }
+        return Ok(());
+    };
+    let result = run_hook(&vm, &init);
+    vm.mark_globals_baseline();
+    result.map_err(|report| conf_log(cf, NGX_LOG_EMERG, &format!("mruby_init failed: {report}")))
+}
+
+fn run_hook(vm: &Vm, script: &Script) -> Result<(), String> {
+    let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
+    crate::vm::run::run(vm.mrb(), proc_).map(|_| ()).map_err(|failure| failure.report)
+}
+
+fn cycle_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {
+    HttpMrubyModule::main_conf(cycle)
+}
+
+/// Runs `mruby_init_worker` in a freshly forked worker; an error stops the worker.
+pub fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
+    let Some(main) = cycle_main_conf(cycle) else {
+        return Ok(());
+    };
+    let Some(vm) = &main.vm else {
+        return Ok(());
+    };
+    let result = match &main.init_worker {
+        Some(script) => run_hook(vm, script),
+        None => Ok(()),
+    };
+    vm.mark_globals_baseline();
+    result.map_err(|report| log(cycle.log, NGX_LOG_EMERG, &format!("mruby_init_worker failed: {report}")))
+}
+
+/// Runs `mruby_exit_worker` as the worker exits.
+pub fn exit_worker(cycle: &mut ngx_cycle_t) {
+    let Some(main) = cycle_main_conf(cycle) else {
+        return;
+    };
+    if let (Some(vm), Some(script)) = (&main.vm, &main.exit_worker) {
+        if let Err(report) = run_hook(vm, script) {
+            log(cycle.log, NGX_LOG_ERR, &format!("mruby_exit_worker failed: {report}"));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Small conversions between nginx's C types and Rust values.
+
+use core::ffi::c_char;
+
+use ngx::ffi::*;
+
+/// The bytes of an `ngx_str_t` (empty when NULL).
+pub fn str_bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
+    if s.len == 0 || s.data.is_null() {
+        return &[];
+    }
+    // SAFETY: an ngx_str_t describes `len` readable bytes at `data`.
+    unsafe { core::slice::from_raw_parts(s.data, s.len) }
+}
+
+/// Lossy UTF-8 of an `ngx_str_t`, for messages.
+pub fn str_lossy(s: &ngx_str_t) -> String {
+    String::from_utf8_lossy(str_bytes(s)).into_owned()
+}
+
+/// Copies `bytes` into `pool`; `None` when the pool is out of memory.
+pub fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
+    if bytes.is_empty() {
+        return Some(ngx_str_t { len: 0, data: core::ptr::null_mut() });
+    }
+    // SAFETY: pool is a live nginx pool; we write exactly `len` bytes.
+    unsafe {
+        let data = ngx_pnalloc(pool, bytes.len()) as *mut u8;
+        if data.is_null() {
+            return None;
+        }
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        Some(ngx_str_t { len: bytes.len(), data })
+    }
+}
+
+/// Writes one line to an nginx log at `level`.
+pub fn log(log: *mut ngx_log_t, level: u32, message: &str) {
+    if log.is_null() {
+        return;
+    }
+    // SAFETY: log is a live nginx log; the message is passed with its length.
+    unsafe {
+        if (*log).log_level < level as ngx_uint_t {
+            return;
+        }
+        ngx_log_error_core(level as ngx_uint_t, log, 0, c"%*s".as_ptr() as *const c_char, message.len(), message.as_ptr());
+    }
+}
+
+/// Logs at configuration time with the file:line of the directive.
+pub fn conf_log(cf: *mut ngx_conf_t, level: u32, message: &str) {
+    // SAFETY: cf is the live configuration being parsed.
+    unsafe {
+        ngx_conf_log_error(level as ngx_uint_t, cf, 0, c"%*s".as_ptr() as *const c_char, message.len(), message.as_ptr());
+    }
+}

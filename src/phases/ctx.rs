@@ -1,0 +1,142 @@
+//! Per-request state: the current request for the Ruby API, the buffered
+//! `rputs` output, the status a script chose, and the end-of-request cleanup
+//! that removes the globals the request created.
+
+use core::ffi::c_void;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use ngx::ffi::*;
+
+use crate::vm::Vm;
+use crate::HttpMrubyModule;
+use ngx::http::HttpModule;
+
+/// The request whose script is running (nginx workers are single-threaded;
+/// the atomic only makes the global safe Rust).
+static CURRENT_REQUEST: AtomicPtr<ngx_http_request_t> = AtomicPtr::new(ptr::null_mut());
+
+/// Sets the current request for the Ruby API; restores the previous on drop.
+pub struct CurrentRequest {
+    previous: *mut ngx_http_request_t,
+}
+
+impl CurrentRequest {
+    pub fn enter(r: *mut ngx_http_request_t) -> CurrentRequest {
+        CurrentRequest { previous: CURRENT_REQUEST.swap(r, Ordering::Relaxed) }
+    }
+}
+
+impl Drop for CurrentRequest {
+    fn drop(&mut self) {
+        CURRENT_REQUEST.store(self.previous, Ordering::Relaxed);
+    }
+}
+
+/// The request a Ruby method is running for, if any.
+pub fn current_request() -> Option<*mut ngx_http_request_t> {
+    let r = CURRENT_REQUEST.load(Ordering::Relaxed);
+    (!r.is_null()).then_some(r)
+}
+
+/// Per-request module context, allocated zeroed from the request pool.
+#[repr(C)]
+pub struct RequestCtx {
+    /// Body written with `rputs`/`echo`, not yet sent.
+    pub out_head: *mut ngx_chain_t,
+    pub out_tail: *mut ngx_chain_t,
+    pub out_len: usize,
+    /// Status chosen with `Nginx.return` (valid when `status_set`).
+    pub status: ngx_int_t,
+    pub status_set: bool,
+    /// URI for an internal redirect requested with `Nginx.redirect`.
+    pub redirect_uri: ngx_str_t,
+    /// Whether the globals cleanup is registered on the request pool.
+    pub cleanup_registered: bool,
+}
+
+/// The module ctx of `r`, created on first use (with the globals cleanup).
+pub fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a mut RequestCtx> {
+    let index = HttpMrubyModule::module().ctx_index;
+    // SAFETY: r is a live request; ctx is an array of per-module pointers.
+    unsafe {
+        let slot = (*r).ctx.add(index);
+        if !(*slot).is_null() {
+            return Some(&mut *((*slot) as *mut RequestCtx));
+        }
+        let ctx = ngx_pcalloc((*r).pool, core::mem::size_of::<RequestCtx>()) as *mut RequestCtx;
+        if ctx.is_null() {
+            return None;
+        }
+        *slot = ctx.cast();
+        let main = (*r).main;
+        let cleanup = ngx_pool_cleanup_add((*main).pool, 0);
+        if cleanup.is_null() {
+            return None;
+        }
+        (*cleanup).handler = Some(remove_request_globals);
+        (*cleanup).data = (vm as *const Vm).cast_mut().cast();
+        (*ctx).cleanup_registered = true;
+        Some(&mut *ctx)
+    }
+}
+
+/// The existing ctx of `r` (for the Ruby API, which runs after creation).
+pub fn existing_ctx<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut RequestCtx> {
+    let index = HttpMrubyModule::module().ctx_index;
+    // SAFETY: r is a live request; the slot is NULL or our RequestCtx.
+    unsafe {
+        let ctx = *(*r).ctx.add(index);
+        (!ctx.is_null()).then(|| &mut *(ctx as *mut RequestCtx))
+    }
+}
+
+/// Pool cleanup: runs however the request ends (normal, abort, timeout...).
+extern "C" fn remove_request_globals(data: *mut c_void) {
+    // SAFETY: data is the cycle's Vm, which outlives every request of the cycle.
+    let vm = unsafe { &*(data as *const Vm) };
+    vm.remove_request_globals();
+}
+
+impl RequestCtx {
+    /// Appends a copy of `bytes` to the pending body.
+    pub fn append_output(&mut self, pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<(), ()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: pool is the live request pool; buffer and link come from it.
+        unsafe {
+            let buf = ngx_create_temp_buf(pool, bytes.len());
+            if buf.is_null() {
+                return Err(());
+            }
+            ptr::copy_nonoverlapping(bytes.as_ptr(), (*buf).last, bytes.len());
+            (*buf).last = (*buf).last.add(bytes.len());
+            let link = ngx_alloc_chain_link(pool);
+            if link.is_null() {
+                return Err(());
+            }
+            (*link).buf = buf;
+            (*link).next = ptr::null_mut();
+            if self.out_tail.is_null() {
+                self.out_head = link;
+            } else {
+                (*self.out_tail).next = link;
+            }
+            self.out_tail = link;
+        }
+        self.out_len += bytes.len();
+        Ok(())
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out_head.is_null()
+    }
+
+    /// Forgets pending output (after an error, or once sent).
+    pub fn discard_output(&mut self) {
+        self.out_head = ptr::null_mut();
+        self.out_tail = ptr::null_mut();
+        self.out_len = 0;
+    }
+}

@@ -1,0 +1,294 @@
+//! Phase handlers: nginx calls these; they pick the scope's scripts, run
+//! them in the VM and turn what the script did into the phase's result.
+//!
+//! Handlers are registered only for phases some scope configured, so a
+//! location without Ruby pays one config lookup at most.
+
+pub mod ctx;
+pub mod set;
+
+use core::ptr;
+use std::rc::Rc;
+
+use ngx::ffi::*;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+
+use crate::conf::{HandlerSlot, LocConf};
+use crate::ngx_util::log;
+use crate::vm::run::run;
+use crate::vm::{Script, Vm};
+use crate::HttpMrubyModule;
+use ctx::{request_ctx, CurrentRequest, RequestCtx};
+
+const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
+const OK: ngx_int_t = NGX_OK as ngx_int_t;
+const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
+const ERROR: ngx_int_t = NGX_ERROR as ngx_int_t;
+const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+const HTTP_NOT_FOUND: ngx_int_t = NGX_HTTP_NOT_FOUND as ngx_int_t;
+
+type PhaseHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+
+macro_rules! phase_handler {
+    ($name:ident, $slot:expr) => {
+        unsafe extern "C" fn $name(r: *mut ngx_http_request_t) -> ngx_int_t {
+            handle(r, $slot)
+        }
+    };
+}
+
+phase_handler!(post_read_handler, HandlerSlot::PostRead);
+phase_handler!(server_rewrite_handler, HandlerSlot::ServerRewrite);
+phase_handler!(rewrite_handler, HandlerSlot::Rewrite);
+phase_handler!(access_handler, HandlerSlot::Access);
+phase_handler!(content_handler, HandlerSlot::Content);
+phase_handler!(log_handler, HandlerSlot::Log);
+
+fn phase_of(slot: HandlerSlot) -> (ngx_http_phases, PhaseHandler) {
+    match slot {
+        HandlerSlot::PostRead => (ngx_http_phases_NGX_HTTP_POST_READ_PHASE, post_read_handler),
+        HandlerSlot::ServerRewrite => (ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, server_rewrite_handler),
+        HandlerSlot::Rewrite => (ngx_http_phases_NGX_HTTP_REWRITE_PHASE, rewrite_handler),
+        HandlerSlot::Access => (ngx_http_phases_NGX_HTTP_ACCESS_PHASE, access_handler),
+        HandlerSlot::Content => (ngx_http_phases_NGX_HTTP_CONTENT_PHASE, content_handler),
+        HandlerSlot::Log => (ngx_http_phases_NGX_HTTP_LOG_PHASE, log_handler),
+    }
+}
+
+/// Pushes a handler for each used phase (postconfiguration).
+pub fn register(cf: &mut ngx_conf_t, used: &[bool; HandlerSlot::COUNT]) -> Result<(), ()> {
+    let cmcf = NgxHttpCoreModule::main_conf_mut(cf).ok_or(())?;
+    for slot in HandlerSlot::ALL {
+        if !used[slot as usize] {
+            continue;
+        }
+        let (phase, handler) = phase_of(slot);
+        // SAFETY: the phase handler arrays are initialised before postconfiguration.
+        unsafe {
+            let h = ngx_array_push(&mut cmcf.phases[phase as usize].handlers) as *mut ngx_http_handler_pt;
+            if h.is_null() {
+                return Err(());
+            }
+            *h = Some(handler);
+        }
+    }
+    Ok(())
+}
+
+/// What the scripts of a phase left behind, before mapping to nginx codes.
+enum Outcome {
+    /// Scripts ran without an exception.
+    Ran,
+    /// A script raised (already logged).
+    Failed,
+}
+
+fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let request = unsafe { &mut *r };
+    let Some(loc) = HttpMrubyModule::location_conf(request) else {
+        return DECLINED;
+    };
+    let scripts = loc.scripts(slot);
+    let add_handler = slot == HandlerSlot::Content && loc.add_handler == Some(true);
+    if scripts.inline.is_none() && scripts.file.is_none() && !add_handler {
+        return DECLINED;
+    }
+    let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.clone()) else {
+        return DECLINED;
+    };
+    let Some(ctx) = request_ctx(r, &vm) else {
+        return ERROR;
+    };
+
+    let outcome = if scripts.inline.is_none() && scripts.file.is_none() {
+        run_requested_file(r, &vm, ctx)
+    } else {
+        run_phase_scripts(r, &vm, loc, slot, ctx)
+    };
+    finish(r, slot, ctx, outcome)
+}
+
+/// Runs inline then file script; the file one is skipped once the inline
+/// one produced output or a status (it decided the phase).
+fn run_phase_scripts(r: *mut ngx_http_request_t, vm: &Rc<Vm>, loc: &LocConf, slot: HandlerSlot, ctx: &mut RequestCtx) -> Outcome {
+    let scripts = loc.scripts(slot);
+    for script in [&scripts.inline, &scripts.file].into_iter().flatten() {
+        if !run_one(r, vm, script, loc.cache(), slot) {
+            return Outcome::Failed;
+        }
+        if ctx.has_output() || ctx.status_set {
+            break;
+        }
+    }
+    Outcome::Ran
+}
+
+/// Runs one script for `r`; logs and returns false on an exception.
+fn run_one(r: *mut ngx_http_request_t, vm: &Vm, script: &Script, scope_cache: bool, slot: HandlerSlot) -> bool {
+    // SAFETY: r is live; its connection log is valid for the request.
+    let request_log = unsafe { (*(*r).connection).log };
+    let proc_ = match script.current(vm.mrb(), scope_cache) {
+        Ok(proc_) => proc_,
+        Err(err) => {
+            log(request_log, NGX_LOG_ERR, &format!("{}: failed to recompile {err}", slot.directive()));
+            return false;
+        }
+    };
+    let _current = CurrentRequest::enter(r);
+    match run(vm.mrb(), proc_) {
+        Ok(_) => true,
+        Err(failure) => {
+            log(request_log, NGX_LOG_ERR, &format!("{}: {}", slot.directive(), failure.report));
+            false
+        }
+    }
+}
+
+/// `mruby_add_handler on`: the requested `.rb` file is the content script.
+fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, _ctx: &mut RequestCtx) -> Outcome {
+    let mut root: usize = 0;
+    let mut path = ngx_str_t { len: 0, data: ptr::null_mut() };
+    // SAFETY: r is live; map_uri_to_path allocates the path in r->pool.
+    let mapped = unsafe { ngx_http_map_uri_to_path(r, &mut path, &mut root, 0) };
+    if mapped.is_null() {
+        return Outcome::Failed;
+    }
+    // the mapped path is NUL-terminated; drop the terminator
+    let bytes = crate::ngx_util::str_bytes(&path);
+    let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+    let file = std::path::PathBuf::from(String::from_utf8_lossy(bytes).into_owned());
+    if !file.is_file() {
+        // SAFETY: r is live.
+        unsafe { (*r).headers_out.status = HTTP_NOT_FOUND as ngx_uint_t };
+        if let Some(ctx) = ctx::existing_ctx(r) {
+            ctx.status = HTTP_NOT_FOUND;
+            ctx.status_set = true;
+        }
+        return Outcome::Ran;
+    }
+    let script = match Script::from_file(vm.mrb(), file, true) {
+        Ok(script) => script,
+        Err(err) => {
+            // SAFETY: r is live.
+            log(unsafe { (*(*r).connection).log }, NGX_LOG_ERR, &format!("mruby_add_handler: {err}"));
+            return Outcome::Failed;
+        }
+    };
+    let ok = run_one(r, vm, &script, true, HandlerSlot::Content);
+    script.release(vm.mrb());
+    if ok {
+        Outcome::Ran
+    } else {
+        Outcome::Failed
+    }
+}
+
+/// Maps what the script did to the phase's return code (ngx_mruby's rules,
+/// minus its hangs and lost bodies; see README "Decisions").
+fn finish(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut RequestCtx, outcome: Outcome) -> ngx_int_t {
+    if slot == HandlerSlot::Log {
+        ctx.discard_output();
+        return OK;
+    }
+    if let Outcome::Failed = outcome {
+        ctx.discard_output();
+        // SAFETY: r is live.
+        return if unsafe { (*r).header_sent() } != 0 { ERROR } else { HTTP_INTERNAL_SERVER_ERROR };
+    }
+    if ctx.redirect_uri.len > 0 {
+        return internal_redirect(r, slot, ctx);
+    }
+    let status = ctx.status_set.then_some(ctx.status);
+    let rc = if ctx.has_output() {
+        let http_status = status.filter(|s| *s >= 100).unwrap_or(NGX_HTTP_OK as ngx_int_t);
+        send_response(r, ctx, http_status)
+    } else {
+        match status {
+            None => match slot {
+                HandlerSlot::Content => send_response(r, ctx, NGX_HTTP_OK as ngx_int_t),
+                _ => return DECLINED,
+            },
+            // Nginx::OK in a rewrite phase would finalize without a response
+            Some(OK) if matches!(slot, HandlerSlot::Rewrite | HandlerSlot::ServerRewrite) => return DECLINED,
+            Some(OK) if slot == HandlerSlot::Content => send_response(r, ctx, NGX_HTTP_OK as ngx_int_t),
+            Some(code) if code < 100 => return code,
+            // a 2xx without a body: send it as is (ngx_mruby turned 200 into 500)
+            Some(code) if code < 300 && code != NGX_HTTP_NO_CONTENT as ngx_int_t && code != NGX_HTTP_CREATED as ngx_int_t => {
+                send_response(r, ctx, code)
+            }
+            Some(code) => code,
+        }
+    };
+    finalize_for_phase(r, slot, rc)
+}
+
+/// `Nginx.redirect "/path"`: restarts processing at the new URI (keeping
+/// the arguments); the phase ends here.
+fn internal_redirect(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut RequestCtx) -> ngx_int_t {
+    let mut uri = ctx.redirect_uri;
+    ctx.redirect_uri.len = 0;
+    ctx.discard_output();
+    // SAFETY: r is live; the uri lives in r->pool. internal_redirect takes a
+    // request reference that finalizing with NGX_DONE gives back.
+    unsafe {
+        let rc = ngx_http_internal_redirect(r, &mut uri, &mut (*r).args);
+        if rc == ERROR {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if slot == HandlerSlot::Content {
+            return DONE;
+        }
+        ngx_http_finalize_request(r, DONE);
+    }
+    DONE
+}
+
+/// Content and rewrite checkers finalize with our code themselves; the
+/// access and generic checkers treat NGX_OK as "continue", so once a response
+/// went out there we finalize it here and stop the phase loop.
+fn finalize_for_phase(r: *mut ngx_http_request_t, slot: HandlerSlot, rc: ngx_int_t) -> ngx_int_t {
+    match slot {
+        HandlerSlot::Content | HandlerSlot::Rewrite | HandlerSlot::ServerRewrite => rc,
+        HandlerSlot::Access | HandlerSlot::PostRead | HandlerSlot::Log => {
+            if rc == OK || rc == NGX_AGAIN as ngx_int_t {
+                // SAFETY: r is live; the response was handed to the filters.
+                unsafe { ngx_http_finalize_request(r, rc) };
+                DONE
+            } else {
+                rc
+            }
+        }
+    }
+}
+
+/// Sends the headers with `status` and the pending body (may be empty).
+fn send_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, status: ngx_int_t) -> ngx_int_t {
+    // SAFETY: r is live; the chain links and buffers live in r->pool.
+    unsafe {
+        let request = &mut *r;
+        if request.header_sent() != 0 {
+            ctx.discard_output();
+            return ERROR;
+        }
+        request.headers_out.status = status as ngx_uint_t;
+        request.headers_out.content_length_n = ctx.out_len as off_t;
+        let rc = ngx_http_send_header(r);
+        if rc == ERROR || rc > OK || request.header_only() != 0 || ctx.out_head.is_null() {
+            let head = ctx.out_head;
+            ctx.discard_output();
+            if head.is_null() && rc == OK && request.header_only() == 0 {
+                return ngx_http_send_special(r, NGX_HTTP_LAST as ngx_uint_t);
+            }
+            return rc;
+        }
+        let tail_buf = (*ctx.out_tail).buf;
+        if r == request.main {
+            (*tail_buf).set_last_buf(1);
+        }
+        (*tail_buf).set_last_in_chain(1);
+        let head = ctx.out_head;
+        ctx.discard_output();
+        ngx_http_output_filter(r, head)
+    }
+}

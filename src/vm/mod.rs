@@ -1,0 +1,73 @@
+//! The mruby VM: one per `http{}` configuration, created while the config is
+//! parsed (so `mruby_init` state reaches workers through fork), closed when
+//! the configuration's pool is destroyed (reload or exit).
+
+pub mod compile;
+pub mod run;
+pub mod value;
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use mruby_sys::{mrb_close, mrb_open, mrb_sym};
+
+pub use compile::{CompileError, Script, ScriptSource};
+pub use value::{Mrb, RubyError, RubyResult};
+
+/// Globals that existed when init/init_worker finished: they persist;
+/// anything else a request creates is removed when it ends.
+#[derive(Default)]
+struct GlobalsBaseline {
+    count: usize,
+    symbols: HashSet<mrb_sym>,
+}
+
+/// One mruby interpreter with the nginx API defined in it.
+pub struct Vm {
+    mrb: Mrb,
+    baseline: RefCell<GlobalsBaseline>,
+}
+
+impl Vm {
+    /// Opens a VM and defines the Ruby API (Rust classes, then `mrblib/`).
+    pub fn open() -> Result<Vm, String> {
+        // SAFETY: mrb_open returns a fresh state or NULL.
+        let raw = unsafe { mrb_open() };
+        // SAFETY: raw is a fresh live state, owned (and closed) by the Vm.
+        let mrb = unsafe { Mrb::from_ptr(raw) }.ok_or("mrb_open() failed: out of memory")?;
+        let vm = Vm { mrb, baseline: RefCell::default() };
+        crate::api::define(mrb)?;
+        vm.mark_globals_baseline();
+        Ok(vm)
+    }
+
+    pub fn mrb(&self) -> Mrb {
+        self.mrb
+    }
+
+    /// Records the current globals as the ones that persist across requests.
+    pub fn mark_globals_baseline(&self) {
+        let symbols: HashSet<mrb_sym> = self.mrb.global_symbols().into_iter().collect();
+        *self.baseline.borrow_mut() = GlobalsBaseline { count: self.mrb.globals_count(), symbols };
+    }
+
+    /// Removes every global a request created. O(1) when it created none.
+    pub fn remove_request_globals(&self) {
+        let baseline = self.baseline.borrow();
+        if self.mrb.globals_count() == baseline.count {
+            return;
+        }
+        for sym in self.mrb.global_symbols() {
+            if !baseline.symbols.contains(&sym) {
+                self.mrb.gv_remove(sym);
+            }
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // SAFETY: the Vm owns the state; nothing uses it after the config pool dies.
+        unsafe { mrb_close(self.mrb.as_ptr()) }
+    }
+}
