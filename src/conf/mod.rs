@@ -292,6 +292,7 @@ fn set_flag(cf: &mut ngx_conf_t, cmd: &ngx_command_t, conf: &mut LocConf) -> Res
     }
     *target = Some(value);
     if cmd.offset == 1 && value {
+        conf_vm(cf)?;
         let main = HttpMrubyModule::main_conf_mut(cf).ok_or("mruby: no http main conf")?;
         main.used_slots[HandlerSlot::Content as usize] = true;
     }
