@@ -398,7 +398,9 @@ fn cycle_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {
     HttpMrubyModule::main_conf(cycle)
 }
 
-/// Runs `mruby_init_worker` in a freshly forked worker; an error stops the worker.
+/// Runs `mruby_init_worker` in a freshly forked worker. A failure is logged
+/// and the worker keeps serving: nginx would not respawn a worker that
+/// fails its init, leaving the server with none.
 pub fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
     let Some(main) = cycle_main_conf(cycle) else {
         return Ok(());
@@ -411,7 +413,10 @@ pub fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
         None => Ok(()),
     };
     vm.mark_globals_baseline();
-    result.map_err(|report| log(cycle.log, NGX_LOG_EMERG, &format!("mruby_init_worker failed: {report}")))
+    if let Err(report) = result {
+        log(cycle.log, NGX_LOG_ALERT, &format!("mruby_init_worker failed: {report}"));
+    }
+    Ok(())
 }
 
 /// Runs `mruby_exit_worker` as the worker exits.
