@@ -273,6 +273,11 @@ fn send_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, status: ngx_i
         }
         request.headers_out.status = status as ngx_uint_t;
         request.headers_out.content_length_n = ctx.out_len as off_t;
+        // ngx_mruby sent no Content-Type unless the script set one; use the
+        // location's types/default_type like nginx's own handlers do.
+        if request.headers_out.content_type.len == 0 && ngx_http_set_content_type(r) != OK {
+            return ERROR;
+        }
         let rc = ngx_http_send_header(r);
         if rc == ERROR || rc > OK || request.header_only() != 0 || ctx.out_head.is_null() {
             let head = ctx.out_head;
