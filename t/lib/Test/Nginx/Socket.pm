@@ -601,7 +601,8 @@ sub start_nginx {
         return 0 unless port_listening($ServerPort);
         # The master binds before forking workers; tests that look at
         # worker_pids() right away need them to exist.
-        return !$MasterProcessEnabled || child_pids($pid) >= $Workers;
+        my @kids = $MasterProcessEnabled ? child_pids($pid) : ();
+        return !$MasterProcessEnabled || @kids >= $Workers;
     }, 5);
     if ($died) {
         return { ok => 0, status => 0,
