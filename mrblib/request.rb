@@ -48,6 +48,20 @@ class Nginx
       self.args = params.map { |k, v| "#{k}=#{v}" }.join("&")
     end
 
+    def body
+      get_body
+    end
+
+    # Kept for ngx_mruby compatibility: the body is read by
+    # `mruby_enable_read_request_body on`, before the handler runs.
+    def read_body
+      Nginx::OK
+    end
+
+    def post_args
+      Nginx::Request.parse_query(body.to_s)
+    end
+
     def self.parse_query(query)
       result = {}
       query.split("&").each do |pair|

@@ -55,3 +55,21 @@ pub fn conf_log(cf: *mut ngx_conf_t, level: u32, message: &str) {
         ngx_conf_log_error(level as ngx_uint_t, cf, 0, c"%*s".as_ptr() as *const c_char, message.len(), message.as_ptr());
     }
 }
+
+/// Reads bytes `start..end` of an open file that nginx owns (a temp file or
+/// a static file being served).
+pub fn read_file_range(fd: ngx_fd_t, start: off_t, end: off_t) -> Result<Vec<u8>, nix::Error> {
+    let len = (end - start).max(0) as usize;
+    let mut bytes = vec![0u8; len];
+    let mut done = 0;
+    // SAFETY: nginx keeps fd open for the request; we only borrow it here.
+    let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    while done < len {
+        match nix::sys::uio::pread(file, &mut bytes[done..], start + done as off_t)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    bytes.truncate(done);
+    Ok(bytes)
+}

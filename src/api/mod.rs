@@ -3,6 +3,7 @@
 //! written in Ruby.
 
 pub mod connection;
+pub mod filter;
 pub mod gems;
 pub mod headers;
 pub mod kernel;
@@ -116,6 +117,7 @@ pub fn define(mrb: Mrb) -> Result<(), String> {
     var::init(mrb);
     headers::init(mrb);
     connection::init(mrb);
+    filter::init(mrb);
     server::init(mrb);
     kernel::init(mrb);
     gems::init(mrb);

@@ -108,8 +108,29 @@ pub fn init(mrb: Mrb) {
         (c"content_type", ruby_fn!(content_type)),
         (c"content_type=", ruby_fn!(set_content_type)),
         (c"sub_request?", ruby_fn!(is_sub_request)),
+        (c"get_body", ruby_fn!(get_body)),
     ];
     for (name, func) in table {
         mrb.define_method(request, name, *func, ARGS_ANY);
+    }
+}
+
+/// `get_body`: the request body (memory or temp file). It is there when
+/// `mruby_enable_read_request_body on` applies (or another module read it).
+fn get_body(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
+    arity(args, 0, 0)?;
+    let r = current_request()?;
+    match crate::phases::body::body_bytes(r) {
+        Some(Ok(body)) => Ok(mrb.str(&body)),
+        Some(Err(message)) => Err(RubyError::runtime(message)),
+        None => {
+            let method = str_bytes(&r.method_name);
+            if method != b"POST" && method != b"PUT" {
+                return Err(RubyError::runtime(
+                    "ngx_mrb_read_request_body can't read when r->method is neither POST nor PUT",
+                ));
+            }
+            Ok(mrb.nil())
+        }
     }
 }

@@ -10,10 +10,12 @@ pub enum HandlerSlot {
     Access = 3,
     Content = 4,
     Log = 5,
+    HeaderFilter = 6,
+    BodyFilter = 7,
 }
 
 impl HandlerSlot {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
     pub const ALL: [HandlerSlot; HandlerSlot::COUNT] = [
         HandlerSlot::PostRead,
         HandlerSlot::ServerRewrite,
@@ -21,6 +23,8 @@ impl HandlerSlot {
         HandlerSlot::Access,
         HandlerSlot::Content,
         HandlerSlot::Log,
+        HandlerSlot::HeaderFilter,
+        HandlerSlot::BodyFilter,
     ];
 
     pub fn from_index(index: usize) -> Option<HandlerSlot> {
@@ -36,6 +40,8 @@ impl HandlerSlot {
             HandlerSlot::Access => "mruby_access_handler",
             HandlerSlot::Content => "mruby_content_handler",
             HandlerSlot::Log => "mruby_log_handler",
+            HandlerSlot::HeaderFilter => "mruby_output_header_filter",
+            HandlerSlot::BodyFilter => "mruby_output_body_filter",
         }
     }
 }

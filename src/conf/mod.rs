@@ -50,6 +50,8 @@ pub struct LocConf {
     pub cache: Option<bool>,
     /// `mruby_add_handler`: run the requested `.rb` file as the content handler.
     pub add_handler: Option<bool>,
+    /// `mruby_enable_read_request_body`: read the body before Ruby runs.
+    pub read_body: Option<bool>,
 }
 
 impl LocConf {
@@ -74,6 +76,7 @@ impl Merge for LocConf {
         }
         self.cache = self.cache.or(prev.cache);
         self.add_handler = self.add_handler.or(prev.add_handler);
+        self.read_body = self.read_body.or(prev.read_body);
         Ok(())
     }
 }
@@ -286,7 +289,11 @@ fn set_flag(cf: &mut ngx_conf_t, cmd: &ngx_command_t, conf: &mut LocConf) -> Res
             ))
         }
     };
-    let target = if cmd.offset == 0 { &mut conf.cache } else { &mut conf.add_handler };
+    let target = match cmd.offset {
+        0 => &mut conf.cache,
+        1 => &mut conf.add_handler,
+        _ => &mut conf.read_body,
+    };
     if target.is_some() {
         return Err(String::from("is duplicate"));
     }
@@ -336,10 +343,12 @@ const RW: ngx_uint_t = HandlerSlot::Rewrite as ngx_uint_t;
 const AC: ngx_uint_t = HandlerSlot::Access as ngx_uint_t;
 const CT: ngx_uint_t = HandlerSlot::Content as ngx_uint_t;
 const LG: ngx_uint_t = HandlerSlot::Log as ngx_uint_t;
+const HF: ngx_uint_t = HandlerSlot::HeaderFilter as ngx_uint_t;
+const BF: ngx_uint_t = HandlerSlot::BodyFilter as ngx_uint_t;
 
 /// The directive table, in ngx_mruby's order. `offset` carries our own
 /// selector (hook, phase slot or flag), not a struct offset.
-pub static mut COMMANDS: [ngx_command_t; 26] = [
+pub static mut COMMANDS: [ngx_command_t; 31] = [
     command(ngx_string!("mruby_init"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_worker"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::InitWorker as _),
@@ -358,10 +367,15 @@ pub static mut COMMANDS: [ngx_command_t; 26] = [
     command(ngx_string!("mruby_content_handler_code"), ANY | CODE, set_phase_inline, LOC_OFF, CT),
     command(ngx_string!("mruby_log_handler"), ANY | FILE, set_phase_file, LOC_OFF, LG),
     command(ngx_string!("mruby_log_handler_code"), ANY | CODE, set_phase_inline, LOC_OFF, LG),
+    command(ngx_string!("mruby_output_header_filter"), ANY | FILE, set_phase_file, LOC_OFF, HF),
+    command(ngx_string!("mruby_output_header_filter_code"), ANY | CODE, set_phase_inline, LOC_OFF, HF),
+    command(ngx_string!("mruby_output_body_filter"), ANY | FILE, set_phase_file, LOC_OFF, BF),
+    command(ngx_string!("mruby_output_body_filter_code"), ANY | CODE, set_phase_inline, LOC_OFF, BF),
     command(ngx_string!("mruby_set"), ANY | NGX_CONF_2MORE, set_var_file, LOC_OFF, 0),
     command(ngx_string!("mruby_set_code"), ANY | NGX_CONF_2MORE, set_var_inline, LOC_OFF, 0),
     command(ngx_string!("mruby_cache"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 0),
     command(ngx_string!("mruby_add_handler"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 1),
+    command(ngx_string!("mruby_enable_read_request_body"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 2),
     command(ngx_string!("mruby_output_filter"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
     command(ngx_string!("mruby_output_filter_code"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
     ngx_command_t::empty(),

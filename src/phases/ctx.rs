@@ -39,6 +39,31 @@ pub fn current_request() -> Option<*mut ngx_http_request_t> {
     (!r.is_null()).then_some(r)
 }
 
+/// Where reading the request body stands; zeroed memory is `NotStarted`.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BodyState {
+    NotStarted = 0,
+    /// Reading asynchronously; the phase handler returned NGX_DONE.
+    Waiting = 1,
+    /// Waiting, and the handler that started it was the content handler.
+    WaitingInContent = 2,
+    Done = 3,
+}
+
+/// Where the body filter stands; zeroed memory is `Off`.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FilterState {
+    Off = 0,
+    /// Buffering the response body.
+    Collecting = 1,
+    /// The script ran and the new body went out.
+    Done = 2,
+    /// The script failed: the error page passes through untouched.
+    Bypass = 3,
+}
+
 /// Per-request module context, allocated zeroed from the request pool.
 #[repr(C)]
 pub struct RequestCtx {
@@ -51,6 +76,12 @@ pub struct RequestCtx {
     pub status_set: bool,
     /// URI for an internal redirect requested with `Nginx.redirect`.
     pub redirect_uri: ngx_str_t,
+    /// Request body reading (`mruby_enable_read_request_body`).
+    pub body: BodyState,
+    /// Body filter: state, the collected body, the replacement (pool-owned Vecs).
+    pub filter: FilterState,
+    pub filter_body: *mut Vec<u8>,
+    pub filter_output: *mut Vec<u8>,
     /// Whether the globals cleanup is registered on the request pool.
     pub cleanup_registered: bool,
 }

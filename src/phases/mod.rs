@@ -4,7 +4,9 @@
 //! Handlers are registered only for phases some scope configured, so a
 //! location without Ruby pays one config lookup at most.
 
+pub mod body;
 pub mod ctx;
+pub mod filter;
 pub mod set;
 
 use core::ptr;
@@ -44,15 +46,16 @@ phase_handler!(access_handler, HandlerSlot::Access);
 phase_handler!(content_handler, HandlerSlot::Content);
 phase_handler!(log_handler, HandlerSlot::Log);
 
-fn phase_of(slot: HandlerSlot) -> (ngx_http_phases, PhaseHandler) {
-    match slot {
+fn phase_of(slot: HandlerSlot) -> Option<(ngx_http_phases, PhaseHandler)> {
+    Some(match slot {
         HandlerSlot::PostRead => (ngx_http_phases_NGX_HTTP_POST_READ_PHASE, post_read_handler),
         HandlerSlot::ServerRewrite => (ngx_http_phases_NGX_HTTP_SERVER_REWRITE_PHASE, server_rewrite_handler),
         HandlerSlot::Rewrite => (ngx_http_phases_NGX_HTTP_REWRITE_PHASE, rewrite_handler),
         HandlerSlot::Access => (ngx_http_phases_NGX_HTTP_ACCESS_PHASE, access_handler),
         HandlerSlot::Content => (ngx_http_phases_NGX_HTTP_CONTENT_PHASE, content_handler),
         HandlerSlot::Log => (ngx_http_phases_NGX_HTTP_LOG_PHASE, log_handler),
-    }
+        HandlerSlot::HeaderFilter | HandlerSlot::BodyFilter => return None,
+    })
 }
 
 /// Pushes a handler for each used phase (postconfiguration).
@@ -62,7 +65,9 @@ pub fn register(cf: &mut ngx_conf_t, used: &[bool; HandlerSlot::COUNT]) -> Resul
         if !used[slot as usize] {
             continue;
         }
-        let (phase, handler) = phase_of(slot);
+        let Some((phase, handler)) = phase_of(slot) else {
+            continue;
+        };
         // SAFETY: the phase handler arrays are initialised before postconfiguration.
         unsafe {
             let h = ngx_array_push(&mut cmcf.phases[phase as usize].handlers) as *mut ngx_http_handler_pt;
@@ -71,6 +76,9 @@ pub fn register(cf: &mut ngx_conf_t, used: &[bool; HandlerSlot::COUNT]) -> Resul
             }
             *h = Some(handler);
         }
+    }
+    if used[HandlerSlot::HeaderFilter as usize] || used[HandlerSlot::BodyFilter as usize] {
+        filter::install();
     }
     Ok(())
 }
@@ -100,6 +108,11 @@ fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
     let Some(ctx) = request_ctx(r, &vm) else {
         return ERROR;
     };
+    if loc.read_body == Some(true) && matches!(slot, HandlerSlot::Rewrite | HandlerSlot::Access | HandlerSlot::Content) {
+        if let Err(rc) = body::ensure_body(r, slot, ctx) {
+            return rc;
+        }
+    }
 
     let outcome = if scripts.inline.is_none() && scripts.file.is_none() {
         run_requested_file(r, &vm, ctx)
@@ -125,7 +138,7 @@ fn run_phase_scripts(r: *mut ngx_http_request_t, vm: &Rc<Vm>, loc: &LocConf, slo
 }
 
 /// Runs one script for `r`; logs and returns false on an exception.
-fn run_one(r: *mut ngx_http_request_t, vm: &Vm, script: &Script, scope_cache: bool, slot: HandlerSlot) -> bool {
+pub(crate) fn run_one(r: *mut ngx_http_request_t, vm: &Vm, script: &Script, scope_cache: bool, slot: HandlerSlot) -> bool {
     // SAFETY: r is live; its connection log is valid for the request.
     let request_log = unsafe { (*(*r).connection).log };
     let proc_ = match script.current(vm.mrb(), scope_cache) {
@@ -250,6 +263,7 @@ fn internal_redirect(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut Re
 fn finalize_for_phase(r: *mut ngx_http_request_t, slot: HandlerSlot, rc: ngx_int_t) -> ngx_int_t {
     match slot {
         HandlerSlot::Content | HandlerSlot::Rewrite | HandlerSlot::ServerRewrite => rc,
+        HandlerSlot::HeaderFilter | HandlerSlot::BodyFilter => rc,
         HandlerSlot::Access | HandlerSlot::PostRead | HandlerSlot::Log => {
             if rc == OK || rc == NGX_AGAIN as ngx_int_t {
                 // SAFETY: r is live; the response was handed to the filters.

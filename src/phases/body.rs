@@ -1,0 +1,92 @@
+//! `mruby_enable_read_request_body`: the whole body is read before Ruby
+//! runs in that scope (memory or temp file, within client_max_body_size).
+//! If it arrives later, the handler steps aside and the phases are resumed
+//! when the body is complete.
+
+use ngx::ffi::*;
+
+use super::ctx::{existing_ctx, BodyState, RequestCtx};
+use crate::conf::HandlerSlot;
+use crate::ngx_util::read_file_range;
+
+const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
+
+/// `Ok` when the body is there; `Err(rc)` is what the phase handler returns.
+pub fn ensure_body(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut RequestCtx) -> Result<(), ngx_int_t> {
+    match ctx.body {
+        BodyState::Done => return Ok(()),
+        BodyState::Waiting | BodyState::WaitingInContent => return Err(DONE),
+        BodyState::NotStarted => {}
+    }
+    // SAFETY: r is a live request; nginx owns the body reading from here on.
+    let rc = unsafe {
+        (*r).set_request_body_in_single_buf(1);
+        (*r).set_request_body_in_persistent_file(1);
+        (*r).set_request_body_in_clean_file(1);
+        ngx_http_read_client_request_body(r, Some(body_read))
+    };
+    if rc == NGX_ERROR as ngx_int_t || rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        return Err(rc);
+    }
+    if rc == NGX_AGAIN as ngx_int_t {
+        ctx.body = if slot == HandlerSlot::Content { BodyState::WaitingInContent } else { BodyState::Waiting };
+        return Err(DONE);
+    }
+    Ok(())
+}
+
+/// Post handler of `ngx_http_read_client_request_body`, which took a
+/// reference on the request: give it back unless the content phase's
+/// finalize(NGX_DONE) already did, and resume the phases if we left them.
+unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
+    let Some(ctx) = existing_ctx(r) else {
+        release_reference(r);
+        return;
+    };
+    let was = ctx.body;
+    ctx.body = BodyState::Done;
+    match was {
+        BodyState::Waiting => {
+            release_reference(r);
+            // SAFETY: r is live; the phase engine resumes at our handler.
+            unsafe { ngx_http_core_run_phases(r) };
+        }
+        // SAFETY: as above.
+        BodyState::WaitingInContent => unsafe { ngx_http_core_run_phases(r) },
+        _ => release_reference(r),
+    }
+}
+
+fn release_reference(r: *mut ngx_http_request_t) {
+    // SAFETY: r and r->main are live; read_client_request_body incremented count.
+    unsafe {
+        let main = (*r).main;
+        (*main).set_count((*main).count() - 1);
+    }
+}
+
+/// The request body read so far (memory and temp file parts), if any.
+pub fn body_bytes(r: &ngx_http_request_t) -> Option<Result<Vec<u8>, String>> {
+    if r.request_body.is_null() {
+        return None;
+    }
+    let mut body = Vec::new();
+    // SAFETY: request_body and its chain belong to the live request.
+    unsafe {
+        let mut link = (*r.request_body).bufs;
+        while !link.is_null() {
+            let buf = (*link).buf;
+            if (*buf).in_file() != 0 && !(*buf).file.is_null() {
+                match read_file_range((*(*buf).file).fd, (*buf).file_pos, (*buf).file_last) {
+                    Ok(chunk) => body.extend_from_slice(&chunk),
+                    Err(err) => return Some(Err(format!("reading the request body temp file: {err}"))),
+                }
+            } else if !(*buf).pos.is_null() && (*buf).last > (*buf).pos {
+                let len = (*buf).last.offset_from((*buf).pos) as usize;
+                body.extend_from_slice(core::slice::from_raw_parts((*buf).pos, len));
+            }
+            link = (*link).next;
+        }
+    }
+    Some(Ok(body))
+}

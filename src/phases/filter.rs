@@ -1,0 +1,305 @@
+//! `mruby_output_header_filter` and `mruby_output_body_filter`.
+//!
+//! The body filter collects the whole response (any number of buffers,
+//! chunked or not, files read into memory), runs the script once with
+//! `Nginx::Filter#body`, and sends the result with a correct Content-Length.
+//! The header is held back until then, so the length matches the new body
+//! (ngx_mruby sent the old header first and could not handle chunked
+//! responses, #172, #206).
+
+use core::ptr;
+
+use ngx::core::Pool;
+use ngx::ffi::*;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
+
+use super::ctx::{existing_ctx, request_ctx, FilterState, RequestCtx};
+use super::run_one;
+use crate::conf::HandlerSlot;
+use crate::ngx_util::{log, read_file_range};
+use crate::HttpMrubyModule;
+
+static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
+static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
+
+const OK: ngx_int_t = NGX_OK as ngx_int_t;
+const ERROR: ngx_int_t = NGX_ERROR as ngx_int_t;
+
+/// Puts our filters at the top of the chains (postconfiguration).
+pub fn install() {
+    // SAFETY: postconfiguration runs single-threaded; this is nginx's filter-chain idiom.
+    unsafe {
+        NEXT_HEADER_FILTER = ngx_http_top_header_filter;
+        ngx_http_top_header_filter = Some(header_filter);
+        NEXT_BODY_FILTER = ngx_http_top_body_filter;
+        ngx_http_top_body_filter = Some(body_filter);
+    }
+}
+
+fn next_header(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: set once in install(); nginx's own header filter ends the chain.
+    match unsafe { NEXT_HEADER_FILTER } {
+        // SAFETY: calling the next filter with the live request.
+        Some(next) => unsafe { next(r) },
+        None => ERROR,
+    }
+}
+
+fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
+    // SAFETY: as above.
+    match unsafe { NEXT_BODY_FILTER } {
+        // SAFETY: calling the next filter with the live request and chain.
+        Some(next) => unsafe { next(r, chain) },
+        None => ERROR,
+    }
+}
+
+unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let request = unsafe { &mut *r };
+    let Some(loc) = HttpMrubyModule::location_conf(request) else {
+        return next_header(r);
+    };
+    let header_scripts = loc.scripts(HandlerSlot::HeaderFilter);
+    let body_scripts = loc.scripts(HandlerSlot::BodyFilter);
+    let has_header = header_scripts.inline.is_some() || header_scripts.file.is_some();
+    let has_body = body_scripts.inline.is_some() || body_scripts.file.is_some();
+    if !has_header && !has_body {
+        return next_header(r);
+    }
+    let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.clone()) else {
+        return next_header(r);
+    };
+    let Some(ctx) = request_ctx(r, &vm) else {
+        return ERROR;
+    };
+    if ctx.filter == FilterState::Bypass {
+        return next_header(r);
+    }
+    if has_header {
+        for script in [&header_scripts.inline, &header_scripts.file].into_iter().flatten() {
+            if !run_one(r, &vm, script, loc.cache(), HandlerSlot::HeaderFilter) {
+                break;
+            }
+        }
+        // output written from a filter has nowhere to go
+        ctx.discard_output();
+    }
+    let head = request.method == NGX_HTTP_HEAD as ngx_uint_t;
+    if has_body && request.header_only() == 0 && !head && ctx.filter == FilterState::Off {
+        let Some(collected) = new_buffer(request.pool) else {
+            return ERROR;
+        };
+        ctx.filter_body = collected;
+        ctx.filter = FilterState::Collecting;
+        request.set_filter_need_in_memory(1);
+        // hold the header until the new body's length is known
+        return OK;
+    }
+    next_header(r)
+}
+
+fn new_buffer(pool: *mut ngx_pool_t) -> Option<*mut Vec<u8>> {
+    // SAFETY: pool is the live request pool; allocate() registers the drop.
+    let pool = unsafe { Pool::from_ngx_pool(pool) };
+    let buffer = pool.allocate(Vec::<u8>::new());
+    (!buffer.is_null()).then_some(buffer)
+}
+
+unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ngx_int_t {
+    let Some(ctx) = existing_ctx(r) else {
+        return next_body(r, input);
+    };
+    match ctx.filter {
+        FilterState::Off | FilterState::Bypass => return next_body(r, input),
+        FilterState::Done => {
+            // the new body is out; swallow anything the handler still sends
+            consume(input);
+            return OK;
+        }
+        FilterState::Collecting => {}
+    }
+    // SAFETY: filter_body was allocated in header_filter for this request.
+    let collected = unsafe { &mut *ctx.filter_body };
+    // SAFETY: r is live.
+    let is_main = unsafe { (*r).main == r };
+    let finished = match collect(input, collected, is_main) {
+        Ok(finished) => finished,
+        Err(()) => {
+            log(unsafe_log(r), NGX_LOG_ERR, "mruby_output_body_filter: cannot read the response body file");
+            return ERROR;
+        }
+    };
+    if !finished {
+        return OK;
+    }
+    ctx.filter = FilterState::Done;
+    send_filtered(r, ctx)
+}
+
+/// Copies every buffer of `input` and marks it consumed; true at the end of the response.
+fn collect(input: *mut ngx_chain_t, collected: &mut Vec<u8>, is_main: bool) -> Result<bool, ()> {
+    let mut finished = false;
+    let mut link = input;
+    // SAFETY: the chain and its buffers are live for this call.
+    unsafe {
+        while !link.is_null() {
+            let buf = (*link).buf;
+            let in_memory = (*buf).temporary() != 0 || (*buf).memory() != 0 || (*buf).mmap() != 0;
+            if in_memory {
+                if !(*buf).pos.is_null() && (*buf).last > (*buf).pos {
+                    let len = (*buf).last.offset_from((*buf).pos) as usize;
+                    collected.extend_from_slice(core::slice::from_raw_parts((*buf).pos, len));
+                }
+            } else if (*buf).in_file() != 0 && !(*buf).file.is_null() {
+                // we sit above the copy filter: read file buffers ourselves
+                match read_file_range((*(*buf).file).fd, (*buf).file_pos, (*buf).file_last) {
+                    Ok(bytes) => collected.extend_from_slice(&bytes),
+                    Err(_) => return Err(()),
+                }
+            }
+            (*buf).pos = (*buf).last;
+            if (*buf).in_file() != 0 {
+                (*buf).file_pos = (*buf).file_last;
+            }
+            if (*buf).last_buf() != 0 || (!is_main && (*buf).last_in_chain() != 0) {
+                finished = true;
+            }
+            link = (*link).next;
+        }
+    }
+    Ok(finished)
+}
+
+fn consume(input: *mut ngx_chain_t) {
+    let mut link = input;
+    // SAFETY: the chain and its buffers are live for this call.
+    unsafe {
+        while !link.is_null() {
+            let buf = (*link).buf;
+            (*buf).pos = (*buf).last;
+            if (*buf).in_file() != 0 {
+                (*buf).file_pos = (*buf).file_last;
+            }
+            link = (*link).next;
+        }
+    }
+}
+
+/// Runs the body filter scripts once, then sends header and new body.
+fn send_filtered(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
+    // SAFETY: r is live for the whole filter call.
+    let request = unsafe { &mut *r };
+    let (Some(loc), Some(vm)) =
+        (HttpMrubyModule::location_conf(request), HttpMrubyModule::main_conf(request).and_then(|m| m.vm.clone()))
+    else {
+        return ERROR;
+    };
+    let scripts = loc.scripts(HandlerSlot::BodyFilter);
+    let mut failed = false;
+    for script in [&scripts.inline, &scripts.file].into_iter().flatten() {
+        if !run_one(r, &vm, script, loc.cache(), HandlerSlot::BodyFilter) {
+            failed = true;
+            break;
+        }
+    }
+    ctx.discard_output();
+    if failed {
+        ctx.filter_output = ptr::null_mut();
+        // let the error page through our filters, without running Ruby again
+        ctx.filter = FilterState::Bypass;
+        // SAFETY: r is live; the header was held back, so an error page can still go out.
+        return unsafe {
+            ngx_http_filter_finalize_request(
+                r,
+                ptr::addr_of_mut!(crate::ngx_http_mruby_module),
+                NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+            )
+        };
+    }
+    // SAFETY: the buffers were allocated for this request in header_filter / Filter#body=.
+    let body: &[u8] = unsafe {
+        if ctx.filter_output.is_null() {
+            &*ctx.filter_body
+        } else {
+            &*ctx.filter_output
+        }
+    };
+    request.headers_out.content_length_n = body.len() as off_t;
+    if !request.headers_out.content_length.is_null() {
+        // SAFETY: the element belongs to the live header list.
+        unsafe { (*request.headers_out.content_length).hash = 0 };
+        request.headers_out.content_length = ptr::null_mut();
+    }
+    if !request.headers_out.accept_ranges.is_null() {
+        // SAFETY: as above.
+        unsafe { (*request.headers_out.accept_ranges).hash = 0 };
+        request.headers_out.accept_ranges = ptr::null_mut();
+    }
+    let rc = next_header(r);
+    if rc == ERROR || rc > OK || request.header_only() != 0 {
+        return rc;
+    }
+    // SAFETY: buffer and link come from the request pool; the bytes are copied.
+    unsafe {
+        let buf = ngx_pcalloc(request.pool, core::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
+        if buf.is_null() {
+            return ERROR;
+        }
+        if !body.is_empty() {
+            let data = ngx_pnalloc(request.pool, body.len()) as *mut u8;
+            if data.is_null() {
+                return ERROR;
+            }
+            ptr::copy_nonoverlapping(body.as_ptr(), data, body.len());
+            (*buf).start = data;
+            (*buf).pos = data;
+            (*buf).last = data.add(body.len());
+            (*buf).end = (*buf).last;
+            (*buf).set_memory(1);
+        }
+        if request.main == r {
+            (*buf).set_last_buf(1);
+        } else {
+            (*buf).set_last_in_chain(1);
+            (*buf).set_sync(body.is_empty() as u32);
+        }
+        if body.is_empty() && request.main == r {
+            (*buf).set_sync(0);
+        }
+        let mut out = ngx_chain_t { buf, next: ptr::null_mut() };
+        next_body(r, &mut out)
+    }
+}
+
+/// `Nginx::Filter#body`: the collected response body.
+pub fn filter_body<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8]> {
+    let ctx = existing_ctx(r)?;
+    if ctx.filter_body.is_null() || ctx.filter != FilterState::Done {
+        return None;
+    }
+    // SAFETY: allocated in header_filter for this request.
+    Some(unsafe { &*ctx.filter_body })
+}
+
+/// `Nginx::Filter#body=`: the body to send instead.
+pub fn set_filter_output(r: *mut ngx_http_request_t, bytes: &[u8]) -> Result<(), String> {
+    let ctx = existing_ctx(r).ok_or("Nginx::Filter is only available in mruby_output_body_filter")?;
+    if ctx.filter != FilterState::Done {
+        return Err("Nginx::Filter is only available in mruby_output_body_filter".into());
+    }
+    if ctx.filter_output.is_null() {
+        // SAFETY: r is live.
+        ctx.filter_output = new_buffer(unsafe { (*r).pool }).ok_or("out of memory")?;
+    }
+    // SAFETY: allocated just above or earlier for this request.
+    let output = unsafe { &mut *ctx.filter_output };
+    output.clear();
+    output.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn unsafe_log(r: *mut ngx_http_request_t) -> *mut ngx_log_t {
+    // SAFETY: r is live; its connection log is valid for the request.
+    unsafe { (*(*r).connection).log }
+}
