@@ -24,16 +24,12 @@ setup:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES)
 
-build: $(NGINX) $(MODULE)
-
-# cargo decides what is stale; these rules always ask it.
-$(NGINX) $(MODULE): FORCE
+# cargo decides what is stale, so this always asks it.
+build:
 	$(CARGO) build $(CARGO_FLAGS) --workspace
 	$(CARGO) run -q $(CARGO_FLAGS) -p nginx-build -- $(NGINX)
 	mkdir -p $(BUILD)/modules $(BUILD)/run/logs
 	cp $(TARGET)/libngx_http_mruby_module.so $(MODULE).tmp && mv $(MODULE).tmp $(MODULE)
-
-FORCE:
 
 run: build
 	mkdir -p $(BUILD)/run/logs

@@ -2,6 +2,7 @@
 //! binding Ruby method names to Rust functions; `mrblib/` adds the parts
 //! written in Ruby.
 
+pub mod async_;
 pub mod connection;
 pub mod filter;
 pub mod gems;
@@ -102,6 +103,7 @@ const MRBLIB: &[(&str, &str)] = &[
     ("mrblib/nginx.rb", include_str!("../../mrblib/nginx.rb")),
     ("mrblib/request.rb", include_str!("../../mrblib/request.rb")),
     ("mrblib/utils.rb", include_str!("../../mrblib/utils.rb")),
+    ("mrblib/async.rb", include_str!("../../mrblib/async.rb")),
     ("mrblib/userdata.rb", include_str!("../../mrblib/userdata.rb")),
     ("mrblib/stringio.rb", include_str!("../../mrblib/stringio.rb")),
     ("mrblib/json.rb", include_str!("../../mrblib/json.rb")),
@@ -118,6 +120,7 @@ pub fn define(mrb: Mrb) -> Result<(), String> {
     headers::init(mrb);
     connection::init(mrb);
     filter::init(mrb);
+    async_::init(mrb);
     server::init(mrb);
     kernel::init(mrb);
     gems::init(mrb);

@@ -46,8 +46,8 @@ fn return_status(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let status = arg_int(mrb, args[0], "status")?;
     let r = current_request()?;
     let ctx = existing_ctx(r).ok_or_else(|| RubyError::runtime("no request context"))?;
-    ctx.status = status as ngx_int_t;
-    ctx.status_set = true;
+    ctx.status.set(status as ngx_int_t);
+    ctx.status_set.set(true);
     if status >= 100 {
         r.headers_out.status = status as ngx_uint_t;
     }
@@ -93,11 +93,11 @@ fn redirect(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let external = [&b"http://"[..], b"https://", b"$scheme"].iter().any(|prefix| uri.starts_with(prefix));
     if external {
         super::headers::set_location(r, &uri)?;
-        ctx.status = status as ngx_int_t;
-        ctx.status_set = true;
+        ctx.status.set(status as ngx_int_t);
+        ctx.status_set.set(true);
         r.headers_out.status = status as ngx_uint_t;
     } else {
-        ctx.redirect_uri = pool_str(r.pool, &uri).ok_or_else(out_of_memory)?;
+        ctx.redirect_uri.set(pool_str(r.pool, &uri).ok_or_else(out_of_memory)?);
     }
     Ok(mrb.nil())
 }

@@ -82,7 +82,7 @@ impl Merge for LocConf {
 }
 
 /// The directive arguments of the command being parsed (without its name).
-fn args<'a>(cf: &ngx_conf_t) -> &'a [ngx_str_t] {
+pub(crate) fn args<'a>(cf: &ngx_conf_t) -> &'a [ngx_str_t] {
     // SAFETY: cf->args is the array nginx filled for this directive.
     unsafe {
         let array = &*cf.args;
@@ -124,7 +124,7 @@ fn resolve_path(cf: &ngx_conf_t, name: &ngx_str_t) -> PathBuf {
 }
 
 /// `file [cache]`: the only valid second argument is the literal `cache`.
-fn parse_file_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<Rc<Script>, String> {
+pub(crate) fn parse_file_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<Rc<Script>, String> {
     let args = args(cf);
     let cache = match args.get(1) {
         None => false,
@@ -140,7 +140,7 @@ fn parse_file_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<Rc<Scri
 }
 
 /// `'code'`: compiled once, labelled with the directive and config line.
-fn parse_inline_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, code: &ngx_str_t) -> Result<Rc<Script>, String> {
+pub(crate) fn parse_inline_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, code: &ngx_str_t) -> Result<Rc<Script>, String> {
     // SAFETY: conf_file is set while a file is being parsed.
     let (file, line) = unsafe { (str_lossy(&(*cf.conf_file).file.name), (*cf.conf_file).line) };
     let label = format!("{}@{}:{}", directive_name(cmd), file, line);
@@ -151,7 +151,7 @@ fn parse_inline_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, code: &ngx_str_
 }
 
 /// Turns a parse result into nginx's directive return value, logging the error.
-fn conf_result(cf: *mut ngx_conf_t, result: Result<(), String>) -> *mut c_char {
+pub(crate) fn conf_result(cf: *mut ngx_conf_t, result: Result<(), String>) -> *mut c_char {
     match result {
         Ok(()) => ptr::null_mut(),
         Err(message) => {
@@ -405,7 +405,7 @@ pub fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
 
 fn run_hook(vm: &Vm, script: &Script) -> Result<(), String> {
     let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
-    crate::vm::run::run(vm.mrb(), proc_).map(|_| ()).map_err(|failure| failure.report)
+    crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()).map_err(|failure| failure.report)
 }
 
 fn cycle_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {

@@ -12,8 +12,8 @@ use crate::ngx_util::read_file_range;
 const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
 
 /// `Ok` when the body is there; `Err(rc)` is what the phase handler returns.
-pub fn ensure_body(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut RequestCtx) -> Result<(), ngx_int_t> {
-    match ctx.body {
+pub fn ensure_body(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx) -> Result<(), ngx_int_t> {
+    match ctx.body.get() {
         BodyState::Done => return Ok(()),
         BodyState::Waiting | BodyState::WaitingInContent => return Err(DONE),
         BodyState::NotStarted => {}
@@ -29,7 +29,7 @@ pub fn ensure_body(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut Requ
         return Err(rc);
     }
     if rc == NGX_AGAIN as ngx_int_t {
-        ctx.body = if slot == HandlerSlot::Content { BodyState::WaitingInContent } else { BodyState::Waiting };
+        ctx.body.set(if slot == HandlerSlot::Content { BodyState::WaitingInContent } else { BodyState::Waiting });
         return Err(DONE);
     }
     Ok(())
@@ -43,8 +43,8 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
         release_reference(r);
         return;
     };
-    let was = ctx.body;
-    ctx.body = BodyState::Done;
+    let was = ctx.body.get();
+    ctx.body.set(BodyState::Done);
     match was {
         BodyState::Waiting => {
             release_reference(r);

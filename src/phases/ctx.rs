@@ -2,6 +2,7 @@
 //! `rputs` output, the status a script chose, and the end-of-request cleanup
 //! that removes the globals the request created.
 
+use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -65,35 +66,51 @@ pub enum FilterState {
 }
 
 /// Per-request module context, allocated zeroed from the request pool.
+///
+/// Every field is a `Cell`: the phase handler and the Ruby methods it runs
+/// reach the same context at once, so it is only ever shared (`&`), never
+/// borrowed exclusively. All-zero bytes are a valid initial state.
 #[repr(C)]
 pub struct RequestCtx {
     /// Body written with `rputs`/`echo`, not yet sent.
-    pub out_head: *mut ngx_chain_t,
-    pub out_tail: *mut ngx_chain_t,
-    pub out_len: usize,
+    pub out_head: Cell<*mut ngx_chain_t>,
+    pub out_tail: Cell<*mut ngx_chain_t>,
+    pub out_len: Cell<usize>,
     /// Status chosen with `Nginx.return` (valid when `status_set`).
-    pub status: ngx_int_t,
-    pub status_set: bool,
+    pub status: Cell<ngx_int_t>,
+    pub status_set: Cell<bool>,
     /// URI for an internal redirect requested with `Nginx.redirect`.
-    pub redirect_uri: ngx_str_t,
+    pub redirect_uri: Cell<ngx_str_t>,
     /// Request body reading (`mruby_enable_read_request_body`).
-    pub body: BodyState,
+    pub body: Cell<BodyState>,
     /// Body filter: state, the collected body, the replacement (pool-owned Vecs).
-    pub filter: FilterState,
-    pub filter_body: *mut Vec<u8>,
-    pub filter_output: *mut Vec<u8>,
+    pub filter: Cell<FilterState>,
+    pub filter_body: Cell<*mut Vec<u8>>,
+    pub filter_output: Cell<*mut Vec<u8>>,
+    /// Nginx::Async: a script of this phase waits in `fiber` (GC-registered);
+    /// `async_pending` until its timer fires or its subrequest completes.
+    pub suspended: Cell<bool>,
+    pub async_pending: Cell<bool>,
+    /// Set while a Fiber script runs, so Async methods know they may yield.
+    pub in_fiber: Cell<bool>,
+    /// Which of the phase's scripts (0 inline, 1 file) is running.
+    pub script_index: Cell<u8>,
+    pub fiber: Cell<mruby_sys::mrb_value>,
+    pub timer: Cell<*mut ngx_event_t>,
+    pub sub_response: Cell<*mut super::wait::SubResponse>,
+    pub wait_cleanup_registered: Cell<bool>,
     /// Whether the globals cleanup is registered on the request pool.
-    pub cleanup_registered: bool,
+    pub cleanup_registered: Cell<bool>,
 }
 
 /// The module ctx of `r`, created on first use (with the globals cleanup).
-pub fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a mut RequestCtx> {
+pub fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a RequestCtx> {
     let index = HttpMrubyModule::module().ctx_index;
     // SAFETY: r is a live request; ctx is an array of per-module pointers.
     unsafe {
         let slot = (*r).ctx.add(index);
         if !(*slot).is_null() {
-            return Some(&mut *((*slot) as *mut RequestCtx));
+            return Some(&*((*slot) as *const RequestCtx));
         }
         let ctx = ngx_pcalloc((*r).pool, core::mem::size_of::<RequestCtx>()) as *mut RequestCtx;
         if ctx.is_null() {
@@ -107,18 +124,18 @@ pub fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a mut Re
         }
         (*cleanup).handler = Some(remove_request_globals);
         (*cleanup).data = (vm as *const Vm).cast_mut().cast();
-        (*ctx).cleanup_registered = true;
-        Some(&mut *ctx)
+        (*ctx).cleanup_registered.set(true);
+        Some(&*ctx)
     }
 }
 
 /// The existing ctx of `r` (for the Ruby API, which runs after creation).
-pub fn existing_ctx<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut RequestCtx> {
+pub fn existing_ctx<'a>(r: *mut ngx_http_request_t) -> Option<&'a RequestCtx> {
     let index = HttpMrubyModule::module().ctx_index;
     // SAFETY: r is a live request; the slot is NULL or our RequestCtx.
     unsafe {
         let ctx = *(*r).ctx.add(index);
-        (!ctx.is_null()).then(|| &mut *(ctx as *mut RequestCtx))
+        (!ctx.is_null()).then(|| &*(ctx as *const RequestCtx))
     }
 }
 
@@ -131,7 +148,7 @@ extern "C" fn remove_request_globals(data: *mut c_void) {
 
 impl RequestCtx {
     /// Appends a copy of `bytes` to the pending body.
-    pub fn append_output(&mut self, pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<(), ()> {
+    pub fn append_output(&self, pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<(), ()> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -149,25 +166,25 @@ impl RequestCtx {
             }
             (*link).buf = buf;
             (*link).next = ptr::null_mut();
-            if self.out_tail.is_null() {
-                self.out_head = link;
+            if self.out_tail.get().is_null() {
+                self.out_head.set(link);
             } else {
-                (*self.out_tail).next = link;
+                (*self.out_tail.get()).next = link;
             }
-            self.out_tail = link;
+            self.out_tail.set(link);
         }
-        self.out_len += bytes.len();
+        self.out_len.set(self.out_len.get() + bytes.len());
         Ok(())
     }
 
     pub fn has_output(&self) -> bool {
-        !self.out_head.is_null()
+        !self.out_head.get().is_null()
     }
 
     /// Forgets pending output (after an error, or once sent).
-    pub fn discard_output(&mut self) {
-        self.out_head = ptr::null_mut();
-        self.out_tail = ptr::null_mut();
-        self.out_len = 0;
+    pub fn discard_output(&self) {
+        self.out_head.set(ptr::null_mut());
+        self.out_tail.set(ptr::null_mut());
+        self.out_len.set(0);
     }
 }

@@ -14,7 +14,7 @@ use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
 use super::ctx::{existing_ctx, request_ctx, FilterState, RequestCtx};
-use super::run_one;
+use super::{run_one, ScriptRun};
 use crate::conf::HandlerSlot;
 use crate::ngx_util::{log, read_file_range};
 use crate::HttpMrubyModule;
@@ -73,12 +73,12 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(ctx) = request_ctx(r, &vm) else {
         return ERROR;
     };
-    if ctx.filter == FilterState::Bypass {
+    if ctx.filter.get() == FilterState::Bypass {
         return next_header(r);
     }
     if has_header {
         for script in [&header_scripts.inline, &header_scripts.file].into_iter().flatten() {
-            if !run_one(r, &vm, script, loc.cache(), HandlerSlot::HeaderFilter) {
+            if !matches!(run_one(r, &vm, script, loc.cache(), HandlerSlot::HeaderFilter, None), ScriptRun::Done) {
                 break;
             }
         }
@@ -86,12 +86,12 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
         ctx.discard_output();
     }
     let head = request.method == NGX_HTTP_HEAD as ngx_uint_t;
-    if has_body && request.header_only() == 0 && !head && ctx.filter == FilterState::Off {
+    if has_body && request.header_only() == 0 && !head && ctx.filter.get() == FilterState::Off {
         let Some(collected) = new_buffer(request.pool) else {
             return ERROR;
         };
-        ctx.filter_body = collected;
-        ctx.filter = FilterState::Collecting;
+        ctx.filter_body.set(collected);
+        ctx.filter.set(FilterState::Collecting);
         request.set_filter_need_in_memory(1);
         // hold the header until the new body's length is known
         return OK;
@@ -110,7 +110,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_cha
     let Some(ctx) = existing_ctx(r) else {
         return next_body(r, input);
     };
-    match ctx.filter {
+    match ctx.filter.get() {
         FilterState::Off | FilterState::Bypass => return next_body(r, input),
         FilterState::Done => {
             // the new body is out; swallow anything the handler still sends
@@ -120,7 +120,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_cha
         FilterState::Collecting => {}
     }
     // SAFETY: filter_body was allocated in header_filter for this request.
-    let collected = unsafe { &mut *ctx.filter_body };
+    let collected = unsafe { &mut *ctx.filter_body.get() };
     // SAFETY: r is live.
     let is_main = unsafe { (*r).main == r };
     let finished = match collect(input, collected, is_main) {
@@ -133,7 +133,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_cha
     if !finished {
         return OK;
     }
-    ctx.filter = FilterState::Done;
+    ctx.filter.set(FilterState::Done);
     send_filtered(r, ctx)
 }
 
@@ -187,7 +187,7 @@ fn consume(input: *mut ngx_chain_t) {
 }
 
 /// Runs the body filter scripts once, then sends header and new body.
-fn send_filtered(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
+fn send_filtered(r: *mut ngx_http_request_t, ctx: &RequestCtx) -> ngx_int_t {
     // SAFETY: r is live for the whole filter call.
     let request = unsafe { &mut *r };
     let (Some(loc), Some(vm)) =
@@ -198,16 +198,16 @@ fn send_filtered(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t 
     let scripts = loc.scripts(HandlerSlot::BodyFilter);
     let mut failed = false;
     for script in [&scripts.inline, &scripts.file].into_iter().flatten() {
-        if !run_one(r, &vm, script, loc.cache(), HandlerSlot::BodyFilter) {
+        if !matches!(run_one(r, &vm, script, loc.cache(), HandlerSlot::BodyFilter, None), ScriptRun::Done) {
             failed = true;
             break;
         }
     }
     ctx.discard_output();
     if failed {
-        ctx.filter_output = ptr::null_mut();
+        ctx.filter_output.set(ptr::null_mut());
         // let the error page through our filters, without running Ruby again
-        ctx.filter = FilterState::Bypass;
+        ctx.filter.set(FilterState::Bypass);
         // SAFETY: r is live; the header was held back, so an error page can still go out.
         return unsafe {
             ngx_http_filter_finalize_request(
@@ -219,10 +219,10 @@ fn send_filtered(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t 
     }
     // SAFETY: the buffers were allocated for this request in header_filter / Filter#body=.
     let body: &[u8] = unsafe {
-        if ctx.filter_output.is_null() {
-            &*ctx.filter_body
+        if ctx.filter_output.get().is_null() {
+            &*ctx.filter_body.get()
         } else {
-            &*ctx.filter_output
+            &*ctx.filter_output.get()
         }
     };
     request.headers_out.content_length_n = body.len() as off_t;
@@ -275,25 +275,25 @@ fn send_filtered(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t 
 /// `Nginx::Filter#body`: the collected response body.
 pub fn filter_body<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8]> {
     let ctx = existing_ctx(r)?;
-    if ctx.filter_body.is_null() || ctx.filter != FilterState::Done {
+    if ctx.filter_body.get().is_null() || ctx.filter.get() != FilterState::Done {
         return None;
     }
     // SAFETY: allocated in header_filter for this request.
-    Some(unsafe { &*ctx.filter_body })
+    Some(unsafe { &*ctx.filter_body.get() })
 }
 
 /// `Nginx::Filter#body=`: the body to send instead.
 pub fn set_filter_output(r: *mut ngx_http_request_t, bytes: &[u8]) -> Result<(), String> {
     let ctx = existing_ctx(r).ok_or("Nginx::Filter is only available in mruby_output_body_filter")?;
-    if ctx.filter != FilterState::Done {
+    if ctx.filter.get() != FilterState::Done {
         return Err("Nginx::Filter is only available in mruby_output_body_filter".into());
     }
-    if ctx.filter_output.is_null() {
+    if ctx.filter_output.get().is_null() {
         // SAFETY: r is live.
-        ctx.filter_output = new_buffer(unsafe { (*r).pool }).ok_or("out of memory")?;
+        ctx.filter_output.set(new_buffer(unsafe { (*r).pool }).ok_or("out of memory")?);
     }
     // SAFETY: allocated just above or earlier for this request.
-    let output = unsafe { &mut *ctx.filter_output };
+    let output = unsafe { &mut *ctx.filter_output.get() };
     output.clear();
     output.extend_from_slice(bytes);
     Ok(())

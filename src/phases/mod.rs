@@ -8,6 +8,7 @@ pub mod body;
 pub mod ctx;
 pub mod filter;
 pub mod set;
+pub mod wait;
 
 use core::ptr;
 use std::rc::Rc;
@@ -17,7 +18,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::conf::{HandlerSlot, LocConf};
 use crate::ngx_util::log;
-use crate::vm::run::run;
+use crate::vm::run::run_to_end;
 use crate::vm::{Script, Vm};
 use crate::HttpMrubyModule;
 use ctx::{request_ctx, CurrentRequest, RequestCtx};
@@ -89,6 +90,15 @@ enum Outcome {
     Ran,
     /// A script raised (already logged).
     Failed,
+    /// A script waits (Nginx::Async); the phase resumes later.
+    Suspended,
+}
+
+/// How one script run ended.
+pub enum ScriptRun {
+    Done,
+    Failed,
+    Suspended,
 }
 
 fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
@@ -108,6 +118,9 @@ fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
     let Some(ctx) = request_ctx(r, &vm) else {
         return ERROR;
     };
+    if ctx.suspended.get() {
+        return resume_phase(r, &vm, loc, slot, ctx);
+    }
     if loc.read_body == Some(true) && matches!(slot, HandlerSlot::Rewrite | HandlerSlot::Access | HandlerSlot::Content) {
         if let Err(rc) = body::ensure_body(r, slot, ctx) {
             return rc;
@@ -117,49 +130,98 @@ fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
     let outcome = if scripts.inline.is_none() && scripts.file.is_none() {
         run_requested_file(r, &vm, ctx)
     } else {
-        run_phase_scripts(r, &vm, loc, slot, ctx)
+        run_phase_scripts(r, &vm, loc, slot, ctx, 0)
     };
-    finish(r, slot, ctx, outcome)
+    conclude(r, slot, ctx, outcome)
 }
 
-/// Runs inline then file script; the file one is skipped once the inline
-/// one produced output or a status (it decided the phase).
-fn run_phase_scripts(r: *mut ngx_http_request_t, vm: &Rc<Vm>, loc: &LocConf, slot: HandlerSlot, ctx: &mut RequestCtx) -> Outcome {
+fn conclude(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx, outcome: Outcome) -> ngx_int_t {
+    match outcome {
+        Outcome::Suspended => wait::suspend(r),
+        Outcome::Ran | Outcome::Failed => finish(r, slot, ctx, outcome),
+    }
+}
+
+/// The phase engine called us again while a script of this phase waits:
+/// resume it if what it waited for is done.
+fn resume_phase(r: *mut ngx_http_request_t, vm: &Rc<Vm>, loc: &LocConf, slot: HandlerSlot, ctx: &RequestCtx) -> ngx_int_t {
+    wait::reenter(r, slot);
+    if ctx.async_pending.get() {
+        // woken by something else (a write event): keep waiting
+        return wait::suspend(r);
+    }
+    let outcome = match wait::resume_script(r, vm, ctx, slot) {
+        ScriptRun::Suspended => Outcome::Suspended,
+        ScriptRun::Failed => Outcome::Failed,
+        ScriptRun::Done if ctx.has_output() || ctx.status_set.get() => Outcome::Ran,
+        ScriptRun::Done => run_phase_scripts(r, vm, loc, slot, ctx, ctx.script_index.get() as usize + 1),
+    };
+    conclude(r, slot, ctx, outcome)
+}
+
+/// Runs inline then file script (from `first`); the file one is skipped once
+/// the inline one produced output or a status (it decided the phase).
+fn run_phase_scripts(
+    r: *mut ngx_http_request_t,
+    vm: &Rc<Vm>,
+    loc: &LocConf,
+    slot: HandlerSlot,
+    ctx: &RequestCtx,
+    first: usize,
+) -> Outcome {
     let scripts = loc.scripts(slot);
-    for script in [&scripts.inline, &scripts.file].into_iter().flatten() {
-        if !run_one(r, vm, script, loc.cache(), slot) {
-            return Outcome::Failed;
+    for (index, script) in [&scripts.inline, &scripts.file].into_iter().enumerate().skip(first) {
+        let Some(script) = script else {
+            continue;
+        };
+        ctx.script_index.set(index as u8);
+        match run_one(r, vm, script, loc.cache(), slot, Some(ctx)) {
+            ScriptRun::Failed => return Outcome::Failed,
+            ScriptRun::Suspended => return Outcome::Suspended,
+            ScriptRun::Done => {}
         }
-        if ctx.has_output() || ctx.status_set {
+        if ctx.has_output() || ctx.status_set.get() {
             break;
         }
     }
     Outcome::Ran
 }
 
-/// Runs one script for `r`; logs and returns false on an exception.
-pub(crate) fn run_one(r: *mut ngx_http_request_t, vm: &Vm, script: &Script, scope_cache: bool, slot: HandlerSlot) -> bool {
+/// Runs one script for `r`, logging an exception. With `waitable`, a script
+/// that uses Nginx::Async may suspend; elsewhere waiting is an error.
+pub(crate) fn run_one(
+    r: *mut ngx_http_request_t,
+    vm: &Vm,
+    script: &Script,
+    scope_cache: bool,
+    slot: HandlerSlot,
+    waitable: Option<&RequestCtx>,
+) -> ScriptRun {
     // SAFETY: r is live; its connection log is valid for the request.
     let request_log = unsafe { (*(*r).connection).log };
     let proc_ = match script.current(vm.mrb(), scope_cache) {
         Ok(proc_) => proc_,
         Err(err) => {
             log(request_log, NGX_LOG_ERR, &format!("{}: failed to recompile {err}", slot.directive()));
-            return false;
+            return ScriptRun::Failed;
         }
     };
     let _current = CurrentRequest::enter(r);
-    match run(vm.mrb(), proc_) {
-        Ok(_) => true,
+    let result = match waitable {
+        Some(ctx) if script.suspendable() => wait::start_script(r, vm, ctx, proc_),
+        _ => run_to_end(vm, proc_, script.suspendable()).map(|_| ScriptRun::Done),
+    };
+    match result {
+        Ok(run) => run,
         Err(failure) => {
             log(request_log, NGX_LOG_ERR, &format!("{}: {}", slot.directive(), failure.report));
-            false
+            ScriptRun::Failed
         }
     }
 }
 
 /// `mruby_add_handler on`: the requested `.rb` file is the content script.
-fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, _ctx: &mut RequestCtx) -> Outcome {
+fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, _ctx: &RequestCtx) -> Outcome {
     let mut root: usize = 0;
     let mut path = ngx_str_t { len: 0, data: ptr::null_mut() };
     // SAFETY: r is live; map_uri_to_path allocates the path in r->pool.
@@ -175,8 +237,8 @@ fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, _ctx: &mut RequestCtx
         // SAFETY: r is live.
         unsafe { (*r).headers_out.status = HTTP_NOT_FOUND as ngx_uint_t };
         if let Some(ctx) = ctx::existing_ctx(r) {
-            ctx.status = HTTP_NOT_FOUND;
-            ctx.status_set = true;
+            ctx.status.set(HTTP_NOT_FOUND);
+            ctx.status_set.set(true);
         }
         return Outcome::Ran;
     }
@@ -188,18 +250,17 @@ fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, _ctx: &mut RequestCtx
             return Outcome::Failed;
         }
     };
-    let ok = run_one(r, vm, &script, true, HandlerSlot::Content);
+    let run = run_one(r, vm, &script, true, HandlerSlot::Content, None);
     script.release(vm.mrb());
-    if ok {
-        Outcome::Ran
-    } else {
-        Outcome::Failed
+    match run {
+        ScriptRun::Done => Outcome::Ran,
+        _ => Outcome::Failed,
     }
 }
 
 /// Maps what the script did to the phase's return code (ngx_mruby's rules,
 /// minus its hangs and lost bodies; see README "Decisions").
-fn finish(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut RequestCtx, outcome: Outcome) -> ngx_int_t {
+fn finish(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx, outcome: Outcome) -> ngx_int_t {
     if slot == HandlerSlot::Log {
         ctx.discard_output();
         return OK;
@@ -209,10 +270,10 @@ fn finish(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut RequestCtx, o
         // SAFETY: r is live.
         return if unsafe { (*r).header_sent() } != 0 { ERROR } else { HTTP_INTERNAL_SERVER_ERROR };
     }
-    if ctx.redirect_uri.len > 0 {
+    if ctx.redirect_uri.get().len > 0 {
         return internal_redirect(r, slot, ctx);
     }
-    let status = ctx.status_set.then_some(ctx.status);
+    let status = ctx.status_set.get().then_some(ctx.status.get());
     let rc = if ctx.has_output() {
         let http_status = status.filter(|s| *s >= 100).unwrap_or(NGX_HTTP_OK as ngx_int_t);
         send_response(r, ctx, http_status)
@@ -238,9 +299,9 @@ fn finish(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut RequestCtx, o
 
 /// `Nginx.redirect "/path"`: restarts processing at the new URI (keeping
 /// the arguments); the phase ends here.
-fn internal_redirect(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &mut RequestCtx) -> ngx_int_t {
-    let mut uri = ctx.redirect_uri;
-    ctx.redirect_uri.len = 0;
+fn internal_redirect(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx) -> ngx_int_t {
+    let mut uri = ctx.redirect_uri.get();
+    ctx.redirect_uri.set(ngx_str_t { len: 0, data: ptr::null_mut() });
     ctx.discard_output();
     // SAFETY: r is live; the uri lives in r->pool. internal_redirect takes a
     // request reference that finalizing with NGX_DONE gives back.
@@ -277,7 +338,7 @@ fn finalize_for_phase(r: *mut ngx_http_request_t, slot: HandlerSlot, rc: ngx_int
 }
 
 /// Sends the headers with `status` and the pending body (may be empty).
-fn send_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, status: ngx_int_t) -> ngx_int_t {
+fn send_response(r: *mut ngx_http_request_t, ctx: &RequestCtx, status: ngx_int_t) -> ngx_int_t {
     // SAFETY: r is live; the chain links and buffers live in r->pool.
     unsafe {
         let request = &mut *r;
@@ -286,27 +347,27 @@ fn send_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, status: ngx_i
             return ERROR;
         }
         request.headers_out.status = status as ngx_uint_t;
-        request.headers_out.content_length_n = ctx.out_len as off_t;
+        request.headers_out.content_length_n = ctx.out_len.get() as off_t;
         // ngx_mruby sent no Content-Type unless the script set one; use the
         // location's types/default_type like nginx's own handlers do.
         if request.headers_out.content_type.len == 0 && ngx_http_set_content_type(r) != OK {
             return ERROR;
         }
         let rc = ngx_http_send_header(r);
-        if rc == ERROR || rc > OK || request.header_only() != 0 || ctx.out_head.is_null() {
-            let head = ctx.out_head;
+        if rc == ERROR || rc > OK || request.header_only() != 0 || ctx.out_head.get().is_null() {
+            let head = ctx.out_head.get();
             ctx.discard_output();
             if head.is_null() && rc == OK && request.header_only() == 0 {
                 return ngx_http_send_special(r, NGX_HTTP_LAST as ngx_uint_t);
             }
             return rc;
         }
-        let tail_buf = (*ctx.out_tail).buf;
+        let tail_buf = (*ctx.out_tail.get()).buf;
         if r == request.main {
             (*tail_buf).set_last_buf(1);
         }
         (*tail_buf).set_last_in_chain(1);
-        let head = ctx.out_head;
+        let head = ctx.out_head.get();
         ctx.discard_output();
         ngx_http_output_filter(r, head)
     }

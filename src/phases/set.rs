@@ -13,7 +13,7 @@ use ngx::ffi::*;
 use super::ctx::{request_ctx, CurrentRequest};
 use crate::conf::conf_vm;
 use crate::ngx_util::{log, pool_str};
-use crate::vm::run::run;
+use crate::vm::run::run_to_end;
 use crate::vm::{Script, Vm};
 use crate::HttpMrubyModule;
 
@@ -146,7 +146,7 @@ fn evaluate(r: *mut ngx_http_request_t, vm: &Vm, script: &Script) -> Result<ngx_
     let mrb = vm.mrb();
     let arena = mrb.arena_save();
     let _current = CurrentRequest::enter(r);
-    let result = run(mrb, proc_)
+    let result = run_to_end(vm, proc_, script.suspendable())
         .map_err(|failure| log(request_log, NGX_LOG_ERR, &format!("mruby_set: {}", failure.report)))
         .and_then(|value| {
             let text = if mrb.is_nil(value) { Ok(mrb.str(b"")) } else { mrb.to_s(value) };

@@ -66,6 +66,8 @@ pub struct Script {
     pub cache: bool,
     compiled: Cell<*mut RProc>,
     stamp: Cell<Option<FileStamp>>,
+    /// Whether the current bytecode runs in a Fiber (see [`suspendable`]).
+    suspendable: Cell<bool>,
 }
 
 impl Script {
@@ -81,6 +83,7 @@ impl Script {
             cache,
             compiled: Cell::new(core::ptr::null_mut()),
             stamp: Cell::new(Some(stamp)),
+            suspendable: Cell::new(false),
         };
         let proc_ = script.compile_source(mrb)?;
         script.compiled.set(proc_);
@@ -94,6 +97,7 @@ impl Script {
             cache: true,
             compiled: Cell::new(core::ptr::null_mut()),
             stamp: Cell::new(None),
+            suspendable: Cell::new(false),
         };
         let proc_ = script.compile_source(mrb)?;
         script.compiled.set(proc_);
@@ -136,18 +140,28 @@ impl Script {
         Ok(fresh)
     }
 
+    /// Whether running the bytecode gives a Fiber to resume (the script
+    /// uses `Nginx::Async` and may wait) rather than the script's value.
+    pub fn suspendable(&self) -> bool {
+        self.suspendable.get()
+    }
+
     fn compile_source(&self, mrb: Mrb) -> Result<*mut RProc, CompileError> {
-        match &self.source {
+        let (code, name) = match &self.source {
             ScriptSource::File(path) => {
                 let code = std::fs::read(path).map_err(|err| CompileError {
                     file: path.display().to_string(),
                     line: 0,
                     message: format!("cannot read: {err}"),
                 })?;
-                compile(mrb, &code, &path.display().to_string())
+                (code, path.display().to_string())
             }
-            ScriptSource::Inline { code, label } => compile(mrb, code.as_bytes(), label),
-        }
+            ScriptSource::Inline { code, label } => (code.clone().into_bytes(), label.clone()),
+        };
+        let suspendable = suspendable(&code);
+        let proc_ = if suspendable { compile(mrb, &fiber_wrapped(&code), &name)? } else { compile(mrb, &code, &name)? };
+        self.suspendable.set(suspendable);
+        Ok(proc_)
     }
 }
 
@@ -204,4 +218,21 @@ impl Script {
             mrb.gc_unregister(unsafe { mrbsys_obj_value(proc_.cast()) });
         }
     }
+}
+
+/// A script that mentions `Async` can wait (`Nginx::Async.sleep`,
+/// `sub_request`), so it runs in a Fiber; every other script runs directly,
+/// sparing the Fiber that made ngx_mruby's handlers slow.
+fn suspendable(code: &[u8]) -> bool {
+    code.windows(5).any(|w| w == b"Async")
+}
+
+/// Running the wrapped code returns a Fiber whose body is the script, as a
+/// lambda so that a top-level `return` ends the handler. The first line is
+/// kept, so line numbers in errors stay right.
+fn fiber_wrapped(code: &[u8]) -> Vec<u8> {
+    let mut wrapped = b"Fiber.new(&lambda do; ".to_vec();
+    wrapped.extend_from_slice(code);
+    wrapped.extend_from_slice(b"\nend)");
+    wrapped
 }

@@ -26,6 +26,8 @@ struct GlobalsBaseline {
 pub struct Vm {
     mrb: Mrb,
     baseline: RefCell<GlobalsBaseline>,
+    /// Bytecode that resumes a waiting script's Fiber (see `run::resume`).
+    resumer: *mut mruby_sys::RProc,
 }
 
 impl Vm {
@@ -35,14 +37,19 @@ impl Vm {
         let raw = unsafe { mrb_open() };
         // SAFETY: raw is a fresh live state, owned (and closed) by the Vm.
         let mrb = unsafe { Mrb::from_ptr(raw) }.ok_or("mrb_open() failed: out of memory")?;
-        let vm = Vm { mrb, baseline: RefCell::default() };
         crate::api::define(mrb)?;
+        let resumer = compile::compile(mrb, run::RESUMER_CODE.as_bytes(), "(fiber resumer)").map_err(|err| err.to_string())?;
+        let vm = Vm { mrb, baseline: RefCell::default(), resumer };
         vm.mark_globals_baseline();
         Ok(vm)
     }
 
     pub fn mrb(&self) -> Mrb {
         self.mrb
+    }
+
+    pub fn resumer(&self) -> *mut mruby_sys::RProc {
+        self.resumer
     }
 
     /// Records the current globals as the ones that persist across requests.

@@ -3,6 +3,13 @@
 use mruby_sys::*;
 
 use super::value::Mrb;
+use super::Vm;
+
+/// The global through which `resume` hands the Fiber to the resumer proc.
+pub const RESUMED_FIBER: &str = "$__ngx_mruby_resumed_fiber";
+
+/// Ruby code of the resumer proc (see [`resume`]).
+pub const RESUMER_CODE: &str = "__fiber = $__ngx_mruby_resumed_fiber; [__fiber.resume, __fiber.alive?]";
 
 /// A Ruby exception, rendered for `error_log`.
 #[derive(Debug)]
@@ -50,4 +57,58 @@ pub fn describe_exception(mrb: Mrb, exc: mrb_value) -> String {
         .unwrap_or_else(|| String::from("(unknown)"));
     let message = message.replace(['\n', '\r'], " ");
     format!("{location}: {message} ({class}), backtrace: [{}]", frames.join(", "))
+}
+
+/// How a (possibly suspendable) script run ended.
+pub enum Completion {
+    /// The script finished with this value.
+    Finished(mrb_value),
+    /// The script waits (sleep, subrequest); resume this Fiber later.
+    Suspended(mrb_value),
+}
+
+/// Runs a script: directly, or for a suspendable script by creating its
+/// Fiber and resuming it once.
+pub fn start(vm: &Vm, proc_: *mut RProc, suspendable: bool) -> Result<Completion, ScriptFailure> {
+    let value = run(vm.mrb(), proc_)?;
+    if !suspendable {
+        return Ok(Completion::Finished(value));
+    }
+    resume(vm, value)
+}
+
+/// Resumes a suspended script's Fiber. The resume is made by Ruby code
+/// (the VM's resumer proc), not by a C call: mruby 3.1 corrupts its call
+/// stack when a Fiber resumed from C yields back.
+pub fn resume(vm: &Vm, fiber: mrb_value) -> Result<Completion, ScriptFailure> {
+    let mrb = vm.mrb();
+    let arena = mrb.arena_save();
+    mrb.gv_set(RESUMED_FIBER, fiber);
+    let outcome = run(mrb, vm.resumer());
+    mrb.gv_remove(mrb.sym(RESUMED_FIBER));
+    let result = outcome.map(|pair| {
+        let value = mrb.ary_ref(pair, 0);
+        if mrb.truthy(mrb.ary_ref(pair, 1)) {
+            Completion::Suspended(fiber)
+        } else {
+            Completion::Finished(value)
+        }
+    });
+    mrb.arena_restore(arena);
+    if let Ok(Completion::Finished(v) | Completion::Suspended(v)) = &result {
+        // SAFETY: live VM; keeps the value alive until the caller's next arena restore.
+        unsafe { mrb_gc_protect(mrb.as_ptr(), *v) };
+    }
+    result
+}
+
+/// Runs a script where waiting is impossible (init hooks, mruby_set,
+/// filters, log phase): a script that tries to wait is an error.
+pub fn run_to_end(vm: &Vm, proc_: *mut RProc, suspendable: bool) -> Result<mrb_value, ScriptFailure> {
+    match start(vm, proc_, suspendable)? {
+        Completion::Finished(value) => Ok(value),
+        Completion::Suspended(_) => Err(ScriptFailure {
+            report: String::from("Nginx::Async can only wait in rewrite, access and content handlers"),
+        }),
+    }
 }

@@ -1,0 +1,296 @@
+//! Scripts that wait: `Nginx::Async.sleep` and `Nginx::Async::HTTP.sub_request`.
+//!
+//! A script that uses `Async` runs in a Fiber. When it waits, the phase
+//! handler returns NGX_DONE holding a request reference, and a timer or the
+//! subrequest's completion re-runs the phase engine, which calls the same
+//! handler again; it resumes the Fiber. The worker serves other requests
+//! meanwhile. Works in every phase that can wait: post_read, server_rewrite,
+//! rewrite, access, content.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use ngx::core::Pool;
+use ngx::ffi::*;
+
+use super::ctx::{existing_ctx, CurrentRequest, RequestCtx};
+use super::ScriptRun;
+use crate::conf::HandlerSlot;
+use crate::ngx_util::{log, pool_str, str_bytes};
+use crate::vm::run::{resume, start, Completion, ScriptFailure};
+use crate::vm::Vm;
+
+const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
+
+/// A finished subrequest, kept for `Nginx::Async::HTTP.last_response`.
+pub struct SubResponse {
+    pub status: i64,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// Starts a suspendable script in its Fiber.
+pub fn start_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, proc_: *mut mruby_sys::RProc) -> Result<ScriptRun, ScriptFailure> {
+    ctx.in_fiber.set(true);
+    let result = start(vm, proc_, true);
+    ctx.in_fiber.set(false);
+    after_run(r, vm, ctx, result)
+}
+
+/// Resumes the waiting script of `r`.
+pub fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, slot: HandlerSlot) -> ScriptRun {
+    let _current = CurrentRequest::enter(r);
+    ctx.in_fiber.set(true);
+    let result = resume(vm, ctx.fiber.get());
+    ctx.in_fiber.set(false);
+    match after_run(r, vm, ctx, result) {
+        Ok(run) => run,
+        Err(failure) => {
+            // SAFETY: r is live.
+            log(unsafe { (*(*r).connection).log }, NGX_LOG_ERR, &format!("{}: {}", slot.directive(), failure.report));
+            ScriptRun::Failed
+        }
+    }
+}
+
+fn after_run(
+    r: *mut ngx_http_request_t,
+    vm: &Vm,
+    ctx: &RequestCtx,
+    result: Result<Completion, ScriptFailure>,
+) -> Result<ScriptRun, ScriptFailure> {
+    match result {
+        Ok(Completion::Finished(_)) => {
+            release_fiber(vm, ctx);
+            Ok(ScriptRun::Done)
+        }
+        Ok(Completion::Suspended(fiber)) => {
+            if !ctx.async_pending.get() {
+                release_fiber(vm, ctx);
+                return Err(ScriptFailure {
+                    report: String::from("Fiber.yield outside Nginx::Async: nothing would resume the script"),
+                });
+            }
+            if !ctx.suspended.get() {
+                vm.mrb().gc_register(fiber);
+                ctx.fiber.set(fiber);
+                ctx.suspended.set(true);
+                register_cleanup(r, vm, ctx).map_err(|()| ScriptFailure { report: "out of memory".into() })?;
+            }
+            Ok(ScriptRun::Suspended)
+        }
+        Err(failure) => {
+            release_fiber(vm, ctx);
+            Err(failure)
+        }
+    }
+}
+
+fn release_fiber(vm: &Vm, ctx: &RequestCtx) {
+    if ctx.suspended.get() {
+        vm.mrb().gc_unregister(ctx.fiber.get());
+        ctx.suspended.set(false);
+    }
+}
+
+/// The handler steps aside: hold a request reference and return NGX_DONE.
+pub fn suspend(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: r and r->main are live.
+    unsafe {
+        let main = (*r).main;
+        (*main).set_count((*main).count() + 1);
+    }
+    DONE
+}
+
+/// Called again by the phase engine: give back the reference `suspend`
+/// took, except in the content phase, whose checker already did by
+/// finalizing with NGX_DONE.
+pub fn reenter(r: *mut ngx_http_request_t, slot: HandlerSlot) {
+    if slot == HandlerSlot::Content {
+        return;
+    }
+    // SAFETY: r and r->main are live; suspend() incremented count.
+    unsafe {
+        let main = (*r).main;
+        (*main).set_count((*main).count() - 1);
+    }
+}
+
+struct WaitCleanup {
+    ctx: *const RequestCtx,
+    vm: *const Vm,
+}
+
+/// However the request ends, its timer goes and its Fiber is released.
+fn register_cleanup(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx) -> Result<(), ()> {
+    if ctx.wait_cleanup_registered.get() {
+        return Ok(());
+    }
+    // SAFETY: r is live; the cleanup data lives in the same pool.
+    unsafe {
+        let cleanup = ngx_pool_cleanup_add((*r).pool, core::mem::size_of::<WaitCleanup>());
+        if cleanup.is_null() {
+            return Err(());
+        }
+        let data = (*cleanup).data as *mut WaitCleanup;
+        data.write(WaitCleanup { ctx, vm });
+        (*cleanup).handler = Some(wait_cleanup);
+    }
+    ctx.wait_cleanup_registered.set(true);
+    Ok(())
+}
+
+unsafe extern "C" fn wait_cleanup(data: *mut c_void) {
+    // SAFETY: data is the WaitCleanup written above; ctx and vm outlive the pool's cleanups
+    // (ctx is in the pool being destroyed, cleanups run before its memory is freed).
+    unsafe {
+        let cleanup = &*(data as *const WaitCleanup);
+        let ctx = &*cleanup.ctx;
+        if !ctx.timer.get().is_null() && (*ctx.timer.get()).timer_set() != 0 {
+            ngx_del_timer(ctx.timer.get());
+        }
+        release_fiber(&*cleanup.vm, ctx);
+    }
+}
+
+fn not_waitable() -> String {
+    String::from(
+        "Nginx::Async can only wait in a rewrite, access or content handler (the handler's script must mention Nginx::Async)",
+    )
+}
+
+/// `Nginx::Async.sleep(ms)`: arms the timer; the Ruby side then yields.
+pub fn start_sleep(r: *mut ngx_http_request_t, ms: u64) -> Result<(), String> {
+    let ctx = existing_ctx(r).ok_or_else(not_waitable)?;
+    if !ctx.in_fiber.get() {
+        return Err(not_waitable());
+    }
+    // SAFETY: r is live; the event lives in its pool and is removed by wait_cleanup.
+    unsafe {
+        if ctx.timer.get().is_null() {
+            let ev = ngx_pcalloc((*r).pool, core::mem::size_of::<ngx_event_t>()) as *mut ngx_event_t;
+            if ev.is_null() {
+                return Err("out of memory".into());
+            }
+            (*ev).handler = Some(sleep_done);
+            (*ev).data = r.cast();
+            (*ev).log = (*(*r).connection).log;
+            ctx.timer.set(ev);
+        }
+        ngx_add_timer(ctx.timer.get(), ms as ngx_msec_t);
+    }
+    ctx.async_pending.set(true);
+    Ok(())
+}
+
+unsafe extern "C" fn sleep_done(ev: *mut ngx_event_t) {
+    // SAFETY: the timer's data is its live request (the cleanup removes the timer first).
+    let r = unsafe { (*ev).data as *mut ngx_http_request_t };
+    if let Some(ctx) = existing_ctx(r) {
+        ctx.async_pending.set(false);
+    }
+    wake(r);
+}
+
+/// Runs the phase engine again for `r`, which resumes the waiting handler.
+fn wake(r: *mut ngx_http_request_t) {
+    // SAFETY: r is live; this is what nginx's own event handlers do.
+    unsafe {
+        let c = (*r).connection;
+        ngx_http_core_run_phases(r);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+/// `Nginx::Async::HTTP.sub_request(path, query)`: starts an in-memory subrequest.
+pub fn start_subrequest(r: *mut ngx_http_request_t, path: &[u8], query: Option<&[u8]>) -> Result<(), String> {
+    let ctx = existing_ctx(r).ok_or_else(not_waitable)?;
+    if !ctx.in_fiber.get() {
+        return Err(not_waitable());
+    }
+    // SAFETY: r is live; uri, args and the post-subrequest record live in its pool.
+    unsafe {
+        let pool = (*r).pool;
+        let mut uri = pool_str(pool, path).ok_or("out of memory")?;
+        let mut args = match query {
+            Some(q) => Some(pool_str(pool, q).ok_or("out of memory")?),
+            None => None,
+        };
+        let ps = ngx_pcalloc(pool, core::mem::size_of::<ngx_http_post_subrequest_t>()) as *mut ngx_http_post_subrequest_t;
+        if ps.is_null() {
+            return Err("out of memory".into());
+        }
+        (*ps).handler = Some(subrequest_done);
+        (*ps).data = ptr::null_mut();
+        let mut sr: *mut ngx_http_request_t = ptr::null_mut();
+        let args_ptr = args.as_mut().map_or(ptr::null_mut(), |a| a as *mut ngx_str_t);
+        let flags = (NGX_HTTP_SUBREQUEST_IN_MEMORY | NGX_HTTP_SUBREQUEST_WAITED) as ngx_uint_t;
+        if ngx_http_subrequest(r, &mut uri, args_ptr, &mut sr, ps, flags) != NGX_OK as ngx_int_t {
+            return Err(format!("cannot start a subrequest to {}", String::from_utf8_lossy(path)));
+        }
+    }
+    ctx.async_pending.set(true);
+    Ok(())
+}
+
+/// Post-subrequest handler: keeps status, headers and body for the parent;
+/// nginx then posts the parent, whose phase handler resumes the script.
+unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, _data: *mut c_void, rc: ngx_int_t) -> ngx_int_t {
+    // SAFETY: nginx passes the finished, still-live subrequest.
+    let sub = unsafe { &mut *sr };
+    let parent = sub.parent;
+    let Some(ctx) = existing_ctx(parent) else {
+        return rc;
+    };
+    let status = if sub.headers_out.status != 0 {
+        sub.headers_out.status as i64
+    } else if rc >= 100 {
+        rc as i64
+    } else {
+        NGX_HTTP_INTERNAL_SERVER_ERROR as i64
+    };
+    let mut headers = Vec::new();
+    // SAFETY: the subrequest's header list and output buffer are live here.
+    unsafe {
+        let mut part: *mut ngx_list_part_t = &mut sub.headers_out.headers.part;
+        while !part.is_null() {
+            let elts = (*part).elts as *const ngx_table_elt_t;
+            for i in 0..(*part).nelts {
+                let elt = &*elts.add(i);
+                if elt.hash != 0 {
+                    headers.push((str_bytes(&elt.key).to_vec(), str_bytes(&elt.value).to_vec()));
+                }
+            }
+            part = (*part).next;
+        }
+    }
+    if sub.headers_out.content_type.len > 0 {
+        headers.push((b"Content-Type".to_vec(), str_bytes(&sub.headers_out.content_type).to_vec()));
+    }
+    let mut body = Vec::new();
+    // SAFETY: an in-memory subrequest keeps its response in `out`.
+    unsafe {
+        let mut link = sub.out;
+        while !link.is_null() {
+            let buf = (*link).buf;
+            if !buf.is_null() && !(*buf).pos.is_null() && (*buf).last > (*buf).pos {
+                body.extend_from_slice(core::slice::from_raw_parts((*buf).pos, (*buf).last.offset_from((*buf).pos) as usize));
+            }
+            link = (*link).next;
+        }
+    }
+    // SAFETY: the parent's pool outlives its subrequests.
+    let pool = unsafe { Pool::from_ngx_pool((*parent).pool) };
+    ctx.sub_response.set(pool.allocate(SubResponse { status, headers, body }));
+    ctx.async_pending.set(false);
+    rc
+}
+
+/// The last finished subrequest of `r`.
+pub fn last_response<'a>(r: *mut ngx_http_request_t) -> Option<&'a SubResponse> {
+    let ctx = existing_ctx(r)?;
+    // SAFETY: allocated in the request pool by subrequest_done.
+    (!ctx.sub_response.get().is_null()).then(|| unsafe { &*ctx.sub_response.get() })
+}
+

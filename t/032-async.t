@@ -1,0 +1,182 @@
+# Nginx::Async.sleep and Nginx::Async::HTTP.sub_request: the script waits
+# in a Fiber while the worker serves other requests.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use Time::HiRes qw(time);
+use IO::Socket::INET;
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: sleep in a content handler
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            t0 = Time.now
+            Nginx::Async.sleep 200
+            Nginx.rputs "slept #{((Time.now - t0) * 1000).to_i >= 190}"
+        ';
+    }
+--- request
+GET /t
+--- response_body chomp
+slept true
+--- no_error_log
+[error]
+
+
+=== TEST 2: several sleeps in one script, in rewrite and access too
+--- config
+    location = /t {
+        mruby_rewrite_handler_code 'Nginx::Async.sleep 50; $steps = ["rewrite"]';
+        mruby_access_handler_code 'Nginx::Async.sleep 50; $steps << "access"; Nginx::Async.sleep 20; $steps << "access2"';
+        mruby_content_handler_code '3.times { |i| Nginx::Async.sleep 10; $steps << "c#{i}" }; Nginx.rputs $steps.join(",")';
+    }
+--- request
+GET /t
+--- response_body chomp
+rewrite,access,access2,c0,c1,c2
+--- no_error_log
+[error]
+
+
+=== TEST 3: while one request sleeps 500 ms the single worker answers another at once
+--- config
+    location = /slow {
+        mruby_content_handler_code 'Nginx::Async.sleep 500; Nginx.rputs "slow done"';
+    }
+    location = /fast { mruby_content_handler_code 'Nginx.rputs "fast"'; }
+--- init
+# send /slow without waiting, then time /fast on a second connection
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+my $slow = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $slow "GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+my $t0 = time;
+my $fast = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $fast "GET /fast HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+my $fast_resp = do { local $/; <$fast> };
+my $fast_elapsed = time - $t0;
+my $slow_resp = do { local $/; <$slow> };
+my $slow_elapsed = time - $t0;
+Test::More::like($fast_resp, qr/\r\n\r\nfast\z/, "the fast request is answered");
+Test::More::cmp_ok($fast_elapsed, '<', 0.3, "... at once, while the slow one sleeps");
+Test::More::like($slow_resp, qr/slow done\z/, "the slow request completes");
+Test::More::cmp_ok($slow_elapsed, '>=', 0.45, "... after its 500 ms sleep");
+--- request
+GET /fast
+--- response_body chomp
+fast
+
+
+=== TEST 4: sub_request in a content handler (ngx_mruby #501)
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            res = Nginx::Async::HTTP.sub_request "/backend", "a=1&b=2"
+            Nginx.rputs "#{res.status} #{res.headers["X-Backend"]} [#{res.body}]"
+        ';
+    }
+    location = /backend {
+        mruby_content_handler_code '
+            Nginx::Headers_out.new["X-Backend"] = "yes"
+            Nginx.rputs "backend args=#{Nginx::Request.new.args}"
+        ';
+    }
+--- request
+GET /t
+--- response_body chomp
+200 yes [backend args=a=1&b=2]
+--- no_error_log
+[error]
+
+
+=== TEST 5: sub_request with a Hash query, in rewrite and access handlers, and last_response
+--- config
+    location = /t {
+        mruby_rewrite_handler_code '$r1 = Nginx::Async::HTTP.sub_request("/echo", {"x" => "a b"}).body';
+        mruby_access_handler_code '
+            Nginx::Async::HTTP.sub_request "/missing"
+            $r2 = Nginx::Async::HTTP.last_response.status
+        ';
+        mruby_content_handler_code 'Nginx.rputs "#{$r1} #{$r2}"';
+    }
+    location = /echo { mruby_content_handler_code 'Nginx.rputs Nginx::Request.new.args'; }
+    location = /missing { return 404; }
+--- request
+GET /t
+--- response_body chomp
+x=a%20b 404
+
+
+=== TEST 6: a fan-out of several subrequests and sleeps
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            parts = (1..5).map { |i| Nginx::Async::HTTP.sub_request("/part", "n=#{i}").body }
+            Nginx::Async.sleep 10
+            Nginx.rputs parts.join(",")
+        ';
+    }
+    location = /part { mruby_content_handler_code 'Nginx.rputs((Nginx::Request.new.args.split("=")[1].to_i * 10).to_s)'; }
+--- request
+GET /t
+--- response_body chomp
+10,20,30,40,50
+
+
+=== TEST 7: sleep rejects a non-positive time; Async where waiting is impossible raises
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            begin
+              Nginx::Async.sleep 0
+            rescue ArgumentError => e
+              Nginx.rputs e.message
+            end
+        ';
+    }
+    location = /set {
+        mruby_set_code $v 'Nginx::Async.sleep 10; "x"';
+        return 200 "$v";
+    }
+--- request eval
+["GET /t", "GET /set"]
+--- error_code eval
+[200, 500]
+--- response_body_like eval
+["sleep time must be a positive number of milliseconds", "500"]
+--- error_log
+Nginx::Async can only wait in
+
+
+=== TEST 8: an exception after a sleep gives 500 and the usual log line
+--- config
+    location = /t {
+        mruby_content_handler_code 'Nginx::Async.sleep 20; raise "after sleep"';
+    }
+--- request
+GET /t
+--- error_code: 500
+--- error_log
+after sleep (RuntimeError)
+
+
+=== TEST 9: a client that disconnects while the script sleeps does not crash the worker
+--- config
+    location = /sleepy { mruby_content_handler_code 'Nginx::Async.sleep 300; Nginx.rputs "late"'; }
+    location = /pid { mruby_content_handler_code 'Nginx.rputs Nginx::Var.new.pid'; }
+--- init
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $s "GET /sleepy HTTP/1.1\r\nHost: localhost\r\n\r\n";
+select(undef, undef, undef, 0.05);
+close $s;
+select(undef, undef, undef, 0.4);
+--- request
+GET /pid
+--- response_body_like: ^\d+$
+--- no_error_log
+[alert]
+[crit]
