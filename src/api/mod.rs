@@ -109,6 +109,7 @@ const MRBLIB: &[(&str, &str)] = &[
     ("mrblib/json.rb", include_str!("../../mrblib/json.rb")),
     ("mrblib/regexp.rb", include_str!("../../mrblib/regexp.rb")),
     ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
+    ("mrblib/rack.rb", include_str!("../../mrblib/rack.rb")),
 ];
 
 /// Defines the whole API in a fresh VM.
