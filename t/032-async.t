@@ -180,3 +180,26 @@ GET /pid
 --- no_error_log
 [alert]
 [crit]
+
+
+=== TEST 10: interleaved waiting requests keep their own globals
+--- config
+    location = /t {
+        mruby_access_handler_code '$who = Nginx::Request.new.args; Nginx::Async.sleep(Nginx::Request.new.args == "first" ? 300 : 50)';
+        mruby_content_handler_code 'Nginx.rputs "#{Nginx::Request.new.args} sees #{$who}"';
+    }
+--- init
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+my $first = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $first "GET /t?first HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+select(undef, undef, undef, 0.05);
+my $second = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $second "GET /t?second HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+my $second_resp = do { local $/; <$second> };
+my $first_resp = do { local $/; <$first> };
+Test::More::like($second_resp, qr/second sees second\z/, "the second request keeps its global");
+Test::More::like($first_resp, qr/first sees first\z/, "the first request keeps its global across the other's end");
+--- request
+GET /t?third
+--- response_body chomp
+third sees third

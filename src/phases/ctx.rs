@@ -99,6 +99,9 @@ pub struct RequestCtx {
     pub timer: Cell<*mut ngx_event_t>,
     pub sub_response: Cell<*mut super::wait::SubResponse>,
     pub wait_cleanup_registered: Cell<bool>,
+    /// The request's globals, held aside while it waits (a GC-registered Hash).
+    pub stashed_globals: Cell<mruby_sys::mrb_value>,
+    pub has_stash: Cell<bool>,
     /// Whether the globals cleanup is registered on the request pool.
     pub cleanup_registered: Cell<bool>,
 }

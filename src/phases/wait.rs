@@ -40,6 +40,7 @@ pub fn start_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, proc_
 /// Resumes the waiting script of `r`.
 pub fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, slot: HandlerSlot) -> ScriptRun {
     let _current = CurrentRequest::enter(r);
+    restore_globals(vm, ctx);
     ctx.in_fiber.set(true);
     let result = resume(vm, ctx.fiber.get());
     ctx.in_fiber.set(false);
@@ -77,12 +78,22 @@ fn after_run(
                 ctx.suspended.set(true);
                 register_cleanup(r, vm, ctx).map_err(|()| ScriptFailure { report: "out of memory".into() })?;
             }
+            if let Some(stash) = vm.stash_request_globals() {
+                ctx.stashed_globals.set(stash);
+                ctx.has_stash.set(true);
+            }
             Ok(ScriptRun::Suspended)
         }
         Err(failure) => {
             release_fiber(vm, ctx);
             Err(failure)
         }
+    }
+}
+
+fn restore_globals(vm: &Vm, ctx: &RequestCtx) {
+    if ctx.has_stash.replace(false) {
+        vm.restore_request_globals(ctx.stashed_globals.get());
     }
 }
 
@@ -151,6 +162,9 @@ unsafe extern "C" fn wait_cleanup(data: *mut c_void) {
             ngx_del_timer(ctx.timer.get());
         }
         release_fiber(&*cleanup.vm, ctx);
+        if ctx.has_stash.replace(false) {
+            (*cleanup.vm).mrb().gc_unregister(ctx.stashed_globals.get());
+        }
     }
 }
 

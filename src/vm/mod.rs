@@ -72,6 +72,45 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// Takes the request's globals out of the VM while it waits, so that
+    /// requests interleaving on one worker never see (or remove) each
+    /// other's globals. Returns a GC-registered Hash, or None.
+    pub fn stash_request_globals(&self) -> Option<mruby_sys::mrb_value> {
+        let baseline = self.baseline.borrow();
+        if self.mrb.globals_count() == baseline.count {
+            return None;
+        }
+        let stash = self.mrb.hash_new();
+        for sym in self.mrb.global_symbols() {
+            if baseline.symbols.contains(&sym) {
+                continue;
+            }
+            // SAFETY: immediate value from an existing symbol.
+            let key = unsafe { mruby_sys::mrbsys_symbol_value(sym) };
+            // SAFETY: live VM; reading an existing global.
+            let value = unsafe { mruby_sys::mrb_gv_get(self.mrb.as_ptr(), sym) };
+            self.mrb.hash_set(stash, key, value);
+            self.mrb.gv_remove(sym);
+        }
+        self.mrb.gc_register(stash);
+        Some(stash)
+    }
+
+    /// Puts stashed globals back before the request's script resumes.
+    pub fn restore_request_globals(&self, stash: mruby_sys::mrb_value) {
+        let keys = self.mrb.hash_keys(stash);
+        for i in 0..self.mrb.ary_len(keys) {
+            let key = self.mrb.ary_ref(keys, i);
+            if let Some(sym) = self.mrb.to_sym(key) {
+                // SAFETY: live VM; setting a global from the stash.
+                unsafe { mruby_sys::mrb_gv_set(self.mrb.as_ptr(), sym, self.mrb.hash_get(stash, key)) };
+            }
+        }
+        self.mrb.gc_unregister(stash);
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         // SAFETY: the Vm owns the state; nothing uses it after the config pool dies.
