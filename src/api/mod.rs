@@ -11,6 +11,9 @@ pub mod kernel;
 pub mod nginx;
 pub mod request;
 pub mod server;
+pub mod ssl;
+pub mod upstream;
+pub mod listener;
 pub mod var;
 
 use mruby_sys::*;
@@ -123,6 +126,9 @@ pub fn define(mrb: Mrb) -> Result<(), String> {
     filter::init(mrb);
     async_::init(mrb);
     server::init(mrb);
+    ssl::init(mrb);
+    upstream::init(mrb);
+    listener::init(mrb);
     kernel::init(mrb);
     gems::init(mrb);
     mrb.arena_restore(arena);
