@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod conf;
+pub mod limits;
 pub mod ngx_util;
 pub mod phases;
+pub mod ssl;
 pub mod vm;
 
 use core::ffi::c_void;
@@ -78,7 +80,7 @@ pub static mut ngx_http_mruby_module: ngx_module_t = ngx_module_t {
 };
 
 #[cfg(feature = "export-modules")]
-ngx::ngx_modules!(ngx_http_mruby_module);
+crate::ngx_modules_list!(ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in ssl);
 
 /// `init_process`: runs `mruby_init_worker` in each worker.
 extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {

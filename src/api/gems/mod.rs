@@ -1,6 +1,282 @@
 //! The Ruby library ngx_mruby users rely on beyond Debian's libmruby:
-//! Process, JSON, Regexp, Digest, ENV, SecureRandom (StringIO is in mrblib).
+//! Process, JSON, Regexp/MatchData, Digest, ENV, SecureRandom (StringIO is
+//! all Ruby, in `mrblib/stringio.rb`).
+//!
+//! Gem methods may raise any exception class (`JSON::ParserError`,
+//! `RegexpError`, `KeyError`, `Errno::ESRCH`...), so they go through their
+//! own FFI edge, [`call_gem_method`], which raises a [`GemError`] once the
+//! method's Rust values are dropped.
 
-use crate::vm::Mrb;
+pub mod digest;
+pub mod env;
+pub mod json;
+pub mod match_data;
+pub mod process;
+pub mod regexp;
+pub mod secure_random;
 
-pub fn init(_mrb: Mrb) {}
+use core::ffi::{c_void, CStr};
+use core::marker::PhantomData;
+
+use mruby_sys::*;
+
+use crate::vm::value::ErrorKind;
+use crate::vm::{Mrb, RubyError};
+
+/// An exception a gem method raises.
+#[derive(Debug)]
+pub enum GemError {
+    /// A new exception of the class at a constant path (`"JSON::ParserError"`).
+    New { class: &'static str, message: String },
+    /// An exception caught from Ruby code (through `Mrb::call`), raised again
+    /// unchanged.
+    Reraise(mrb_value),
+}
+
+impl GemError {
+    pub fn new(class: &'static str, message: impl Into<String>) -> Self {
+        GemError::New { class, message: message.into() }
+    }
+}
+
+impl From<RubyError> for GemError {
+    fn from(err: RubyError) -> Self {
+        let class = match err.kind {
+            ErrorKind::Argument => "ArgumentError",
+            ErrorKind::Type => "TypeError",
+            ErrorKind::Runtime => "RuntimeError",
+        };
+        GemError::New { class, message: err.message }
+    }
+}
+
+/// What a gem method returns before it crosses back into mruby.
+pub type GemResult = Result<mrb_value, GemError>;
+
+/// A Ruby method of a gem: receiver and arguments in, value or exception out.
+pub type GemMethod = fn(Mrb, mrb_value, &[mrb_value]) -> GemResult;
+
+/// The FFI edge of every gem method: collects the arguments, runs `method`,
+/// and raises its error once the method's Rust values are dropped.
+pub(crate) fn call_gem_method(mrb: *mut mrb_state, self_: mrb_value, method: GemMethod) -> mrb_value {
+    // SAFETY: mruby calls methods with its live state.
+    let Some(mrb) = (unsafe { Mrb::from_ptr(mrb) }) else {
+        // SAFETY: constructs an immediate value.
+        return unsafe { mrbsys_nil_value() };
+    };
+    // SAFETY: inside a method call, argv/argc describe the call's arguments.
+    let args = unsafe {
+        let argc = mrb_get_argc(mrb.as_ptr()) as usize;
+        let argv = mrb_get_argv(mrb.as_ptr());
+        if argc == 0 || argv.is_null() {
+            &[][..]
+        } else {
+            core::slice::from_raw_parts(argv, argc)
+        }
+    };
+    match method(mrb, self_, args) {
+        Ok(value) => value,
+        Err(err) => raise(mrb, err),
+    }
+}
+
+/// Makes an `mrb_func_t` from a [`GemMethod`].
+#[macro_export]
+macro_rules! gem_fn {
+    ($method:path) => {{
+        unsafe extern "C" fn trampoline(
+            mrb: *mut mruby_sys::mrb_state,
+            self_: mruby_sys::mrb_value,
+        ) -> mruby_sys::mrb_value {
+            $crate::api::gems::call_gem_method(mrb, self_, $method)
+        }
+        Some(
+            trampoline as unsafe extern "C" fn(*mut mruby_sys::mrb_state, mruby_sys::mrb_value) -> mruby_sys::mrb_value,
+        )
+    }};
+}
+
+/// Raises `err` in Ruby; never returns. Holds no value with a destructor
+/// when mruby longjmps.
+fn raise(mrb: Mrb, err: GemError) -> ! {
+    let exc = match err {
+        GemError::Reraise(exc) => exc,
+        GemError::New { class, message } => {
+            let class =
+                mrb.class_get(class).or_else(|| mrb.class_get("StandardError")).unwrap_or_else(|| mrb.object_class());
+            let message = mrb.str(message.as_bytes());
+            // SAFETY: live VM; class is a live exception class.
+            unsafe { mrb_exc_new_str(mrb.as_ptr(), class, message) }
+        }
+    };
+    // SAFETY: live VM; exc is an exception object; nothing here needs dropping.
+    unsafe { mrb_exc_raise(mrb.as_ptr(), exc) };
+    unreachable!("mrb_exc_raise returned")
+}
+
+/// The exception `Mrb::call` caught, to raise again unchanged.
+pub fn reraise(exc: mrb_value) -> GemError {
+    GemError::Reraise(exc)
+}
+
+/// `Errno::<NAME>` for an errno (a `SystemCallError` when this VM has no class
+/// for it), with CRuby's message: `"No such process - kill"`.
+pub fn errno_error(errno: nix::errno::Errno, context: &str) -> GemError {
+    let class = match errno {
+        nix::errno::Errno::EPERM => "Errno::EPERM",
+        nix::errno::Errno::ENOENT => "Errno::ENOENT",
+        nix::errno::Errno::ESRCH => "Errno::ESRCH",
+        nix::errno::Errno::EINVAL => "Errno::EINVAL",
+        _ => "SystemCallError",
+    };
+    GemError::new(class, format!("{} - {context}", errno.desc()))
+}
+
+/// How mruby frees the Rust value a Ruby object owns: one static per type.
+pub struct DataType<T> {
+    raw: mrb_data_type,
+    owns: PhantomData<fn() -> T>,
+}
+
+// SAFETY: the table only holds a static name and a function pointer.
+unsafe impl<T> Sync for DataType<T> {}
+
+impl<T> DataType<T> {
+    /// A type named `name` (shown in mruby's type errors) whose objects own
+    /// a `Box<T>`, dropped when the object is collected.
+    pub const fn new(name: &'static CStr) -> Self {
+        DataType { raw: mrb_data_type { struct_name: name.as_ptr(), dfree: Some(free_boxed::<T>) }, owns: PhantomData }
+    }
+
+    /// A new object of `class` owning `value`.
+    pub(crate) fn wrap(&'static self, mrb: Mrb, class: *mut RClass, value: T) -> mrb_value {
+        let ptr = Box::into_raw(Box::new(value));
+        // SAFETY: live VM; class creates data objects; the object owns ptr
+        // from here on and frees it through `free_boxed::<T>`.
+        unsafe { mrbsys_obj_value(mrb_data_object_alloc(mrb.as_ptr(), class, ptr.cast(), &self.raw).cast()) }
+    }
+
+    /// Gives `obj` (an instance of a class whose instances are data
+    /// objects) `value`, dropping what it owned before.
+    pub fn set(&'static self, mrb: Mrb, obj: mrb_value, value: T) -> Result<(), GemError> {
+        // SAFETY: reads the tag of a value.
+        if unsafe { mrbsys_type(obj) } as u32 != mrb_vtype_MRB_TT_DATA {
+            return Err(GemError::new("TypeError", format!("{} is not a data object", mrb.class_name(obj))));
+        }
+        // SAFETY: obj is a data object; the old pointer (if of our type)
+        // came from Box::into_raw below and nothing else frees it.
+        unsafe {
+            let old = mrb_data_check_get_ptr(mrb.as_ptr(), obj, &self.raw);
+            mrbsys_data_init(obj, core::ptr::null_mut(), core::ptr::null());
+            if !old.is_null() {
+                drop(Box::from_raw(old.cast::<T>()));
+            }
+            mrbsys_data_init(obj, Box::into_raw(Box::new(value)).cast(), &self.raw);
+        }
+        Ok(())
+    }
+
+    /// The value `obj` owns; `None` when it is not one of ours or was never
+    /// initialized (a `dup` before `initialize_copy`, an `allocate`).
+    ///
+    /// The reference lives as long as the object and its data: callers use
+    /// it before running Ruby code that could replace either.
+    pub fn get<'a>(&'static self, mrb: Mrb, obj: mrb_value) -> Option<&'a T> {
+        // SAFETY: live VM; returns NULL unless obj is a data object of this type.
+        let ptr = unsafe { mrb_data_check_get_ptr(mrb.as_ptr(), obj, &self.raw) };
+        // SAFETY: a non-null pointer of this type came from Box::into_raw.
+        (!ptr.is_null()).then(|| unsafe { &*ptr.cast::<T>() })
+    }
+
+    /// Mutable access, under the same rule as [`DataType::get`].
+    pub fn get_mut<'a>(&'static self, mrb: Mrb, obj: mrb_value) -> Option<&'a mut T> {
+        // SAFETY: live VM; returns NULL unless obj is a data object of this type.
+        let ptr = unsafe { mrb_data_check_get_ptr(mrb.as_ptr(), obj, &self.raw) };
+        // SAFETY: as in `get`; methods take one reference at a time.
+        (!ptr.is_null()).then(|| unsafe { &mut *ptr.cast::<T>() })
+    }
+}
+
+unsafe extern "C" fn free_boxed<T>(_mrb: *mut mrb_state, ptr: *mut c_void) {
+    if !ptr.is_null() {
+        // SAFETY: mruby calls dfree once per object, with the pointer
+        // `DataType` stored, which came from Box::into_raw.
+        drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+    }
+}
+
+/// Makes instances of `class` data objects (so `new` + `initialize` can
+/// attach Rust values).
+pub(crate) fn make_data_class(class: *mut RClass) {
+    // SAFETY: class is a live class being defined.
+    unsafe { mrbsys_set_instance_tt(class, mrb_vtype_MRB_TT_DATA as i32) }
+}
+
+/// Defines class `name` under `outer` with superclass `superclass`, or
+/// returns the existing one (so a reopen never raises "superclass mismatch").
+pub(crate) fn define_class_under(mrb: Mrb, outer: *mut RClass, name: &CStr, superclass: *mut RClass) -> *mut RClass {
+    let path = match outer == mrb.object_class() {
+        true => name.to_string_lossy().into_owned(),
+        false => format!("{}::{}", class_path(mrb, outer), name.to_string_lossy()),
+    };
+    if let Some(existing) = mrb.class_get(&path) {
+        return existing;
+    }
+    // SAFETY: live VM; outer and superclass are live; name is NUL-terminated
+    // and not yet defined under outer, so this cannot raise.
+    unsafe { mrb_define_class_under(mrb.as_ptr(), outer, name.as_ptr(), superclass) }
+}
+
+fn class_path(mrb: Mrb, class: *mut RClass) -> String {
+    // SAFETY: live VM; class is live; mrb_class_name returns a VM-owned name.
+    let name = unsafe { mrb_class_name(mrb.as_ptr(), class) };
+    // SAFETY: NULL or NUL-terminated.
+    String::from_utf8_lossy(unsafe { crate::vm::value::cstr_bytes(name) }).into_owned()
+}
+
+/// A class that must exist (defined at init).
+pub fn class(mrb: Mrb, path: &str) -> Result<*mut RClass, GemError> {
+    mrb.class_get(path).ok_or_else(|| GemError::new("NameError", format!("uninitialized constant {path}")))
+}
+
+/// A String argument; TypeError with CRuby's message otherwise.
+pub fn str_arg<'a>(mrb: Mrb, value: mrb_value) -> Result<&'a [u8], GemError> {
+    mrb.str_bytes(value).ok_or_else(|| {
+        GemError::new("TypeError", format!("no implicit conversion of {} into String", implicit_name(mrb, value)))
+    })
+}
+
+/// How CRuby names a value in "no implicit conversion" messages.
+fn implicit_name(mrb: Mrb, value: mrb_value) -> String {
+    if mrb.is_nil(value) {
+        return String::from("nil");
+    }
+    // SAFETY: reads the tag of a value.
+    if unsafe { mrbsys_true_p(value) } {
+        return String::from("true");
+    }
+    // SAFETY: reads the tag of a value.
+    if unsafe { mrbsys_false_p(value) } {
+        return String::from("false");
+    }
+    mrb.class_name(value)
+}
+
+/// A String argument, or a Symbol's name.
+pub fn arg_name(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, GemError> {
+    if let Some(sym) = mrb.to_sym(value) {
+        return Ok(mrb.sym_name(sym).to_vec());
+    }
+    Ok(str_arg(mrb, value)?.to_vec())
+}
+
+/// Defines the gems in a fresh VM.
+pub fn init(mrb: Mrb) {
+    process::init(mrb);
+    json::init(mrb);
+    regexp::init(mrb);
+    match_data::init(mrb);
+    digest::init(mrb);
+    env::init(mrb);
+    secure_random::init(mrb);
+}

@@ -1,0 +1,598 @@
+//! The `vlimit_zone` shared memory: a fixed-size hash table of fixed-size
+//! counters plus a per-worker ledger, all inside one slab allocation.
+//!
+//! Layout (one block from the zone's slab pool, allocated at zone init):
+//! `ZoneShared` header | buckets `[u32]` | entries `[Entry]` | holds `[Hold]`.
+//! Entries are chained per bucket by index and never move, so a request can
+//! keep an entry's index until it releases its count. Each entry has a
+//! chain of `Hold`s, one per worker slot holding counts on it: the ledger
+//! that lets a new worker give back what a dead one held.
+//!
+//! Every access goes through [`Locked`], which holds the slab pool's own
+//! mutex: the master force-unlocks that mutex when a worker dies holding it
+//! (`ngx_unlock_mutexes` in `os/unix/ngx_process.c`).
+
+use core::ffi::c_void;
+use core::mem::{align_of, size_of};
+use core::ptr;
+
+use ngx::ffi::*;
+
+/// End of a chain / empty bucket.
+pub const NIL: u32 = u32::MAX;
+/// Worker slots tracked by the ledger (`ngx_process_slot` is below this).
+pub const MAX_SLOTS: usize = NGX_MAX_PROCESSES as usize;
+/// Key bytes stored in an entry; longer keys keep a prefix plus their hash.
+pub const KEY_INLINE: usize = 88;
+/// Marks a zone laid out by this version of the code.
+const MAGIC: u64 = 0x766c_696d_6974_0001;
+
+/// What a counter counts; part of its identity in the zone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum KeyKind {
+    /// Client address, 4 or 16 binary bytes.
+    Ip = 1,
+    /// Device + inode of the file, 16 bytes.
+    File = 2,
+    /// Request file that does not exist: its path.
+    Path = 3,
+    /// Normalised virtual host name.
+    Host = 4,
+    /// Value of a `key=` complex value.
+    Key = 5,
+}
+
+impl KeyKind {
+    fn from_u8(v: u8) -> Option<KeyKind> {
+        Some(match v {
+            1 => KeyKind::Ip,
+            2 => KeyKind::File,
+            3 => KeyKind::Path,
+            4 => KeyKind::Host,
+            5 => KeyKind::Key,
+            _ => return None,
+        })
+    }
+
+    /// The name used in logs and stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::Ip => "ip",
+            KeyKind::File | KeyKind::Path => "file",
+            KeyKind::Host => "host",
+            KeyKind::Key => "key",
+        }
+    }
+}
+
+/// One counter. `kind == 0` marks a free entry.
+#[repr(C)]
+pub struct Entry {
+    /// Next entry in the bucket chain (or in the free list).
+    next: u32,
+    pub count: u32,
+    /// Limit of the last request admitted on this key, for stats.
+    pub limit: u32,
+    /// Head of this entry's ledger chain.
+    holds: u32,
+    pub rejections: u64,
+    hash: u64,
+    /// Full length of the identity key.
+    key_len: u16,
+    /// Bytes of display label stored after the key (file kind: the path).
+    label_len: u8,
+    kind: u8,
+    _pad: u32,
+    bytes: [u8; KEY_INLINE],
+}
+
+impl Entry {
+    /// The kind, `None` for a free entry.
+    pub fn kind(&self) -> Option<KeyKind> {
+        KeyKind::from_u8(self.kind)
+    }
+
+    /// The stored key bytes (a prefix when the key was longer than `KEY_INLINE`).
+    pub fn key(&self) -> &[u8] {
+        &self.bytes[..(self.key_len as usize).min(KEY_INLINE)]
+    }
+
+    /// Whether the stored key was cut to fit.
+    pub fn key_truncated(&self) -> bool {
+        self.key_len as usize > KEY_INLINE
+    }
+
+    /// The display label (the path of a file key), possibly empty.
+    pub fn label(&self) -> &[u8] {
+        let start = (self.key_len as usize).min(KEY_INLINE);
+        &self.bytes[start..start + self.label_len as usize]
+    }
+
+    fn matches(&self, kind: KeyKind, key: &[u8], hash: u64) -> bool {
+        self.kind == kind as u8
+            && self.hash == hash
+            && self.key_len as usize == key.len()
+            && self.key() == &key[..key.len().min(KEY_INLINE)]
+    }
+}
+
+/// Counts one worker slot holds on one entry.
+#[repr(C)]
+struct Hold {
+    next: u32,
+    count: u32,
+    slot: u32,
+}
+
+/// The zone header, at the start of the block.
+#[repr(C)]
+pub struct ZoneShared {
+    magic: u64,
+    /// Bytes of the whole shared memory zone.
+    pub zone_size: u64,
+    /// Bytes of the block this header starts.
+    block_size: u64,
+    mask: u32,
+    pub entry_capacity: u32,
+    hold_capacity: u32,
+    free_entry: u32,
+    free_hold: u32,
+    pub live_entries: u32,
+    live_holds: u32,
+    _pad: u32,
+    /// Rejections over the limit since the zone was created.
+    pub rejections: u64,
+    /// Requests turned away because the zone was full.
+    pub zone_full: u64,
+    /// Counts given back from dead workers.
+    pub reclaimed: u64,
+    /// pid of the process that last registered in each worker slot (0: none).
+    worker_pid: [i32; MAX_SLOTS],
+    buckets_off: u64,
+    entries_off: u64,
+    holds_off: u64,
+}
+
+const ENTRY_COST: usize = size_of::<Entry>() + 2 * size_of::<Hold>() + 2 * size_of::<u32>();
+
+/// Hash of the kind and the key, 8 bytes per round (keys are mostly 4 or
+/// 16 bytes: an address or a device+inode).
+pub fn key_hash(kind: KeyKind, key: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(29);
+    let mut h = mix(kind as u64 ^ ((key.len() as u64) << 8), K);
+    let mut chunks = key.chunks_exact(8);
+    for chunk in &mut chunks {
+        h = mix(h, u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = mix(h, u64::from_le_bytes(last));
+    }
+    h ^ (h >> 32)
+}
+
+/// Lays out a fresh table in `block` of `block_size` bytes.
+///
+/// # Safety
+/// `block` must be writable for `block_size` bytes and aligned to 8.
+unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize) -> Option<*mut ZoneShared> {
+    let header = size_of::<ZoneShared>();
+    let avail = block_size.checked_sub(header + 64)?;
+    let mut capacity = avail / ENTRY_COST;
+    if capacity < 4 {
+        return None;
+    }
+    let mut buckets = capacity.next_power_of_two();
+    // next_power_of_two may overshoot the two u32 per entry budgeted for buckets
+    while header + buckets * 4 + 8 + capacity * (size_of::<Entry>() + 2 * size_of::<Hold>()) + 8 > block_size {
+        capacity -= 1;
+        buckets = capacity.next_power_of_two();
+    }
+    let buckets_off = header;
+    let entries_off = (buckets_off + buckets * 4).next_multiple_of(align_of::<Entry>());
+    let holds_off = (entries_off + capacity * size_of::<Entry>()).next_multiple_of(align_of::<Hold>());
+    let hold_capacity = capacity * 2;
+
+    // SAFETY: the caller gives us block_size writable bytes; all offsets are inside.
+    unsafe {
+        ptr::write_bytes(block, 0, holds_off + hold_capacity * size_of::<Hold>());
+        let sh = block as *mut ZoneShared;
+        (*sh).magic = MAGIC;
+        (*sh).zone_size = zone_size as u64;
+        (*sh).block_size = block_size as u64;
+        (*sh).mask = (buckets - 1) as u32;
+        (*sh).entry_capacity = capacity as u32;
+        (*sh).hold_capacity = hold_capacity as u32;
+        (*sh).buckets_off = buckets_off as u64;
+        (*sh).entries_off = entries_off as u64;
+        (*sh).holds_off = holds_off as u64;
+        let bucket_ptr = block.add(buckets_off) as *mut u32;
+        for i in 0..buckets {
+            *bucket_ptr.add(i) = NIL;
+        }
+        let entries = block.add(entries_off) as *mut Entry;
+        for i in 0..capacity {
+            (*entries.add(i)).next = if i + 1 < capacity { (i + 1) as u32 } else { NIL };
+        }
+        let holds = block.add(holds_off) as *mut Hold;
+        for i in 0..hold_capacity {
+            (*holds.add(i)).next = if i + 1 < hold_capacity { (i + 1) as u32 } else { NIL };
+        }
+        (*sh).free_entry = 0;
+        (*sh).free_hold = 0;
+        Some(sh)
+    }
+}
+
+/// Per-cycle handle on a zone: what `shm_zone->data` points at.
+pub struct ZoneCtx {
+    pub name: String,
+    pub size: usize,
+    /// Set by the zone init callback.
+    pub shpool: *mut ngx_slab_pool_t,
+    pub shared: *mut ZoneShared,
+}
+
+impl ZoneCtx {
+    pub fn new(name: String, size: usize) -> ZoneCtx {
+        ZoneCtx { name, size, shpool: ptr::null_mut(), shared: ptr::null_mut() }
+    }
+
+    /// Takes the zone's lock; `None` before the zone is initialised.
+    pub fn lock(&self) -> Option<Locked<'_>> {
+        if self.shpool.is_null() || self.shared.is_null() {
+            return None;
+        }
+        // SAFETY: shpool is the slab pool at the start of the mapped zone; its
+        // mutex is shared by every process of this nginx.
+        unsafe { ngx_shmtx_lock(&mut (*self.shpool).mutex) };
+        // SAFETY: the header was laid out by `format` and we now hold the lock.
+        let table = unsafe { Table::from_shared(self.shared) };
+        Some(Locked { shpool: self.shpool, table, _zone: core::marker::PhantomData })
+    }
+}
+
+/// The zone's table while its lock is held; unlocks on drop.
+pub struct Locked<'a> {
+    shpool: *mut ngx_slab_pool_t,
+    pub table: Table,
+    _zone: core::marker::PhantomData<&'a ZoneCtx>,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // SAFETY: we locked this mutex in `ZoneCtx::lock`.
+        unsafe { ngx_shmtx_unlock(&mut (*self.shpool).mutex) };
+    }
+}
+
+/// Typed view of the zone table. Only built while the lock is held.
+pub struct Table {
+    header: *mut ZoneShared,
+    buckets: *mut u32,
+    entries: *mut Entry,
+    holds: *mut Hold,
+}
+
+impl Table {
+    /// # Safety
+    /// `sh` must be a header laid out by `format`, and the zone lock held.
+    unsafe fn from_shared(sh: *mut ZoneShared) -> Table {
+        let base = sh as *mut u8;
+        // SAFETY: offsets were written by `format` and lie inside the block.
+        unsafe {
+            Table {
+                header: sh,
+                buckets: base.add((*sh).buckets_off as usize) as *mut u32,
+                entries: base.add((*sh).entries_off as usize) as *mut Entry,
+                holds: base.add((*sh).holds_off as usize) as *mut Hold,
+            }
+        }
+    }
+
+    pub fn header(&mut self) -> &mut ZoneShared {
+        // SAFETY: the lock is held for the life of self.
+        unsafe { &mut *self.header }
+    }
+
+    fn bucket(&mut self, hash: u64) -> &mut u32 {
+        // SAFETY: the index is masked to the bucket count.
+        unsafe {
+            let i = ((hash ^ (hash >> 32)) as u32 & (*self.header).mask) as usize;
+            &mut *self.buckets.add(i)
+        }
+    }
+
+    pub fn entry(&mut self, idx: u32) -> &mut Entry {
+        // SAFETY: callers pass indexes below entry_capacity (from chains or requests).
+        unsafe {
+            debug_assert!(idx < (*self.header).entry_capacity);
+            &mut *self.entries.add(idx as usize)
+        }
+    }
+
+    fn hold(&mut self, idx: u32) -> &mut Hold {
+        // SAFETY: hold indexes come from chains laid out by `format`.
+        unsafe { &mut *self.holds.add(idx as usize) }
+    }
+
+    /// The entry counting `key`, if any.
+    pub fn find(&mut self, kind: KeyKind, key: &[u8], hash: u64) -> Option<u32> {
+        let mut idx = *self.bucket(hash);
+        while idx != NIL {
+            let entry = self.entry(idx);
+            if entry.matches(kind, key, hash) {
+                return Some(idx);
+            }
+            idx = entry.next;
+        }
+        None
+    }
+
+    /// Adds an entry with count 0; `None` when the zone is full.
+    pub fn insert(&mut self, kind: KeyKind, key: &[u8], label: &[u8], hash: u64) -> Option<u32> {
+        let idx = self.header().free_entry;
+        if idx == NIL || key.len() > u16::MAX as usize {
+            return None;
+        }
+        let head = *self.bucket(hash);
+        let entry = self.entry(idx);
+        let free_next = entry.next;
+        entry.next = head;
+        entry.count = 0;
+        entry.limit = 0;
+        entry.holds = NIL;
+        entry.rejections = 0;
+        entry.hash = hash;
+        entry.key_len = key.len() as u16;
+        entry.kind = kind as u8;
+        let stored = key.len().min(KEY_INLINE);
+        entry.bytes[..stored].copy_from_slice(&key[..stored]);
+        // keep the tail of the label (the file name end of a path)
+        let room = KEY_INLINE - stored;
+        let label = &label[label.len().saturating_sub(room.min(u8::MAX as usize))..];
+        entry.bytes[stored..stored + label.len()].copy_from_slice(label);
+        entry.label_len = label.len() as u8;
+        *self.bucket(hash) = idx;
+        let header = self.header();
+        header.free_entry = free_next;
+        header.live_entries += 1;
+        Some(idx)
+    }
+
+    /// Counts one more request of worker `slot` on entry `idx`; false when
+    /// the ledger is full (nothing changed then).
+    pub fn acquire(&mut self, idx: u32, slot: u32) -> bool {
+        let mut h = self.entry(idx).holds;
+        while h != NIL {
+            let hold = self.hold(h);
+            if hold.slot == slot {
+                hold.count += 1;
+                self.entry(idx).count += 1;
+                return true;
+            }
+            h = hold.next;
+        }
+        let free = self.header().free_hold;
+        if free == NIL {
+            return false;
+        }
+        let entry_holds = self.entry(idx).holds;
+        let hold = self.hold(free);
+        let free_next = hold.next;
+        *hold = Hold { next: entry_holds, count: 1, slot };
+        let header = self.header();
+        header.free_hold = free_next;
+        header.live_holds += 1;
+        let entry = self.entry(idx);
+        entry.holds = free;
+        entry.count += 1;
+        true
+    }
+
+    /// Gives back one count of worker `slot` on entry `idx`; frees the entry
+    /// when its count reaches 0.
+    pub fn release(&mut self, idx: u32, slot: u32) {
+        let mut prev = NIL;
+        let mut h = self.entry(idx).holds;
+        while h != NIL {
+            let (hold_slot, next) = {
+                let hold = self.hold(h);
+                (hold.slot, hold.next)
+            };
+            if hold_slot == slot {
+                let hold = self.hold(h);
+                hold.count -= 1;
+                if hold.count == 0 {
+                    self.unlink_hold(idx, prev, h, next);
+                }
+                let entry = self.entry(idx);
+                entry.count = entry.count.saturating_sub(1);
+                break;
+            }
+            prev = h;
+            h = next;
+        }
+        self.free_if_unused(idx);
+    }
+
+    fn unlink_hold(&mut self, idx: u32, prev: u32, h: u32, next: u32) {
+        if prev == NIL {
+            self.entry(idx).holds = next;
+        } else {
+            self.hold(prev).next = next;
+        }
+        let free = self.header().free_hold;
+        self.hold(h).next = free;
+        let header = self.header();
+        header.free_hold = h;
+        header.live_holds -= 1;
+    }
+
+    /// Returns the entry to the free list if nothing counts on it.
+    pub fn free_if_unused(&mut self, idx: u32) {
+        let (count, kind, hash, next) = {
+            let entry = self.entry(idx);
+            (entry.count, entry.kind, entry.hash, entry.next)
+        };
+        if count != 0 || kind == 0 {
+            return;
+        }
+        let mut holds = self.entry(idx).holds;
+        while holds != NIL {
+            let next_hold = self.hold(holds).next;
+            self.unlink_hold(idx, NIL, holds, next_hold);
+            holds = next_hold;
+        }
+        // unlink from the bucket chain
+        let mut cur = *self.bucket(hash);
+        if cur == idx {
+            *self.bucket(hash) = next;
+        } else {
+            while cur != NIL {
+                let cur_next = self.entry(cur).next;
+                if cur_next == idx {
+                    self.entry(cur).next = next;
+                    break;
+                }
+                cur = cur_next;
+            }
+        }
+        let free = self.header().free_entry;
+        let entry = self.entry(idx);
+        entry.kind = 0;
+        entry.next = free;
+        let header = self.header();
+        header.free_entry = idx;
+        header.live_entries -= 1;
+    }
+
+    /// Gives back every count held by worker `slot`; returns how many.
+    pub fn reclaim_slot(&mut self, slot: u32) -> u64 {
+        let mut total = 0u64;
+        let capacity = self.header().entry_capacity;
+        for idx in 0..capacity {
+            if self.entry(idx).kind == 0 {
+                continue;
+            }
+            let mut prev = NIL;
+            let mut h = self.entry(idx).holds;
+            while h != NIL {
+                let (hold_slot, count, next) = {
+                    let hold = self.hold(h);
+                    (hold.slot, hold.count, hold.next)
+                };
+                if hold_slot == slot {
+                    self.unlink_hold(idx, prev, h, next);
+                    let entry = self.entry(idx);
+                    entry.count = entry.count.saturating_sub(count);
+                    total += count as u64;
+                } else {
+                    prev = h;
+                }
+                h = next;
+            }
+            self.free_if_unused(idx);
+        }
+        self.header().reclaimed += total;
+        total
+    }
+
+    /// The pid registered in a worker slot.
+    pub fn slot_pid(&mut self, slot: usize) -> i32 {
+        self.header().worker_pid[slot]
+    }
+
+    pub fn set_slot_pid(&mut self, slot: usize, pid: i32) {
+        self.header().worker_pid[slot] = pid;
+    }
+
+    /// Calls `f` for every live entry.
+    pub fn for_each(&mut self, mut f: impl FnMut(&Entry)) {
+        let capacity = self.header().entry_capacity;
+        for idx in 0..capacity {
+            let entry = self.entry(idx);
+            if entry.kind != 0 {
+                f(entry);
+            }
+        }
+    }
+
+    /// Bytes of the zone still available for new keys.
+    pub fn free_bytes(&mut self) -> u64 {
+        let header = self.header();
+        (header.entry_capacity - header.live_entries) as u64 * ENTRY_COST as u64
+    }
+}
+
+/// `shm_zone->init`: reuses the previous cycle's table when nginx kept the
+/// memory (same name and size), else lays out a new one.
+pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx passes our zone; `data` is the previous cycle's ZoneCtx or NULL.
+    let (zone, old) = unsafe { (&mut *shm_zone, data as *const ZoneCtx) };
+    // SAFETY: shm_zone->data is the ZoneCtx the directive stored.
+    let ctx = unsafe { &mut *(zone.data as *mut ZoneCtx) };
+    match init_ctx(zone, ctx, old) {
+        Ok(()) => NGX_OK as ngx_int_t,
+        Err(message) => {
+            crate::ngx_util::log(zone.shm.log, NGX_LOG_EMERG, &message);
+            NGX_ERROR as ngx_int_t
+        }
+    }
+}
+
+fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -> Result<(), String> {
+    let shpool = zone.shm.addr as *mut ngx_slab_pool_t;
+    ctx.shpool = shpool;
+    if !old.is_null() {
+        // SAFETY: the old cycle's ctx lives until the new cycle is ready.
+        ctx.shared = unsafe { (*old).shared };
+        return Ok(());
+    }
+    // SAFETY: the slab pool was initialised by nginx at the zone's start.
+    let pool = unsafe { &mut *shpool };
+    if zone.shm.exists != 0 {
+        ctx.shared = pool.data as *mut ZoneShared;
+        return check_magic(ctx);
+    }
+    let label = format!(" in vlimit_zone \"{}\"\0", ctx.name);
+    // SAFETY: ngx_slab_alloc locks the pool itself; sizes are in bytes.
+    unsafe {
+        let log_ctx = ngx_slab_alloc(shpool, label.len()) as *mut u8;
+        if !log_ctx.is_null() {
+            ptr::copy_nonoverlapping(label.as_ptr(), log_ctx, label.len());
+            pool.log_ctx = log_ctx;
+        }
+        // take every free page: the table never grows afterwards
+        let pagesize = ngx_pagesize;
+        let mut pages = pool.pfree;
+        let mut block = ptr::null_mut::<u8>();
+        while pages > 0 {
+            block = ngx_slab_alloc(shpool, pages * pagesize) as *mut u8;
+            if !block.is_null() {
+                break;
+            }
+            pages -= 1;
+        }
+        if block.is_null() {
+            return Err(format!("vlimit_zone \"{}\" is too small", ctx.name));
+        }
+        let shared = format(block, pages * pagesize, zone.shm.size)
+            .ok_or_else(|| format!("vlimit_zone \"{}\" is too small", ctx.name))?;
+        pool.data = shared as *mut c_void;
+        ctx.shared = shared;
+    }
+    Ok(())
+}
+
+fn check_magic(ctx: &ZoneCtx) -> Result<(), String> {
+    // SAFETY: an existing zone's data points at a header of some layout.
+    if ctx.shared.is_null() || unsafe { (*ctx.shared).magic } != MAGIC {
+        return Err(format!("vlimit_zone \"{}\" has an unknown layout", ctx.name));
+    }
+    Ok(())
+}
