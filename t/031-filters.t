@@ -190,3 +190,19 @@ Content-Length: 9
 GET /main
 --- response_body chomp
 ABC
+
+
+=== TEST 12: header and body filters over a Ruby content handler
+--- config
+    location = /t {
+        mruby_content_handler_code 'Nginx.rputs "the quick brown fox"';
+        mruby_output_header_filter_code 'Nginx::Headers_out.new["X-Filtered"] = "yes"; Nginx.rputs "ignored"';
+        mruby_output_body_filter_code 'f = Nginx::Filter.new; f.body = f.body.upcase';
+    }
+--- request
+GET /t
+--- response_headers
+X-Filtered: yes
+Content-Length: 19
+--- response_body chomp
+THE QUICK BROWN FOX

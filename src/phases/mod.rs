@@ -346,29 +346,28 @@ fn send_response(r: *mut ngx_http_request_t, ctx: &RequestCtx, status: ngx_int_t
             ctx.discard_output();
             return ERROR;
         }
+        // take the body first: header filters may run Ruby too
+        let (head, tail, len) = (ctx.out_head.get(), ctx.out_tail.get(), ctx.out_len.get());
+        ctx.discard_output();
         request.headers_out.status = status as ngx_uint_t;
-        request.headers_out.content_length_n = ctx.out_len.get() as off_t;
+        request.headers_out.content_length_n = len as off_t;
         // ngx_mruby sent no Content-Type unless the script set one; use the
         // location's types/default_type like nginx's own handlers do.
         if request.headers_out.content_type.len == 0 && ngx_http_set_content_type(r) != OK {
             return ERROR;
         }
         let rc = ngx_http_send_header(r);
-        if rc == ERROR || rc > OK || request.header_only() != 0 || ctx.out_head.get().is_null() {
-            let head = ctx.out_head.get();
-            ctx.discard_output();
+        if rc == ERROR || rc > OK || request.header_only() != 0 || head.is_null() {
             if head.is_null() && rc == OK && request.header_only() == 0 {
                 return ngx_http_send_special(r, NGX_HTTP_LAST as ngx_uint_t);
             }
             return rc;
         }
-        let tail_buf = (*ctx.out_tail.get()).buf;
+        let tail_buf = (*tail).buf;
         if r == request.main {
             (*tail_buf).set_last_buf(1);
         }
         (*tail_buf).set_last_in_chain(1);
-        let head = ctx.out_head.get();
-        ctx.discard_output();
         ngx_http_output_filter(r, head)
     }
 }
