@@ -1,0 +1,91 @@
+# conf/nginx.conf (what `make run` serves) loads and every demo location
+# answers as documented. Ports and the pid file are moved so this can run
+# beside `make run`.
+use strict;
+use warnings;
+use Test::More;
+use File::Path qw(make_path remove_tree);
+use File::Basename qw(dirname);
+use Cwd qw(abs_path);
+use IO::Socket::INET;
+
+my $root = abs_path(dirname(__FILE__) . '/..');
+my $nginx = $ENV{TEST_NGINX_BINARY} || "$root/build/sbin/nginx";
+my $servroot = "$root/t/servroot_demo";
+my $port = 18180 + ($$ % 200);
+my $backend = $port + 1000;
+
+remove_tree($servroot);
+make_path("$servroot/logs");
+open my $in, '<', "$root/conf/nginx.conf" or die "conf/nginx.conf: $!";
+my $conf = do { local $/; <$in> };
+close $in;
+$conf =~ s/127\.0\.0\.1:8080/127.0.0.1:$port/g;
+$conf =~ s/127\.0\.0\.1:8081/127.0.0.1:$backend/g;
+$conf =~ s{^pid .*;}{pid $servroot/logs/nginx.pid;}m;
+$conf =~ s{^error_log .*;}{error_log $servroot/logs/error.log info;}m;
+$conf =~ s{build/run/}{$servroot/}g;
+open my $out, '>', "$servroot/nginx.conf" or die $!;
+print $out $conf;
+close $out;
+
+my $rc = system($nginx, '-p', "$root/", '-e', "$servroot/logs/error.log", '-c', "$servroot/nginx.conf");
+is($rc, 0, 'nginx starts with the demo configuration');
+
+sub request {
+    my ($method, $path, $headers, $body) = @_;
+    my $s;
+    for (1 .. 50) {
+        $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 3) and last;
+        select(undef, undef, undef, 0.1);
+    }
+    die "cannot connect: $!" unless $s;
+    $body //= '';
+    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" . ($headers // '');
+    $req .= "Content-Length: " . length($body) . "\r\n" if length $body;
+    print $s "$req\r\n$body";
+    my $resp = do { local $/; <$s> };
+    my ($head, $content) = split /\r\n\r\n/, $resp, 2;
+    my ($status) = $head =~ m{^HTTP/1\.1 (\d+)};
+    return ($status, $head, $content);
+}
+
+my @cases = (
+    ['GET', '/hello', undef, undef, 200, qr/\AHello World\n\z/],
+    ['GET', '/cached', undef, undef, 200, qr/\AHello World\n\z/],
+    ['GET', '/live?name=Ada', undef, undef, 200, qr/\AHello Ada\n\z/],
+    ['GET', '/private', undef, undef, 403, qr/403 Forbidden/],
+    ['GET', '/private', "X-Token: secret\r\n", undef, 200, qr/\Awelcome operator\n\z/],
+    ['GET', '/set', undef, undef, 200, qr/\Ahello from \/set\n\z/],
+    ['GET', '/old', undef, undef, 200, qr/\AHello World\n\z/],
+    ['GET', '/logged', undef, undef, 200, qr/see the error_log/],
+    ['GET', '/info.rb', undef, undef, 200, qr/\Auri=\/info\.rb nginx=1\./],
+    ['GET', '/plain', undef, undef, 200, qr/\Ano Ruby here\n\z/],
+    ['GET', '/filtered', undef, undef, 200, qr/\ATHE QUICK BROWN FOX\n\z/],
+    ['POST', '/echo-body', undef, 'x' x 100, 200, qr/\Agot 100 bytes\n\z/],
+    ['GET', '/async', undef, undef, 200, qr/\Aafter 100 ms, \/hello said: Hello World\n\z/],
+    ['GET', '/rack', undef, undef, 200, qr/\Arack at \/rack\n\z/],
+    ['GET', '/upstream/x', undef, undef, 200, qr/\Abackend on \d+ got \/upstream\/x\n\z/],
+);
+for my $case (@cases) {
+    my ($method, $path, $headers, $body, $want_status, $want_body) = @$case;
+    my ($status, $head, $content) = request($method, $path, $headers, $body);
+    is($status, $want_status, "$method $path status");
+    like($content // '', $want_body, "$method $path body");
+}
+my (undef, $head) = request('GET', '/upstream/y');
+like($head, qr/^X-Upstream: 127\.0\.0\.1:$backend keepalive=8\r?$/m, 'Nginx::Upstream reads the demo upstream');
+
+my $pid = do { local @ARGV = ("$servroot/logs/nginx.pid"); <> };
+chomp $pid;
+kill 'QUIT', $pid;
+for (1 .. 50) { last unless kill 0, $pid; select(undef, undef, undef, 0.1); }
+ok(!kill(0, $pid), 'nginx stops');
+
+open my $log, '<', "$servroot/logs/error.log" or die $!;
+my @log = <$log>;
+ok(scalar(grep { /served \/logged \(trace=server_rewrite\)/ } @log), 'the log handler wrote its line');
+ok(!scalar(grep { /\[(error|alert|crit|emerg)\]/ } @log), 'no errors in the log') or diag(grep { /\[(error|alert|crit|emerg)\]/ } @log);
+ok(scalar(grep { /worker exiting/ } @log), 'mruby_exit_worker ran');
+remove_tree($servroot);
+done_testing();
