@@ -5,6 +5,7 @@
 # table (CASES, case_path, case_label, case_target).
 
 set -euo pipefail
+shopt -s inherit_errexit
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)

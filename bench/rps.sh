@@ -2,19 +2,21 @@
 # Requests/sec with wrk for every case.
 #
 # Two nginx instances (master + 1 worker each, no valgrind): one with the
-# mruby cases, one without the module for 'stock'. Each round runs, for
-# every case in turn, a 1s warm-up and then `wrk -t1 -c50 -d5s`; a case's
-# result is its best round (other load on the machine only ever lowers a
-# run, so the best is the least disturbed). With 2+ CPUs nginx is pinned
-# to CPU 0 and wrk to CPU 1 (BENCH_PIN=0 disables).
+# mruby cases, one without the module for 'stock'. Each case is measured
+# in BENCH_WRK_PAIRS pairs: `wrk -t1 -c50 -d5s` against the baseline,
+# then the same against the case, back to back, so both halves of a pair
+# see the same background load. A case's ratio is the median of its pair
+# ratios; its req/s the median of its runs; the baseline's req/s the
+# median of all baseline runs. With 2+ CPUs nginx is pinned to CPU 0 and
+# wrk to CPU 1 (BENCH_PIN=0 disables).
 #
-# Env: BENCH_WRK_ROUNDS (default 5), BENCH_WRK_DURATION (5),
+# Env: BENCH_WRK_PAIRS (default 3), BENCH_WRK_DURATION (5),
 # BENCH_WRK_CONNECTIONS (50), BENCH_WRK_THREADS (1), BENCH_CASES.
-# Writes $OUT/rps.tsv (best, and every round).
+# Writes $OUT/rps.tsv.
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROUNDS=${BENCH_WRK_ROUNDS:-5}
+PAIRS=${BENCH_WRK_PAIRS:-3}
 DURATION=${BENCH_WRK_DURATION:-5}
 CONNS=${BENCH_WRK_CONNECTIONS:-50}
 THREADS=${BENCH_WRK_THREADS:-1}
@@ -53,15 +55,12 @@ start() {
     wait_port "$port" 30 || die "nginx ($kind) did not start: $(tail -n5 "$dir/logs/error.log")"
 }
 
-# measure CASE ROUND: prints "rps requests".
+# measure CASE: prints "rps requests".
 measure() {
-    local c=$1 round=$2 url out rps reqs body
+    local c=$1 url out rps reqs
     url=http://127.0.0.1:${PORT_OF[$(case_conf "$c")]}$(case_path "$c")
-    body=$(curl -sS --max-time 10 "$url") || die "case $c: curl $url failed"
-    [[ $body == "Hello World" ]] || die "case $c: unexpected body from $url: $body"
-    "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNS" -d1s "$url" >/dev/null
     out=$("${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$url")
-    echo "$out" >"$OUT/rps/wrk-$c-$round.txt"
+    echo "$out" >>"$OUT/rps/wrk-$c.txt"
     if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
         die "case $c: wrk saw errors: $(grep -E 'Non-2xx|Socket errors' <<<"$out")"
     fi
@@ -75,16 +74,36 @@ t_start=$SECONDS
 start mruby
 [[ " ${cases[*]} " == *" stock "* ]] && start stock
 
-declare -A BEST ALL
-for round in $(seq "$ROUNDS"); do
-    for c in "${cases[@]}"; do
-        res=$(measure "$c" "$round")
-        rps=${res%% *}
-        ALL[$c]="${ALL[$c]:-}${ALL[$c]:+,}$rps"
-        if [[ -z ${BEST[$c]:-} ]] || awk -v a="$rps" -v b="${BEST[$c]}" 'BEGIN { exit !(a > b) }'; then
-            BEST[$c]=$rps
-        fi
-        log "rps: round $round/$ROUNDS $(printf '%-8s' "$c") $rps req/s"
+# rps_of CASE: one measurement; prints req/s.
+rps_of() {
+    local res
+    res=$(measure "$1")
+    echo "${res%% *}"
+}
+
+# warm CASE: check the answer, 1s of wrk.
+warm() {
+    local url body
+    url=http://127.0.0.1:${PORT_OF[$(case_conf "$1")]}$(case_path "$1")
+    body=$(curl -sS --max-time 10 "$url") || die "case $1: curl $url failed"
+    [[ $body == "Hello World" ]] || die "case $1: unexpected body from $url: $body"
+    "${WRK_PIN[@]}" wrk -t"$THREADS" -c"$CONNS" -d1s "$url" >/dev/null
+}
+
+warm baseline
+declare -A RUNS RATIOS
+BASE_RUNS=
+for c in "${cases[@]}"; do
+    [[ $c == baseline ]] && continue
+    warm "$c"
+    for pair in $(seq "$PAIRS"); do
+        b=$(rps_of baseline)
+        r=$(rps_of "$c")
+        ratio=$(awk -v r="$r" -v b="$b" 'BEGIN { printf "%.4f", r / b }')
+        BASE_RUNS="$BASE_RUNS${BASE_RUNS:+,}$b"
+        RUNS[$c]="${RUNS[$c]:-}${RUNS[$c]:+,}$r"
+        RATIOS[$c]="${RATIOS[$c]:-}${RATIOS[$c]:+,}$ratio"
+        log "rps: $(printf '%-8s' "$c") pair $pair/$PAIRS: baseline $b, $c $r req/s (${ratio}x)"
     done
 done
 
@@ -95,8 +114,18 @@ for kind in "${!MASTER_OF[@]}"; do
     stop_pid "${MASTER_OF[$kind]}" QUIT 30
 done
 
-printf 'case\trps_best\trps_rounds\n' >"$tsv"
+# median of a comma-separated list
+median() {
+    tr ',' '\n' <<<"$1" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+printf 'case\trps\tratio\truns\tratios\n' >"$tsv"
+if [[ -n $BASE_RUNS ]]; then
+    printf 'baseline\t%s\t1\t%s\t\n' "$(median "$BASE_RUNS")" "$BASE_RUNS" >>"$tsv"
+fi
 for c in "${cases[@]}"; do
-    printf '%s\t%s\t%s\n' "$c" "${BEST[$c]}" "${ALL[$c]}" >>"$tsv"
+    [[ $c == baseline ]] && continue
+    printf '%s\t%s\t%s\t%s\t%s\n' "$c" "$(median "${RUNS[$c]}")" "$(median "${RATIOS[$c]}")" \
+        "${RUNS[$c]}" "${RATIOS[$c]}" >>"$tsv"
 done
 log "rps: done in $((SECONDS - t_start))s -> $tsv"

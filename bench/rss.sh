@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Worker RSS growth under case (c) (file script without cache).
 #
-# A separate nginx (master + 1 worker) serves (c); wrk (-t1 -c20) hits it
-# in runs whose lengths are estimated from the measured rate, adding up
-# the request counts wrk reports, until the total passes BENCH_RSS_FIRST
-# (200k) and then BENCH_RSS_REQUESTS (2M). The worker's VmRSS
-# (/proc/<pid>/status) is read at both points (and after every run, in
-# $OUT/rss/samples.tsv); growth = (rss2 - rss1) / rss1.
+# A separate nginx (master + 1 worker) serves (c). wrk (-t1 -c20, with
+# bench/stop-after.lua) sends BENCH_RSS_FIRST (200k) requests, then more
+# up to BENCH_RSS_REQUESTS (2M) in total; the counts are wrk's (it may
+# count a few more than asked: responses already read when it stops).
+# The worker's VmRSS (/proc/<pid>/status) is read at both points (also
+# in $OUT/rss/samples.tsv); growth = (rss2 - rss1) / rss1.
 #
 # Env: BENCH_RSS_FIRST (default 200000), BENCH_RSS_REQUESTS (2000000),
 # BENCH_RSS_CASE (default c; any case of lib.sh, for comparison).
@@ -46,37 +46,38 @@ body=$(curl -sS --max-time 10 "$url") || die "curl $url failed"
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$worker/status"; }
 
 done_reqs=1   # the curl above
-rate=0
 samples=$dir/samples.tsv
 printf 'requests\tvmrss_kb\n' >"$samples"
 printf '%s\t%s\n' "$done_reqs" "$(rss_kb)" >>"$samples"
 
-# hit_until TARGET: wrk runs until done_reqs >= TARGET.
+# hit_until TARGET: one wrk run that stops after TARGET - done_reqs
+# responses (bench/stop-after.lua); adds the count wrk reports.
 hit_until() {
-    local target=$1 secs out n rps
-    while (( done_reqs < target )); do
-        if (( rate > 0 )); then
-            # aim just past the target; at most 30s per run
-            secs=$(( (target - done_reqs + rate - 1) / rate ))
-            (( secs < 1 )) && secs=1
-            (( secs > 30 )) && secs=30
-        else
-            secs=2
-        fi
-        out=$("${WRK_PIN[@]}" wrk -t1 -c20 -d"${secs}s" "$url")
-        if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-            die "wrk saw errors: $(grep -E 'Non-2xx|Socket errors' <<<"$out")"
-        fi
-        n=$(awk '/ requests in / { print $1 }' <<<"$out")
-        rps=$(awk '/^Requests\/sec:/ { printf "%d", $2 }' <<<"$out")
-        [[ -n $n && -n $rps ]] || die "cannot parse wrk output: $out"
-        done_reqs=$((done_reqs + n))
-        rate=$rps
-        (( rate > 0 )) || rate=1
-        kill -0 "$worker" 2>/dev/null || die "worker $worker is gone (see $dir/logs/error.log)"
-        printf '%s\t%s\n' "$done_reqs" "$(rss_kb)" >>"$samples"
-        log "rss: $done_reqs requests, VmRSS $(rss_kb) kB, $rps req/s"
+    local target=$1 marker=$dir/wrk.done out n rps wrk_pid
+    (( done_reqs < target )) || return 0
+    rm -f "$marker"
+    "${WRK_PIN[@]}" wrk -t1 -c20 -d3600s -s "$BENCH_DIR/stop-after.lua" "$url" \
+        -- "$((target - done_reqs))" "$marker" >"$dir/wrk.out" 2>&1 &
+    wrk_pid=$!
+    BENCH_PIDS+=("$wrk_pid")
+    while [[ ! -e $marker ]] && kill -0 "$wrk_pid" 2>/dev/null; do
+        sleep 0.1
     done
+    kill -INT "$wrk_pid" 2>/dev/null || true
+    wait "$wrk_pid" || true
+    forget_pid "$wrk_pid"
+    out=$(cat "$dir/wrk.out")
+    [[ -e $marker ]] || die "wrk ended before $target requests: $out"
+    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+        die "wrk saw errors: $(grep -E 'Non-2xx|Socket errors' <<<"$out")"
+    fi
+    n=$(awk '/ requests in / { print $1 }' <<<"$out")
+    rps=$(awk '/^Requests\/sec:/ { printf "%d", $2 }' <<<"$out")
+    [[ -n $n && -n $rps ]] || die "cannot parse wrk output: $out"
+    done_reqs=$((done_reqs + n))
+    kill -0 "$worker" 2>/dev/null || die "worker $worker is gone (see $dir/logs/error.log)"
+    printf '%s\t%s\n' "$done_reqs" "$(rss_kb)" >>"$samples"
+    log "rss: $done_reqs requests, VmRSS $(rss_kb) kB, $rps req/s"
 }
 
 t_start=$SECONDS

@@ -199,3 +199,48 @@ strict nil
 ["GET /t", "GET /t"]
 --- response_body eval
 ["1", "2"]
+
+
+=== TEST 13: match globals from mruby_init do not reach requests; a request's match does not reach the next
+--- http_config
+    mruby_init_code '"init-secret" =~ /(secret)/';
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            before = [$~.inspect, $1.inspect]
+            "req-#{Nginx::Request.new.args}" =~ /req-(\w+)/
+            Nginx.rputs "#{before.join(",")} now=#{$1}"
+        ';
+    }
+--- pipelined_requests eval
+["GET /t?one", "GET /t?two"]
+--- response_body eval
+["nil,nil now=one", "nil,nil now=two"]
+
+
+=== TEST 14: worker memory stays flat over requests that create globals and match regexps
+--- config
+    location = /t { mruby_content_handler_code '$zz = "x" * 100; "abc" =~ /b/; Nginx.rputs "ok"'; }
+    location = /rss { mruby_content_handler_code 'Nginx.rputs File.read("/proc/self/status")[/VmRSS:\s+(\d+)/, 1]'; }
+--- init
+use IO::Socket::INET;
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+# n pipelined keep-alive requests on one connection; returns the last body
+sub batch {
+    my ($path, $n) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die $!;
+    print $s join "", map { "GET $path HTTP/1.1\r\nHost: x\r\n" . ($_ == $n ? "Connection: close\r\n" : "") . "\r\n" } 1 .. $n;
+    my $all = do { local $/; <$s> };
+    my @bodies = $all =~ /\r\n\r\n([^H]*)/g;
+    return $bodies[-1];
+}
+batch("/t", 500) for 1 .. 80;    # warm up (nginx and malloc settle): 40000 requests
+my $before = batch("/rss", 1);
+batch("/t", 500) for 1 .. 80;
+my $after = batch("/rss", 1);
+# a leak of 4 bytes per request would show as 160 kB here
+Test::More::cmp_ok($after - $before, "<", 100, "RSS growth over 40000 requests under 100 kB ($before kB -> $after kB)");
+--- request
+GET /t
+--- response_body chomp
+ok

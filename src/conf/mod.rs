@@ -405,7 +405,8 @@ pub fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
 
 fn run_hook(vm: &Vm, script: &Script) -> Result<(), String> {
     let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
-    crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()).map_err(|failure| failure.report)
+    vm.mrb().arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
+        .map_err(|failure| failure.report)
 }
 
 fn cycle_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {

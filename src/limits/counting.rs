@@ -8,7 +8,9 @@ use std::ffi::CStr;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ngx::ffi::*;
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+use ngx::http::{
+    HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule,
+};
 
 use super::conf::{zone_ctx, Limit, LimitKind, LocConf};
 use super::zone::{key_hash, KeyKind, Locked, ZoneCtx};
@@ -72,15 +74,15 @@ type CleanupFn = unsafe extern "C" fn(*mut c_void);
 static CLEANUP: CleanupFn = cleanup;
 
 /// The request's hold, if the handler already ran for this main request.
-pub fn find_hold(r: &ngx_http_request_t) -> Option<&mut RequestHold> {
+pub fn find_hold(r: &ngx_http_request_t) -> Option<&RequestHold> {
     // SAFETY: r->main is the live main request; its pool's cleanup list is a
     // chain nginx owns, and ours carry a RequestHold as data.
     unsafe {
         let pool = (*r.main).pool;
         let mut c = (*pool).cleanup;
         while !c.is_null() {
-            if (*c).handler.is_some_and(|h| core::ptr::fn_addr_eq(h, CLEANUP)) {
-                return ((*c).data as *mut RequestHold).as_mut();
+            if (*c).handler.is_some_and(|h| h as usize == CLEANUP as usize) {
+                return ((*c).data as *const RequestHold).as_ref();
             }
             c = (*c).next;
         }
@@ -102,7 +104,16 @@ fn new_hold<'a>(r: &ngx_http_request_t, capacity: usize) -> Option<&'a mut Reque
             return None;
         }
         let hold = (*cln).data as *mut RequestHold;
-        ptr::write(hold, RequestHold { status: VlimitStatus::Passed, count: 0, slot: worker_slot(), held_len: 0, held });
+        ptr::write(
+            hold,
+            RequestHold {
+                status: VlimitStatus::Passed,
+                count: 0,
+                slot: worker_slot(),
+                held_len: 0,
+                held,
+            },
+        );
         (*cln).handler = Some(CLEANUP);
         Some(&mut *hold)
     }
@@ -166,7 +177,11 @@ impl RequestKey<'_> {
 
 /// Device and inode of a file key.
 pub fn file_id(key: &[u8]) -> (u64, u64) {
-    let word = |range: core::ops::Range<usize>| key.get(range).and_then(|b| b.try_into().ok()).map_or(0, u64::from_ne_bytes);
+    let word = |range: core::ops::Range<usize>| {
+        key.get(range)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
     (word(0..8), word(8..16))
 }
 
@@ -194,7 +209,10 @@ pub fn display_key(kind: KeyKind, key: &[u8], label: &[u8]) -> String {
 
 /// Computes the key of `limit` for `r`; `None` when there is none to count
 /// (an empty `key=` value, as limit_conn does with an empty key).
-fn request_key<'r>(r: &'r mut ngx_http_request_t, limit: &'r Limit) -> Result<Option<RequestKey<'r>>, ()> {
+fn request_key<'r>(
+    r: &'r mut ngx_http_request_t,
+    limit: &'r Limit,
+) -> Result<Option<RequestKey<'r>>, ()> {
     let zone = zone_ctx(limit.shm_zone).ok_or(())?;
     let mut key = RequestKey {
         limit,
@@ -221,7 +239,8 @@ fn request_key<'r>(r: &'r mut ngx_http_request_t, limit: &'r Limit) -> Result<Op
                     // SAFETY: the family says this is a sockaddr_in6.
                     let sin6 = unsafe { &*(sa as *const sockaddr as *const sockaddr_in6) };
                     // SAFETY: in6_addr is 16 plain bytes whatever its union view.
-                    key.inline.copy_from_slice(unsafe { &sin6.sin6_addr.__in6_u.__u6_addr8 });
+                    key.inline
+                        .copy_from_slice(unsafe { &sin6.sin6_addr.__in6_u.__u6_addr8 });
                     key.inline_len = 16;
                 }
                 // unix sockets: all clients share one key
@@ -234,14 +253,18 @@ fn request_key<'r>(r: &'r mut ngx_http_request_t, limit: &'r Limit) -> Result<Op
             let host = str_bytes(&r.headers_in.server);
             key.borrowed = if host.is_empty() {
                 // HTTP/1.0 without Host: the virtual host is the server block
-                NgxHttpCoreModule::server_conf(&*r).map_or(&[][..], |cscf| str_bytes(&cscf.server_name))
+                NgxHttpCoreModule::server_conf(&*r)
+                    .map_or(&[][..], |cscf| str_bytes(&cscf.server_name))
             } else {
                 host
             };
         }
         LimitKind::Key(cv) => {
             key.kind = KeyKind::Key;
-            let mut value = ngx_str_t { len: 0, data: ptr::null_mut() };
+            let mut value = ngx_str_t {
+                len: 0,
+                data: ptr::null_mut(),
+            };
             // SAFETY: cv was compiled at configuration time; the result lives in r->pool.
             if unsafe { ngx_http_complex_value(r, cv, &mut value) } != NGX_OK as ngx_int_t {
                 return Err(());
@@ -252,7 +275,10 @@ fn request_key<'r>(r: &'r mut ngx_http_request_t, limit: &'r Limit) -> Result<Op
             key.borrowed = str_bytes(&value);
         }
         LimitKind::File => {
-            let mut path = ngx_str_t { len: 0, data: ptr::null_mut() };
+            let mut path = ngx_str_t {
+                len: 0,
+                data: ptr::null_mut(),
+            };
             let mut root: usize = 0;
             // SAFETY: maps the URI in r->pool; the result is NUL-terminated at `last`.
             let last = unsafe { ngx_http_map_uri_to_path(r, &mut path, &mut root, 0) };
@@ -284,10 +310,13 @@ fn request_key<'r>(r: &'r mut ngx_http_request_t, limit: &'r Limit) -> Result<Op
 }
 
 /// The PREACCESS phase handler (vlimit and lalimit).
+///
+/// # Safety
+/// Called by nginx with a live request.
 pub unsafe extern "C" fn preaccess_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let r = unsafe { &mut *r };
-    if r.main != r as *mut ngx_http_request_t {
+    if !ptr::eq(r.main, r) {
         return DECLINED;
     }
     let Some(lcf) = HttpVlimitModule::location_conf(&*r) else {
@@ -313,10 +342,15 @@ pub unsafe extern "C" fn preaccess_handler(r: *mut ngx_http_request_t) -> ngx_in
 const TEST_SLEEP_KEY: &[u8] = b"vlimit-test-sleep-in-lock";
 
 fn test_hook_sleep_in_lock(keys: &[RequestKey]) {
-    if !keys.iter().any(|k| k.kind == KeyKind::Key && k.bytes() == TEST_SLEEP_KEY) {
+    if !keys
+        .iter()
+        .any(|k| k.kind == KeyKind::Key && k.bytes() == TEST_SLEEP_KEY)
+    {
         return;
     }
-    let ms = std::env::var("VLIMIT_TEST_LOCK_SLEEP_MS").ok().and_then(|v| v.parse::<u64>().ok());
+    let ms = std::env::var("VLIMIT_TEST_LOCK_SLEEP_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
     if let Some(ms) = ms {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
@@ -374,7 +408,11 @@ fn count_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
     let mut zones: [Option<&ZoneCtx>; MAX_ZONES] = [None; MAX_ZONES];
     let mut zone_count = 0;
     for key in keys.iter() {
-        if !zones[..zone_count].iter().any(|z| z.is_some_and(|z| ptr::eq(z, key.zone))) && zone_count < MAX_ZONES {
+        if !zones[..zone_count]
+            .iter()
+            .any(|z| z.is_some_and(|z| ptr::eq(z, key.zone)))
+            && zone_count < MAX_ZONES
+        {
             zones[zone_count] = Some(key.zone);
             zone_count += 1;
         }
@@ -387,7 +425,12 @@ fn count_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
             None => return ERROR,
         }
     }
-    let lock_of = |zone: &ZoneCtx| zones[..zone_count].iter().position(|z| z.is_some_and(|z| ptr::eq(z, zone))).unwrap_or(0);
+    let lock_of = |zone: &ZoneCtx| {
+        zones[..zone_count]
+            .iter()
+            .position(|z| z.is_some_and(|z| ptr::eq(z, zone)))
+            .unwrap_or(0)
+    };
 
     let slot = hold.slot;
     let mut refusal: Option<Refusal> = None;
@@ -404,7 +447,11 @@ fn count_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
                 Some(idx) => idx,
                 None => {
                     table.header().zone_full += 1;
-                    refusal = Some(Refusal { limit_index: i, count: 0, zone_full: true });
+                    refusal = Some(Refusal {
+                        limit_index: i,
+                        count: 0,
+                        zone_full: true,
+                    });
                     break;
                 }
             },
@@ -414,27 +461,42 @@ fn count_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
             entry.rejections += 1;
             let count = entry.count;
             table.header().rejections += 1;
-            refusal = Some(Refusal { limit_index: i, count, zone_full: false });
+            refusal = Some(Refusal {
+                limit_index: i,
+                count,
+                zone_full: false,
+            });
             break;
         }
         if !table.acquire(idx, slot) {
             table.free_if_unused(idx);
             table.header().zone_full += 1;
-            refusal = Some(Refusal { limit_index: i, count: 0, zone_full: true });
+            refusal = Some(Refusal {
+                limit_index: i,
+                count: 0,
+                zone_full: true,
+            });
             break;
         }
         let entry = table.entry(idx);
         entry.limit = key.limit.max;
         max_count = max_count.max(entry.count);
         // SAFETY: held has room for one entry per limit of this location.
-        unsafe { *hold.held.add(hold.held_len) = Held { shm_zone: key.limit.shm_zone, entry: idx } };
+        unsafe {
+            *hold.held.add(hold.held_len) = Held {
+                shm_zone: key.limit.shm_zone,
+                entry: idx,
+            }
+        };
         hold.held_len += 1;
     }
-    test_hook_sleep_in_lock(&keys);
+    test_hook_sleep_in_lock(keys);
     if refusal.is_some() {
         // nothing stays counted for a refused request
         for held in held_slice(hold) {
-            if let Some(locked) = zone_ctx(held.shm_zone).and_then(|zone| locks[lock_of(zone)].as_mut()) {
+            if let Some(locked) =
+                zone_ctx(held.shm_zone).and_then(|zone| locks[lock_of(zone)].as_mut())
+            {
                 locked.table.release(held.entry, slot);
             }
         }
@@ -449,14 +511,22 @@ fn count_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
     };
     let key = &keys[refusal.limit_index];
     let dry_run = lcf.dry_run();
-    let status = if refusal.zone_full { NGX_HTTP_SERVICE_UNAVAILABLE as ngx_uint_t } else { key.limit.status };
+    let status = if refusal.zone_full {
+        NGX_HTTP_SERVICE_UNAVAILABLE as ngx_uint_t
+    } else {
+        key.limit.status
+    };
     hold.count = refusal.count;
     hold.status = match (refusal.zone_full, dry_run) {
         (_, true) => VlimitStatus::RejectedDryRun,
         (true, false) => VlimitStatus::ZoneFull,
         (false, false) => VlimitStatus::Rejected,
     };
-    let outcome = if dry_run { String::from("not rejecting (dry run)") } else { format!("rejecting with {status}") };
+    let outcome = if dry_run {
+        String::from("not rejecting (dry run)")
+    } else {
+        format!("rejecting with {status}")
+    };
     // SAFETY: the connection's log carries the client and request context.
     let log = unsafe { (*r.connection).log };
     let shown = display_key(key.kind, key.bytes(), key.label);
@@ -464,7 +534,10 @@ fn count_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
         rate_limited_log(
             log,
             NGX_LOG_ERR,
-            &format!("vlimit: zone \"{}\" is full, cannot count new key \"{}\", {}", key.zone.name, shown, outcome),
+            &format!(
+                "vlimit: zone \"{}\" is full, cannot count new key \"{}\", {}",
+                key.zone.name, shown, outcome
+            ),
         );
     } else {
         rate_limited_log(

@@ -31,7 +31,9 @@ pub fn zone_json(zone: &ZoneCtx) -> Option<Value> {
         key.insert("kind".into(), json!(kind.name()));
         let shown = match kind {
             KeyKind::File => String::from_utf8_lossy(entry.label()).into_owned(),
-            _ => display_key(kind, entry.key(), entry.label()).split_once(' ').map_or(String::new(), |(_, k)| k.to_owned()),
+            _ => display_key(kind, entry.key(), entry.label())
+                .split_once(' ')
+                .map_or(String::new(), |(_, k)| k.to_owned()),
         };
         key.insert("key".into(), json!(shown));
         if kind == KeyKind::File {
@@ -65,7 +67,9 @@ pub fn zone_json(zone: &ZoneCtx) -> Option<Value> {
 pub fn stats_value(main: &MainConf, only: Option<&str>) -> Option<Value> {
     let mut zones = Map::new();
     for &shm_zone in &main.zones {
-        let Some(zone) = zone_ctx(shm_zone) else { continue };
+        let Some(zone) = zone_ctx(shm_zone) else {
+            continue;
+        };
         if only.is_some_and(|name| name != zone.name) {
             continue;
         }
@@ -78,6 +82,9 @@ pub fn stats_value(main: &MainConf, only: Option<&str>) -> Option<Value> {
 }
 
 /// Content handler of a `vlimit_stats` location.
+///
+/// # Safety
+/// Called by nginx with a live request.
 pub unsafe extern "C" fn stats_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let r = unsafe { &mut *r };
@@ -116,7 +123,10 @@ fn send_json(r: &mut ngx_http_request_t, body: &[u8]) -> ngx_int_t {
         if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
             return rc;
         }
-        let mut out = ngx_chain_t { buf: b, next: core::ptr::null_mut() };
+        let mut out = ngx_chain_t {
+            buf: b,
+            next: core::ptr::null_mut(),
+        };
         ngx_http_output_filter(r, &mut out)
     }
 }

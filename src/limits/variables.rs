@@ -20,7 +20,11 @@ fn not_found(v: &mut ngx_variable_value_t) {
 
 /// `$vlimit_status`: PASSED, REJECTED, ZONE_FULL or REJECTED_DRY_RUN;
 /// not found when no limit applied to the request.
-unsafe extern "C" fn status_variable(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _data: usize) -> ngx_int_t {
+unsafe extern "C" fn status_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
     // SAFETY: nginx passes a live request and the value to fill.
     let (r, v) = unsafe { (&*r, &mut *v) };
     match find_hold(r) {
@@ -34,7 +38,11 @@ unsafe extern "C" fn status_variable(r: *mut ngx_http_request_t, v: *mut ngx_var
 }
 
 /// `$vlimit_count`: the highest count among the request's keys.
-unsafe extern "C" fn count_variable(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _data: usize) -> ngx_int_t {
+unsafe extern "C" fn count_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
     // SAFETY: nginx passes a live request and the value to fill.
     let (r, v) = unsafe { (&*r, &mut *v) };
     let Some(hold) = find_hold(r) else {
@@ -49,15 +57,19 @@ unsafe extern "C" fn count_variable(r: *mut ngx_http_request_t, v: *mut ngx_vari
     NGX_OK as ngx_int_t
 }
 
-type GetFn = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
+type GetFn =
+    unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
 
 /// Registers the variables (preconfiguration).
-pub fn add_variables(cf: &mut ngx_conf_t) -> Result<(), ()> {
-    let vars: [(ngx_str_t, GetFn); 2] =
-        [(ngx_string!("vlimit_status"), status_variable), (ngx_string!("vlimit_count"), count_variable)];
+pub(super) fn add_variables(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    let vars: [(ngx_str_t, GetFn); 2] = [
+        (ngx_string!("vlimit_status"), status_variable),
+        (ngx_string!("vlimit_count"), count_variable),
+    ];
     for (mut name, get) in vars {
         // SAFETY: adds a variable to the configuration being parsed.
-        let var = unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t) };
+        let var =
+            unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t) };
         if var.is_null() {
             return Err(());
         }

@@ -188,13 +188,16 @@ unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize) -> Option<
     }
     let mut buckets = capacity.next_power_of_two();
     // next_power_of_two may overshoot the two u32 per entry budgeted for buckets
-    while header + buckets * 4 + 8 + capacity * (size_of::<Entry>() + 2 * size_of::<Hold>()) + 8 > block_size {
+    while header + buckets * 4 + 8 + capacity * (size_of::<Entry>() + 2 * size_of::<Hold>()) + 8
+        > block_size
+    {
         capacity -= 1;
         buckets = capacity.next_power_of_two();
     }
     let buckets_off = header;
     let entries_off = (buckets_off + buckets * 4).next_multiple_of(align_of::<Entry>());
-    let holds_off = (entries_off + capacity * size_of::<Entry>()).next_multiple_of(align_of::<Hold>());
+    let holds_off =
+        (entries_off + capacity * size_of::<Entry>()).next_multiple_of(align_of::<Hold>());
     let hold_capacity = capacity * 2;
 
     // SAFETY: the caller gives us block_size writable bytes; all offsets are inside.
@@ -216,11 +219,19 @@ unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize) -> Option<
         }
         let entries = block.add(entries_off) as *mut Entry;
         for i in 0..capacity {
-            (*entries.add(i)).next = if i + 1 < capacity { (i + 1) as u32 } else { NIL };
+            (*entries.add(i)).next = if i + 1 < capacity {
+                (i + 1) as u32
+            } else {
+                NIL
+            };
         }
         let holds = block.add(holds_off) as *mut Hold;
         for i in 0..hold_capacity {
-            (*holds.add(i)).next = if i + 1 < hold_capacity { (i + 1) as u32 } else { NIL };
+            (*holds.add(i)).next = if i + 1 < hold_capacity {
+                (i + 1) as u32
+            } else {
+                NIL
+            };
         }
         (*sh).free_entry = 0;
         (*sh).free_hold = 0;
@@ -239,7 +250,12 @@ pub struct ZoneCtx {
 
 impl ZoneCtx {
     pub fn new(name: String, size: usize) -> ZoneCtx {
-        ZoneCtx { name, size, shpool: ptr::null_mut(), shared: ptr::null_mut() }
+        ZoneCtx {
+            name,
+            size,
+            shpool: ptr::null_mut(),
+            shared: ptr::null_mut(),
+        }
     }
 
     /// Takes the zone's lock; `None` before the zone is initialised.
@@ -252,7 +268,11 @@ impl ZoneCtx {
         unsafe { ngx_shmtx_lock(&mut (*self.shpool).mutex) };
         // SAFETY: the header was laid out by `format` and we now hold the lock.
         let table = unsafe { Table::from_shared(self.shared) };
-        Some(Locked { shpool: self.shpool, table, _zone: core::marker::PhantomData })
+        Some(Locked {
+            shpool: self.shpool,
+            table,
+            _zone: core::marker::PhantomData,
+        })
     }
 }
 
@@ -384,7 +404,11 @@ impl Table {
         let entry_holds = self.entry(idx).holds;
         let hold = self.hold(free);
         let free_next = hold.next;
-        *hold = Hold { next: entry_holds, count: 1, slot };
+        *hold = Hold {
+            next: entry_holds,
+            count: 1,
+            slot,
+        };
         let header = self.header();
         header.free_hold = free_next;
         header.live_holds += 1;
@@ -531,6 +555,9 @@ impl Table {
 
 /// `shm_zone->init`: reuses the previous cycle's table when nginx kept the
 /// memory (same name and size), else lays out a new one.
+///
+/// # Safety
+/// Called by nginx with one of our zones and the previous cycle's data.
 pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
     // SAFETY: nginx passes our zone; `data` is the previous cycle's ZoneCtx or NULL.
     let (zone, old) = unsafe { (&mut *shm_zone, data as *const ZoneCtx) };
@@ -545,7 +572,11 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_v
     }
 }
 
-fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -> Result<(), String> {
+fn init_ctx(
+    zone: &mut ngx_shm_zone_t,
+    ctx: &mut ZoneCtx,
+    old: *const ZoneCtx,
+) -> Result<(), String> {
     let shpool = zone.shm.addr as *mut ngx_slab_pool_t;
     ctx.shpool = shpool;
     if !old.is_null() {
@@ -592,7 +623,10 @@ fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -
 fn check_magic(ctx: &ZoneCtx) -> Result<(), String> {
     // SAFETY: an existing zone's data points at a header of some layout.
     if ctx.shared.is_null() || unsafe { (*ctx.shared).magic } != MAGIC {
-        return Err(format!("vlimit_zone \"{}\" has an unknown layout", ctx.name));
+        return Err(format!(
+            "vlimit_zone \"{}\" has an unknown layout",
+            ctx.name
+        ));
     }
     Ok(())
 }

@@ -208,8 +208,8 @@ pub(crate) fn run_one(
     };
     let _current = CurrentRequest::enter(r);
     let result = match waitable {
-        Some(ctx) if script.suspendable() => wait::start_script(r, vm, ctx, proc_),
-        _ => run_to_end(vm, proc_, script.suspendable()).map(|_| ScriptRun::Done),
+        Some(ctx) if script.suspendable() => vm.mrb().arena_scope(|| wait::start_script(r, vm, ctx, proc_)),
+        _ => vm.mrb().arena_scope(|| run_to_end(vm, proc_, script.suspendable()).map(|_| ScriptRun::Done)),
     };
     match result {
         Ok(run) => run,

@@ -42,7 +42,11 @@ pub fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, slot
     let _current = CurrentRequest::enter(r);
     restore_globals(vm, ctx);
     ctx.in_fiber.set(true);
-    let result = resume(vm, ctx.fiber.get());
+    let result = vm.mrb().arena_scope(|| resume(vm, ctx.fiber.get()).map(|completion| match completion {
+        // only the Fiber (GC-registered) is kept past the arena
+        Completion::Suspended(fiber) => Completion::Suspended(fiber),
+        Completion::Finished(_) => Completion::Finished(vm.mrb().nil()),
+    }));
     ctx.in_fiber.set(false);
     match after_run(r, vm, ctx, result) {
         Ok(run) => run,

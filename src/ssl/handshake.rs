@@ -166,7 +166,7 @@ fn run_handshake(
         certificate: None,
         certificate_key: None,
     }));
-    let result = run(vm.mrb(), proc_);
+    let result = vm.mrb().arena_scope(|| run(vm.mrb(), proc_).map(|_| ()));
     let chosen = set_current(previous);
     vm.remove_request_globals();
     if let Some(stash) = request_globals {

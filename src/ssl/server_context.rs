@@ -50,7 +50,7 @@ pub fn run(
         cscf,
     };
     let _entered = Entered(CURRENT.with(|c| c.replace(Some(context))));
-    crate::vm::run::run(vm.mrb(), proc_)
-        .map(|_| ())
+    vm.mrb()
+        .arena_scope(|| crate::vm::run::run(vm.mrb(), proc_).map(|_| ()))
         .map_err(|failure| failure.report)
 }

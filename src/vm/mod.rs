@@ -14,6 +14,9 @@ use mruby_sys::{mrb_close, mrb_open, mrb_sym};
 pub use compile::{CompileError, Script, ScriptSource};
 pub use value::{Mrb, RubyError, RubyResult};
 
+/// The globals a regexp match sets; always per request.
+const MATCH_GLOBALS: [&str; 14] = ["$~", "$&", "$`", "$'", "$+", "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9"];
+
 /// Globals that existed when init/init_worker finished: they persist;
 /// anything else a request creates is removed when it ends.
 #[derive(Default)]
@@ -53,9 +56,16 @@ impl Vm {
     }
 
     /// Records the current globals as the ones that persist across requests.
+    /// Regexp match globals (`$~`, `$1`...) never persist: an init script's
+    /// match must not be readable by requests.
     pub fn mark_globals_baseline(&self) {
+        let arena = self.mrb.arena_save();
+        for name in MATCH_GLOBALS {
+            self.mrb.gv_remove(self.mrb.sym(name));
+        }
         let symbols: HashSet<mrb_sym> = self.mrb.global_symbols().into_iter().collect();
         *self.baseline.borrow_mut() = GlobalsBaseline { count: self.mrb.globals_count(), symbols };
+        self.mrb.arena_restore(arena);
     }
 
     /// Removes every global a request created. O(1) when it created none.
@@ -64,11 +74,13 @@ impl Vm {
         if self.mrb.globals_count() == baseline.count {
             return;
         }
+        let arena = self.mrb.arena_save();
         for sym in self.mrb.global_symbols() {
             if !baseline.symbols.contains(&sym) {
                 self.mrb.gv_remove(sym);
             }
         }
+        self.mrb.arena_restore(arena);
     }
 }
 
@@ -81,6 +93,7 @@ impl Vm {
         if self.mrb.globals_count() == baseline.count {
             return None;
         }
+        let arena = self.mrb.arena_save();
         let stash = self.mrb.hash_new();
         for sym in self.mrb.global_symbols() {
             if baseline.symbols.contains(&sym) {
@@ -94,11 +107,13 @@ impl Vm {
             self.mrb.gv_remove(sym);
         }
         self.mrb.gc_register(stash);
+        self.mrb.arena_restore(arena);
         Some(stash)
     }
 
     /// Puts stashed globals back before the request's script resumes.
     pub fn restore_request_globals(&self, stash: mruby_sys::mrb_value) {
+        let arena = self.mrb.arena_save();
         let keys = self.mrb.hash_keys(stash);
         for i in 0..self.mrb.ary_len(keys) {
             let key = self.mrb.ary_ref(keys, i);
@@ -108,6 +123,7 @@ impl Vm {
             }
         }
         self.mrb.gc_unregister(stash);
+        self.mrb.arena_restore(arena);
     }
 }
 

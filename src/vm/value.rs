@@ -320,6 +320,15 @@ impl Mrb {
         unsafe { mrbsys_gc_arena_save(self.as_ptr()) }
     }
 
+    /// Runs `body`, then drops every arena entry it left (values it
+    /// returned included: the result must not hold Ruby objects).
+    pub fn arena_scope<R>(self, body: impl FnOnce() -> R) -> R {
+        let arena = self.arena_save();
+        let result = body();
+        self.arena_restore(arena);
+        result
+    }
+
     pub fn arena_restore(self, idx: i32) {
         // SAFETY: live VM; idx came from arena_save.
         unsafe { mrbsys_gc_arena_restore(self.as_ptr(), idx) }

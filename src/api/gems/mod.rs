@@ -163,8 +163,13 @@ impl<T> DataType<T> {
         if unsafe { mrbsys_type(obj) } as u32 != mrb_vtype_MRB_TT_DATA {
             return Err(GemError::new("TypeError", format!("{} is not a data object", mrb.class_name(obj))));
         }
-        // SAFETY: obj is a data object; the old pointer (if of our type)
-        // came from Box::into_raw below and nothing else frees it.
+        // SAFETY: obj is a data object, so its payload is an RData.
+        let current_type = unsafe { (*mrbsys_ptr(obj).cast::<RData>()).type_ };
+        if !current_type.is_null() && !core::ptr::eq(current_type, &self.raw) {
+            return Err(GemError::new("TypeError", format!("{} holds other data", mrb.class_name(obj))));
+        }
+        // SAFETY: obj is a data object of this type or still empty; the old
+        // pointer came from Box::into_raw below and nothing else frees it.
         unsafe {
             let old = mrb_data_check_get_ptr(mrb.as_ptr(), obj, &self.raw);
             mrbsys_data_init(obj, core::ptr::null_mut(), core::ptr::null());

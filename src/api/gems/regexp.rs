@@ -31,8 +31,9 @@ pub const MULTILINE: u32 = 4;
 const OPTION_MASK: u32 = IGNORECASE | EXTENDED | MULTILINE;
 
 /// How many compiled patterns a worker keeps for reuse (literals are
-/// compiled each time their line runs).
+/// compiled each time their line runs), and the longest source kept there.
 const CACHE_CAPACITY: usize = 256;
+const CACHE_MAX_SOURCE: usize = 4096;
 
 /// Where each group matched (group 0 is the whole match), as byte ranges.
 pub type Spans = Vec<Option<(usize, usize)>>;
@@ -67,6 +68,9 @@ impl Compiled {
             return Ok(compiled);
         }
         let compiled = Rc::new(Compiled::compile(source, options)?);
+        if source.len() > CACHE_MAX_SOURCE {
+            return Ok(compiled);
+        }
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
             let by_source = &mut cache[options as usize];
