@@ -12,8 +12,15 @@ use IO::Socket::INET;
 my $root = abs_path(dirname(__FILE__) . '/..');
 my $nginx = $ENV{TEST_NGINX_BINARY} || "$root/build/sbin/nginx";
 my $servroot = "$root/t/servroot_demo";
-my $port = 18180 + ($$ % 200);
-my $backend = $port + 1000;
+# free ports, found by binding to port 0
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1) or die $!;
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+my $port = free_port();
+my $backend = free_port();
 
 remove_tree($servroot);
 make_path("$servroot/logs");
