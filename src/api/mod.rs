@@ -15,6 +15,7 @@ pub mod ssl;
 pub mod upstream;
 pub mod listener;
 pub mod var;
+pub mod vlimit;
 
 use mruby_sys::*;
 use ngx::ffi::ngx_http_request_t;
@@ -113,6 +114,7 @@ const MRBLIB: &[(&str, &str)] = &[
     ("mrblib/regexp.rb", include_str!("../../mrblib/regexp.rb")),
     ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
     ("mrblib/rack.rb", include_str!("../../mrblib/rack.rb")),
+    ("mrblib/vlimit.rb", include_str!("../../mrblib/vlimit.rb")),
 ];
 
 /// Defines the whole API in a fresh VM.
@@ -121,6 +123,7 @@ pub fn define(mrb: Mrb) -> Result<(), String> {
     nginx::init(mrb);
     request::init(mrb);
     var::init(mrb);
+    vlimit::init(mrb);
     headers::init(mrb);
     connection::init(mrb);
     filter::init(mrb);
