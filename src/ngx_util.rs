@@ -14,12 +14,12 @@ pub fn str_bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
 }
 
 /// Lossy UTF-8 of an `ngx_str_t`, for messages.
-pub fn str_lossy(s: &ngx_str_t) -> String {
+pub(crate) fn str_lossy(s: &ngx_str_t) -> String {
     String::from_utf8_lossy(str_bytes(s)).into_owned()
 }
 
 /// Copies `bytes` into `pool`; `None` when the pool is out of memory.
-pub fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
+pub(crate) fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
     if bytes.is_empty() {
         return Some(ngx_str_t { len: 0, data: core::ptr::null_mut() });
     }
@@ -35,7 +35,7 @@ pub fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
 }
 
 /// Writes one line to an nginx log at `level`.
-pub fn log(log: *mut ngx_log_t, level: u32, message: &str) {
+pub(crate) fn log(log: *mut ngx_log_t, level: u32, message: &str) {
     if log.is_null() {
         return;
     }
@@ -49,7 +49,7 @@ pub fn log(log: *mut ngx_log_t, level: u32, message: &str) {
 }
 
 /// Logs at configuration time with the file:line of the directive.
-pub fn conf_log(cf: *mut ngx_conf_t, level: u32, message: &str) {
+pub(crate) fn conf_log(cf: *mut ngx_conf_t, level: u32, message: &str) {
     // SAFETY: cf is the live configuration being parsed.
     unsafe {
         ngx_conf_log_error(level as ngx_uint_t, cf, 0, c"%*s".as_ptr() as *const c_char, message.len(), message.as_ptr());

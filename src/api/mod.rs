@@ -31,7 +31,7 @@ pub const ARGS_ANY: mrb_aspec = 1 << 12;
 
 /// The FFI edge of every Rust-defined method: collects the arguments, runs
 /// `method`, and raises its error in Ruby once Rust values are dropped.
-pub fn call_method(mrb: *mut mrb_state, self_: mrb_value, method: Method) -> mrb_value {
+pub(crate) fn call_method(mrb: *mut mrb_state, self_: mrb_value, method: Method) -> mrb_value {
     // SAFETY: mruby calls methods with its live state.
     let Some(mrb) = (unsafe { Mrb::from_ptr(mrb) }) else {
         // SAFETY: constructs an immediate value.

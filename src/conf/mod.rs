@@ -384,7 +384,7 @@ pub static mut COMMANDS: [ngx_command_t; 31] = [
 
 /// Registers a phase handler only for phases some scope uses, then runs
 /// `mruby_init` (in the master, before workers fork).
-pub fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
+pub(crate) fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
     let Some(main) = HttpMrubyModule::main_conf_mut(cf) else {
         return Ok(());
     };
@@ -416,7 +416,7 @@ fn cycle_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {
 /// Runs `mruby_init_worker` in a freshly forked worker. A failure is logged
 /// and the worker keeps serving: nginx would not respawn a worker that
 /// fails its init, leaving the server with none.
-pub fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
+pub(crate) fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
     let Some(main) = cycle_main_conf(cycle) else {
         return Ok(());
     };

@@ -12,7 +12,7 @@ use crate::ngx_util::read_file_range;
 const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
 
 /// `Ok` when the body is there; `Err(rc)` is what the phase handler returns.
-pub fn ensure_body(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx) -> Result<(), ngx_int_t> {
+pub(crate) fn ensure_body(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx) -> Result<(), ngx_int_t> {
     match ctx.body.get() {
         BodyState::Done => return Ok(()),
         BodyState::Waiting | BodyState::WaitingInContent => return Err(DONE),

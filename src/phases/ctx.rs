@@ -23,7 +23,7 @@ pub struct CurrentRequest {
 }
 
 impl CurrentRequest {
-    pub fn enter(r: *mut ngx_http_request_t) -> CurrentRequest {
+    pub(crate) fn enter(r: *mut ngx_http_request_t) -> CurrentRequest {
         CurrentRequest { previous: CURRENT_REQUEST.swap(r, Ordering::Relaxed) }
     }
 }
@@ -35,7 +35,7 @@ impl Drop for CurrentRequest {
 }
 
 /// The request a Ruby method is running for, if any.
-pub fn current_request() -> Option<*mut ngx_http_request_t> {
+pub(crate) fn current_request() -> Option<*mut ngx_http_request_t> {
     let r = CURRENT_REQUEST.load(Ordering::Relaxed);
     (!r.is_null()).then_some(r)
 }
@@ -107,7 +107,7 @@ pub struct RequestCtx {
 }
 
 /// The module ctx of `r`, created on first use (with the globals cleanup).
-pub fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a RequestCtx> {
+pub(crate) fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a RequestCtx> {
     let index = HttpMrubyModule::module().ctx_index;
     // SAFETY: r is a live request; ctx is an array of per-module pointers.
     unsafe {
@@ -133,7 +133,7 @@ pub fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a Reques
 }
 
 /// The existing ctx of `r` (for the Ruby API, which runs after creation).
-pub fn existing_ctx<'a>(r: *mut ngx_http_request_t) -> Option<&'a RequestCtx> {
+pub(crate) fn existing_ctx<'a>(r: *mut ngx_http_request_t) -> Option<&'a RequestCtx> {
     let index = HttpMrubyModule::module().ctx_index;
     // SAFETY: r is a live request; the slot is NULL or our RequestCtx.
     unsafe {
@@ -151,7 +151,7 @@ extern "C" fn remove_request_globals(data: *mut c_void) {
 
 impl RequestCtx {
     /// Appends a copy of `bytes` to the pending body.
-    pub fn append_output(&self, pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<(), ()> {
+    pub(crate) fn append_output(&self, pool: *mut ngx_pool_t, bytes: &[u8]) -> Result<(), ()> {
         if bytes.is_empty() {
             return Ok(());
         }

@@ -283,7 +283,7 @@ pub fn filter_body<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8]> {
 }
 
 /// `Nginx::Filter#body=`: the body to send instead.
-pub fn set_filter_output(r: *mut ngx_http_request_t, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn set_filter_output(r: *mut ngx_http_request_t, bytes: &[u8]) -> Result<(), String> {
     let ctx = existing_ctx(r).ok_or("Nginx::Filter is only available in mruby_output_body_filter")?;
     if ctx.filter.get() != FilterState::Done {
         return Err("Nginx::Filter is only available in mruby_output_body_filter".into());

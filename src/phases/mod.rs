@@ -60,7 +60,7 @@ fn phase_of(slot: HandlerSlot) -> Option<(ngx_http_phases, PhaseHandler)> {
 }
 
 /// Pushes a handler for each used phase (postconfiguration).
-pub fn register(cf: &mut ngx_conf_t, used: &[bool; HandlerSlot::COUNT]) -> Result<(), ()> {
+pub(crate) fn register(cf: &mut ngx_conf_t, used: &[bool; HandlerSlot::COUNT]) -> Result<(), ()> {
     let cmcf = NgxHttpCoreModule::main_conf_mut(cf).ok_or(())?;
     for slot in HandlerSlot::ALL {
         if !used[slot as usize] {

@@ -30,7 +30,7 @@ pub struct SubResponse {
 }
 
 /// Starts a suspendable script in its Fiber.
-pub fn start_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, proc_: *mut mruby_sys::RProc) -> Result<ScriptRun, ScriptFailure> {
+pub(crate) fn start_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, proc_: *mut mruby_sys::RProc) -> Result<ScriptRun, ScriptFailure> {
     ctx.in_fiber.set(true);
     let result = start(vm, proc_, true);
     ctx.in_fiber.set(false);
@@ -38,7 +38,7 @@ pub fn start_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, proc_
 }
 
 /// Resumes the waiting script of `r`.
-pub fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, slot: HandlerSlot) -> ScriptRun {
+pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, slot: HandlerSlot) -> ScriptRun {
     let _current = CurrentRequest::enter(r);
     restore_globals(vm, ctx);
     ctx.in_fiber.set(true);
@@ -109,7 +109,7 @@ fn release_fiber(vm: &Vm, ctx: &RequestCtx) {
 }
 
 /// The handler steps aside: hold a request reference and return NGX_DONE.
-pub fn suspend(r: *mut ngx_http_request_t) -> ngx_int_t {
+pub(crate) fn suspend(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: r and r->main are live.
     unsafe {
         let main = (*r).main;
@@ -121,7 +121,7 @@ pub fn suspend(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// Called again by the phase engine: give back the reference `suspend`
 /// took, except in the content phase, whose checker already did by
 /// finalizing with NGX_DONE.
-pub fn reenter(r: *mut ngx_http_request_t, slot: HandlerSlot) {
+pub(crate) fn reenter(r: *mut ngx_http_request_t, slot: HandlerSlot) {
     if slot == HandlerSlot::Content {
         return;
     }
@@ -179,7 +179,7 @@ fn not_waitable() -> String {
 }
 
 /// `Nginx::Async.sleep(ms)`: arms the timer; the Ruby side then yields.
-pub fn start_sleep(r: *mut ngx_http_request_t, ms: u64) -> Result<(), String> {
+pub(crate) fn start_sleep(r: *mut ngx_http_request_t, ms: u64) -> Result<(), String> {
     let ctx = existing_ctx(r).ok_or_else(not_waitable)?;
     if !ctx.in_fiber.get() {
         return Err(not_waitable());
@@ -222,7 +222,7 @@ fn wake(r: *mut ngx_http_request_t) {
 }
 
 /// `Nginx::Async::HTTP.sub_request(path, query)`: starts an in-memory subrequest.
-pub fn start_subrequest(r: *mut ngx_http_request_t, path: &[u8], query: Option<&[u8]>) -> Result<(), String> {
+pub(crate) fn start_subrequest(r: *mut ngx_http_request_t, path: &[u8], query: Option<&[u8]>) -> Result<(), String> {
     let ctx = existing_ctx(r).ok_or_else(not_waitable)?;
     if !ctx.in_fiber.get() {
         return Err(not_waitable());

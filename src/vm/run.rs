@@ -21,7 +21,7 @@ pub struct ScriptFailure {
 /// Runs `proc_` at top level. The pending exception is always cleared and
 /// the GC arena restored, so nothing leaks into the next run; the result is
 /// kept in the arena for the caller, who restores it (`Mrb::arena_scope`).
-pub fn run(mrb: Mrb, proc_: *mut RProc) -> Result<mrb_value, ScriptFailure> {
+pub(crate) fn run(mrb: Mrb, proc_: *mut RProc) -> Result<mrb_value, ScriptFailure> {
     let arena = mrb.arena_save();
     // SAFETY: live VM; proc_ is GC-registered bytecode of this VM.
     let value = unsafe { mrb_top_run(mrb.as_ptr(), proc_, mrb.top_self(), 0) };

@@ -375,7 +375,7 @@ impl Mrb {
     }
 
     /// Defines (or reopens) a class under `outer`.
-    pub fn define_class_under(self, outer: *mut RClass, name: &CStr) -> *mut RClass {
+    pub(crate) fn define_class_under(self, outer: *mut RClass, name: &CStr) -> *mut RClass {
         // SAFETY: live VM; outer is a live class; name is NUL-terminated.
         unsafe { mrb_define_class_under(self.as_ptr(), outer, name.as_ptr(), self.object_class()) }
     }
@@ -385,33 +385,29 @@ impl Mrb {
         unsafe { mrb_define_module(self.as_ptr(), name.as_ptr()) }
     }
 
-    pub fn define_module_under(self, outer: *mut RClass, name: &CStr) -> *mut RClass {
-        // SAFETY: live VM; outer is a live class; name is NUL-terminated.
-        unsafe { mrb_define_module_under(self.as_ptr(), outer, name.as_ptr()) }
-    }
 
-    pub fn define_method(self, class: *mut RClass, name: &CStr, func: mrb_func_t, aspec: mrb_aspec) {
+    pub(crate) fn define_method(self, class: *mut RClass, name: &CStr, func: mrb_func_t, aspec: mrb_aspec) {
         // SAFETY: live VM; class is live; name is NUL-terminated.
         unsafe { mrb_define_method(self.as_ptr(), class, name.as_ptr(), func, aspec) }
     }
 
-    pub fn define_class_method(self, class: *mut RClass, name: &CStr, func: mrb_func_t, aspec: mrb_aspec) {
+    pub(crate) fn define_class_method(self, class: *mut RClass, name: &CStr, func: mrb_func_t, aspec: mrb_aspec) {
         // SAFETY: live VM; class is live; name is NUL-terminated.
         unsafe { mrb_define_class_method(self.as_ptr(), class, name.as_ptr(), func, aspec) }
     }
 
-    pub fn define_module_function(self, module: *mut RClass, name: &CStr, func: mrb_func_t, aspec: mrb_aspec) {
+    pub(crate) fn define_module_function(self, module: *mut RClass, name: &CStr, func: mrb_func_t, aspec: mrb_aspec) {
         // SAFETY: live VM; module is live; name is NUL-terminated.
         unsafe { mrb_define_module_function(self.as_ptr(), module, name.as_ptr(), func, aspec) }
     }
 
-    pub fn define_const(self, class: *mut RClass, name: &CStr, v: mrb_value) {
+    pub(crate) fn define_const(self, class: *mut RClass, name: &CStr, v: mrb_value) {
         // SAFETY: live VM; class is live; name is NUL-terminated.
         unsafe { mrb_define_const(self.as_ptr(), class, name.as_ptr(), v) }
     }
 
     /// Looks up a class or module constant path like `Nginx::Request`.
-    pub fn class_get(self, path: &str) -> Option<*mut RClass> {
+    pub(crate) fn class_get(self, path: &str) -> Option<*mut RClass> {
         let mut current = self.object_class();
         for part in path.split("::") {
             let sym = self.sym(part);
@@ -424,7 +420,7 @@ impl Mrb {
             let v = unsafe { mrb_const_get(self.as_ptr(), mrbsys_obj_value(current.cast()), sym) };
             // SAFETY: reads the tag; only classes/modules are followed.
             let tt = unsafe { mrbsys_type(v) } as u32;
-            if tt != mrb_vtype_MRB_TT_CLASS as u32 && tt != mrb_vtype_MRB_TT_MODULE as u32 {
+            if tt != mrb_vtype_MRB_TT_CLASS && tt != mrb_vtype_MRB_TT_MODULE {
                 return None;
             }
             // SAFETY: v is a class or module object.
@@ -434,7 +430,7 @@ impl Mrb {
     }
 
     /// A new instance of `class` (no arguments).
-    pub fn new_instance(self, class: *mut RClass) -> Result<mrb_value, mrb_value> {
+    pub(crate) fn new_instance(self, class: *mut RClass) -> Result<mrb_value, mrb_value> {
         self.protect(|mrb| {
             // SAFETY: inside protect; class is live.
             unsafe { mrb_obj_new(mrb.as_ptr(), class, 0, core::ptr::null()) }
