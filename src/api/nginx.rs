@@ -20,8 +20,15 @@ fn out_of_memory() -> RubyError {
 /// `Nginx.rputs(obj)`: appends `obj.to_s` to the response body.
 fn rputs(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
-    let text = if mrb.is_nil(args[0]) { Vec::new() } else { to_s_bytes(mrb, args[0])? };
-    append(&text)?;
+    if mrb.is_nil(args[0]) {
+        return Ok(mrb.top_self());
+    }
+    // a String is appended straight from its buffer; nothing runs in between
+    if let Some(bytes) = mrb.str_bytes(args[0]) {
+        append(bytes)?;
+    } else {
+        append(&to_s_bytes(mrb, args[0])?)?;
+    }
     Ok(mrb.top_self())
 }
 

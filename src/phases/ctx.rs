@@ -106,8 +106,8 @@ pub struct RequestCtx {
     pub cleanup_registered: Cell<bool>,
 }
 
-/// The module ctx of `r`, created on first use (with the globals cleanup).
-pub(crate) fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a RequestCtx> {
+/// The module ctx of `r`, created on first use.
+pub(crate) fn request_ctx<'a>(r: *mut ngx_http_request_t, _vm: &Vm) -> Option<&'a RequestCtx> {
     let index = HttpMrubyModule::module().ctx_index;
     // SAFETY: r is a live request; ctx is an array of per-module pointers.
     unsafe {
@@ -120,16 +120,28 @@ pub(crate) fn request_ctx<'a>(r: *mut ngx_http_request_t, vm: &Vm) -> Option<&'a
             return None;
         }
         *slot = ctx.cast();
-        let main = (*r).main;
-        let cleanup = ngx_pool_cleanup_add((*main).pool, 0);
+        Some(&*ctx)
+    }
+}
+
+/// After a script ran: if it created globals, make sure they are removed
+/// when the request ends, however it ends. A request that creates none
+/// (the common case) pays one comparison, no pool cleanup.
+pub(crate) fn watch_globals(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx) -> Result<(), ()> {
+    if ctx.cleanup_registered.get() || !vm.has_request_globals() {
+        return Ok(());
+    }
+    // SAFETY: r and r->main are live; the VM outlives the request.
+    unsafe {
+        let cleanup = ngx_pool_cleanup_add((*(*r).main).pool, 0);
         if cleanup.is_null() {
-            return None;
+            return Err(());
         }
         (*cleanup).handler = Some(remove_request_globals);
         (*cleanup).data = (vm as *const Vm).cast_mut().cast();
-        (*ctx).cleanup_registered.set(true);
-        Some(&*ctx)
     }
+    ctx.cleanup_registered.set(true);
+    Ok(())
 }
 
 /// The existing ctx of `r` (for the Ruby API, which runs after creation).

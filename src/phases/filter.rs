@@ -67,7 +67,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     if !has_header && !has_body {
         return next_header(r);
     }
-    let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.clone()) else {
+    let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.as_deref()) else {
         return next_header(r);
     };
     let Some(ctx) = request_ctx(r, &vm) else {

@@ -11,7 +11,6 @@ pub mod set;
 pub mod wait;
 
 use core::ptr;
-use std::rc::Rc;
 
 use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
@@ -112,7 +111,7 @@ fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
     if scripts.inline.is_none() && scripts.file.is_none() && !add_handler {
         return DECLINED;
     }
-    let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.clone()) else {
+    let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.as_deref()) else {
         return DECLINED;
     };
     let Some(ctx) = request_ctx(r, &vm) else {
@@ -144,7 +143,7 @@ fn conclude(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx, out
 
 /// The phase engine called us again while a script of this phase waits:
 /// resume it if what it waited for is done.
-fn resume_phase(r: *mut ngx_http_request_t, vm: &Rc<Vm>, loc: &LocConf, slot: HandlerSlot, ctx: &RequestCtx) -> ngx_int_t {
+fn resume_phase(r: *mut ngx_http_request_t, vm: &Vm, loc: &LocConf, slot: HandlerSlot, ctx: &RequestCtx) -> ngx_int_t {
     wait::reenter(r, slot);
     if ctx.async_pending.get() {
         // woken by something else (a write event): keep waiting
@@ -163,7 +162,7 @@ fn resume_phase(r: *mut ngx_http_request_t, vm: &Rc<Vm>, loc: &LocConf, slot: Ha
 /// the inline one produced output or a status (it decided the phase).
 fn run_phase_scripts(
     r: *mut ngx_http_request_t,
-    vm: &Rc<Vm>,
+    vm: &Vm,
     loc: &LocConf,
     slot: HandlerSlot,
     ctx: &RequestCtx,
@@ -211,6 +210,11 @@ pub(crate) fn run_one(
         Some(ctx) if script.suspendable() => vm.mrb().arena_scope(|| wait::start_script(r, vm, ctx, proc_)),
         _ => vm.mrb().arena_scope(|| run_to_end(vm, proc_, script.suspendable()).map(|_| ScriptRun::Done)),
     };
+    if let Some(ctx) = ctx::existing_ctx(r) {
+        if ctx::watch_globals(r, vm, ctx).is_err() {
+            return ScriptRun::Failed;
+        }
+    }
     match result {
         Ok(run) => run,
         Err(failure) => {

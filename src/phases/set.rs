@@ -10,7 +10,7 @@ use std::rc::Rc;
 use ngx::core::Pool;
 use ngx::ffi::*;
 
-use super::ctx::{request_ctx, CurrentRequest};
+use super::ctx::{request_ctx, watch_globals, CurrentRequest};
 use crate::conf::conf_vm;
 use crate::ngx_util::{log, pool_str};
 use crate::vm::run::run_to_end;
@@ -138,7 +138,7 @@ unsafe extern "C" fn run_set_code(e: *mut ngx_http_script_engine_t) {
 fn evaluate(r: *mut ngx_http_request_t, vm: &Vm, script: &Script) -> Result<ngx_str_t, ()> {
     // SAFETY: r is the live request running the rewrite codes.
     let request_log = unsafe { (*(*r).connection).log };
-    request_ctx(r, vm).ok_or(())?;
+    let ctx = request_ctx(r, vm).ok_or(())?;
     let scope_cache = scope_cache(r);
     let proc_ = script.current(vm.mrb(), scope_cache).map_err(|err| {
         log(request_log, NGX_LOG_ERR, &format!("mruby_set: failed to recompile {err}"));
@@ -160,6 +160,7 @@ fn evaluate(r: *mut ngx_http_request_t, vm: &Vm, script: &Script) -> Result<ngx_
             pool_str(unsafe { (*r).pool }, mrb.str_bytes(text).unwrap_or_default()).ok_or(())
         });
     mrb.arena_restore(arena);
+    watch_globals(r, vm, ctx)?;
     result
 }
 

@@ -48,6 +48,9 @@ pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCt
         Completion::Finished(_) => Completion::Finished(vm.mrb().nil()),
     }));
     ctx.in_fiber.set(false);
+    if super::ctx::watch_globals(r, vm, ctx).is_err() {
+        return ScriptRun::Failed;
+    }
     match after_run(r, vm, ctx, result) {
         Ok(run) => run,
         Err(failure) => {

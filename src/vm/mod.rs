@@ -68,6 +68,11 @@ impl Vm {
         self.mrb.arena_restore(arena);
     }
 
+    /// Whether globals beyond the init-time ones exist (O(1)).
+    pub fn has_request_globals(&self) -> bool {
+        self.mrb.globals_count() != self.baseline.borrow().count
+    }
+
     /// Removes every global a request created. O(1) when it created none.
     pub fn remove_request_globals(&self) {
         let baseline = self.baseline.borrow();
