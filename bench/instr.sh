@@ -52,7 +52,7 @@ start_all=$SECONDS
 for c in "${cases[@]}"; do
     path=$(case_path "$c")
     kind=$(case_conf "$c")
-    p1=$(free_port 18080)
+    p1=$(free_port "$PORT_BASE")
     p2=$(free_port $((p1 + 1)))
     d1=$OUT/instr/$c-$N1
     d2=$OUT/instr/$c-$N2
@@ -71,6 +71,7 @@ for c in "${cases[@]}"; do
     stop_pid "$pid1" QUIT 120
     stop_pid "$pid2" QUIT 120
     (( ok )) || die "case $c: client failed (see $d1/logs/error.log, $d2/logs/error.log)"
+    # Any other traffic would falsify the counts: here every [error] is fatal.
     if grep -qE '\[(emerg|alert|crit|error)\]' "$d1/logs/error.log" "$d2/logs/error.log"; then
         die "case $c: errors in nginx's error_log: $(grep -hE '\[(emerg|alert|crit|error)\]' "$d1/logs/error.log" "$d2/logs/error.log" | head -n3)"
     fi

@@ -12,6 +12,9 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 NGINX=$ROOT/build/sbin/nginx
 MODULE=$ROOT/build/modules/ngx_http_mruby_module.so
 OUT=${BENCH_OUT:-$BENCH_DIR/out}
+# First port tried by each stage: instr BASE, rps BASE+100, rss BASE+200
+# (t/005-demo-conf.t takes 18180-18379, Test::Nginx 1984 and up).
+PORT_BASE=${BENCH_PORT_BASE:-18500}
 PYTHON=${PYTHON:-python3}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -240,6 +243,19 @@ stop_pid() {
     fi
     wait "$pid" 2>/dev/null || true
     forget_pid "$pid"
+}
+
+# check_log FILE: dies on [emerg]/[alert]/[crit], and on [error] lines of
+# requests for the bench's own locations. Other [error] lines (requests
+# from some other program that found our port) are only reported.
+check_log() {
+    local file=$1 bad foreign
+    bad=$(grep -E '\[(emerg|alert|crit)\]|\[error\].*request: "[A-Z]+ /(baseline|a-inline|b-cached|c-script|d-access|e-return)[ ?]' "$file" || true)
+    [[ -z $bad ]] || die "errors in $file: $(head -n3 <<<"$bad")"
+    foreign=$(grep -c '\[error\]' "$file" || true)
+    if (( foreign > 0 )); then
+        log "warning: $file has $foreign [error] lines for requests that are not the bench's (another program on our port?)"
+    fi
 }
 
 # worker_pid MASTER_PID: the (single) worker's pid.

@@ -41,7 +41,7 @@ declare -A PORT_OF MASTER_OF DIR_OF
 
 # start KIND: nginx for KIND (mruby|stock).
 start() {
-    local kind=$1 dir port after=18180
+    local kind=$1 dir port after=$((PORT_BASE + 100))
     dir=$OUT/rps/$kind
     [[ -n ${PORT_OF[mruby]:-} ]] && after=$((PORT_OF[mruby] + 1))
     port=$(free_port "$after")
@@ -108,9 +108,7 @@ for c in "${cases[@]}"; do
 done
 
 for kind in "${!MASTER_OF[@]}"; do
-    if grep -E '\[(emerg|alert|crit|error)\]' "${DIR_OF[$kind]}/logs/error.log"; then
-        die "errors in ${DIR_OF[$kind]}/logs/error.log"
-    fi
+    check_log "${DIR_OF[$kind]}/logs/error.log"
     stop_pid "${MASTER_OF[$kind]}" QUIT 30
 done
 

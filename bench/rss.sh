@@ -31,7 +31,7 @@ fi
 
 dir=$OUT/rss
 rm -rf "$dir"
-port=$(free_port 18280)
+port=$(free_port $((PORT_BASE + 200)))
 write_conf "$dir" "$port" mruby on
 "${NGX_PIN[@]}" "$NGINX" -p "$dir/" -e "$dir/logs/error.log" -c "$dir/conf/nginx.conf" \
     >"$dir/stdout.log" 2>&1 &
@@ -86,9 +86,7 @@ n1=$done_reqs rss1=$(rss_kb)
 hit_until "$TOTAL"
 n2=$done_reqs rss2=$(rss_kb)
 [[ $(pgrep -P "$master" | head -n1) == "$worker" ]] || die "the worker was replaced during the run"
-if grep -E '\[(emerg|alert|crit|error)\]' "$dir/logs/error.log"; then
-    die "errors in $dir/logs/error.log"
-fi
+check_log "$dir/logs/error.log"
 stop_pid "$master" QUIT 30
 
 growth=$(awk -v a="$rss1" -v b="$rss2" 'BEGIN { printf "%.2f", (b - a) * 100 / a }')
