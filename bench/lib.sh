@@ -107,6 +107,8 @@ write_conf() {
     local prefix=$1 port=$2 kind=$3 master=$4
     mkdir -p "$prefix/conf" "$prefix/logs" "$prefix/tmp"
     printf 'Nginx.rputs "Hello World\\n"\n' >"$prefix/hello.rb"
+    # 64 KB body for the filter case (bench/http-compat.sh)
+    head -c 65536 /dev/zero | tr '\0' 'a' >"$prefix/big.txt"
     {
         if [[ $kind == mruby ]]; then
             echo "load_module $MODULE;"
@@ -160,6 +162,31 @@ CONF
         location = /d-access {
             mruby_access_handler_code 'Nginx.return Nginx::DECLINED if false';
             mruby_content_handler_code 'Nginx.rputs "Hello World\n"';
+        }
+
+        # bench/http-compat.sh: a body filter over 64 KB, and a fan-out of
+        # four subrequests, each against the same response without Ruby
+        location = /f-filter {
+            alias $prefix/big.txt;
+            mruby_output_body_filter_code 'f = Nginx::Filter.new; f.body = f.body.upcase';
+        }
+        location = /f-static {
+            alias $prefix/big.txt;
+        }
+        location = /f-passth {
+            alias $prefix/big.txt;
+            mruby_output_body_filter_code 'f = Nginx::Filter.new; f.body = f.body';
+        }
+        location = /g-fanout {
+            mruby_content_handler_code 'Nginx.rputs((1..4).map { Nginx::Async::HTTP.sub_request("/sub-part").body }.join)';
+        }
+        location = /g-ssi-4x {
+            ssi on;
+            ssi_types text/plain;
+            return 200 '<!--# include virtual="/sub-part" --><!--# include virtual="/sub-part" --><!--# include virtual="/sub-part" --><!--# include virtual="/sub-part" -->';
+        }
+        location = /sub-part {
+            return 200 "part\n";
         }
 CONF
         else

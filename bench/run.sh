@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # ngx-mruby-rs benchmarks: `make bench` runs this after `make build`.
 #
-# Stages (BENCH_STAGES, default "instr rps rss"):
-#   instr  instructions per request under callgrind      (bench/instr.sh)
-#   rps    requests/sec with wrk                         (bench/rps.sh)
-#   rss    worker RSS growth over 200k -> 2M requests    (bench/rss.sh)
+# Stages (BENCH_STAGES, default "instr rps rss http-compat"):
+#   instr        instructions per request under callgrind      (bench/instr.sh)
+#   rps          requests/sec with wrk                         (bench/rps.sh)
+#   rss          worker RSS growth over 200k -> 2M requests    (bench/rss.sh)
+#   http-compat  body filter over 64 KB and a sub_request fan-out, against
+#                the same responses without Ruby                (bench/http-compat.sh)
 # then bench/report.py prints the summary table and writes
 # bench/out/results.md. Everything else lands in bench/out/ (gitignored).
 # See bench/README.md for the method and the knobs.
@@ -15,7 +17,7 @@ source "$BENCH_DIR/lib.sh"
 
 require_build
 require_tools "$PYTHON"
-read -r -a stages <<<"${BENCH_STAGES:-instr rps rss}"
+read -r -a stages <<<"${BENCH_STAGES:-instr rps rss http-compat}"
 for s in "${stages[@]}"; do
     case $s in
         instr | rps | rss) ;;

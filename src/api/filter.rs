@@ -21,7 +21,7 @@ fn set_body(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let bytes = to_s_bytes(mrb, args[0])?;
     let r = current_request()?;
-    set_filter_output(r, &bytes).map_err(RubyError::runtime)?;
+    set_filter_output(r, bytes).map_err(RubyError::runtime)?;
     Ok(args[0])
 }
 

@@ -240,18 +240,15 @@ fn send_filtered(r: *mut ngx_http_request_t, ctx: &RequestCtx) -> ngx_int_t {
     if rc == ERROR || rc > OK || request.header_only() != 0 {
         return rc;
     }
-    // SAFETY: buffer and link come from the request pool; the bytes are copied.
+    // SAFETY: the buffer header comes from the request pool; it points into
+    // the body Vec, which the same pool owns (and drops) after the response.
     unsafe {
         let buf = ngx_pcalloc(request.pool, core::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
         if buf.is_null() {
             return ERROR;
         }
         if !body.is_empty() {
-            let data = ngx_pnalloc(request.pool, body.len()) as *mut u8;
-            if data.is_null() {
-                return ERROR;
-            }
-            ptr::copy_nonoverlapping(body.as_ptr(), data, body.len());
+            let data = body.as_ptr().cast_mut();
             (*buf).start = data;
             (*buf).pos = data;
             (*buf).last = data.add(body.len());
@@ -283,7 +280,7 @@ pub fn filter_body<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8]> {
 }
 
 /// `Nginx::Filter#body=`: the body to send instead.
-pub(crate) fn set_filter_output(r: *mut ngx_http_request_t, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn set_filter_output(r: *mut ngx_http_request_t, bytes: Vec<u8>) -> Result<(), String> {
     let ctx = existing_ctx(r).ok_or("Nginx::Filter is only available in mruby_output_body_filter")?;
     if ctx.filter.get() != FilterState::Done {
         return Err("Nginx::Filter is only available in mruby_output_body_filter".into());
@@ -294,8 +291,7 @@ pub(crate) fn set_filter_output(r: *mut ngx_http_request_t, bytes: &[u8]) -> Res
     }
     // SAFETY: allocated just above or earlier for this request.
     let output = unsafe { &mut *ctx.filter_output.get() };
-    output.clear();
-    output.extend_from_slice(bytes);
+    *output = bytes;
     Ok(())
 }
 
