@@ -20,14 +20,14 @@ require_tools "$PYTHON"
 read -r -a stages <<<"${BENCH_STAGES:-instr rps rss http-compat}"
 for s in "${stages[@]}"; do
     case $s in
-        instr | rps | rss) ;;
-        *) die "unknown stage '$s' in BENCH_STAGES (instr, rps, rss)" ;;
+        instr | rps | rss | http-compat) ;;
+        *) die "unknown stage '$s' in BENCH_STAGES (instr, rps, rss, http-compat)" ;;
     esac
 done
 
 mkdir -p "$OUT"
 # The report only shows what this run measured.
-rm -f "$OUT/instr.tsv" "$OUT/rps.tsv" "$OUT/rss.tsv" "$OUT/results.md" "$OUT/load.txt"
+rm -f "$OUT/instr.tsv" "$OUT/rps.tsv" "$OUT/rss.tsv" "$OUT/http-compat.tsv" "$OUT/results.md" "$OUT/load.txt"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$SECONDS
 log "nginx: $NGINX ($("$NGINX" -v 2>&1 | sed 's/nginx version: //'))"
