@@ -81,7 +81,9 @@ limited=$(per_request "vlimit ip 100 zone=vl; vlimit file 100 zone=vl;")
 limit_conn=$(per_request "limit_conn by_addr 100; limit_conn by_file 100;")
 ratio=$(awk -v a="$limited" -v b="$plain" 'BEGIN { printf "%.4f", a / b }')
 pct=$(awk -v a="$limited" -v b="$plain" 'BEGIN { printf "%+.1f", (a / b - 1) * 100 }')
-echo "plain location:          $plain instructions/request"
-echo "vlimit ip + vlimit file: $limited instructions/request"
-echo "limit_conn x2 (reference): $limit_conn instructions/request ($(awk -v a="$limit_conn" -v b="$plain" 'BEGIN { printf "%+.1f", (a / b - 1) * 100 }')%)"
-echo "ratio: $ratio ($pct%), target <= 1.05: $(awk -v r="$ratio" 'BEGIN { print (r <= 1.05) ? "met" : "NOT met" }')"
+ref_pct=$(awk -v a="$limit_conn" -v b="$plain" 'BEGIN { printf "%+.1f", (a / b - 1) * 100 }')
+verdict=$(awk -v r="$ratio" 'BEGIN { print (r <= 1.05) ? "MET" : "NOT MET" }')
+echo "plain location:            $plain instructions/request"
+echo "vlimit ip + vlimit file:   $limited instructions/request ($pct%)"
+echo "limit_conn x2 (reference): $limit_conn instructions/request ($ref_pct%)"
+echo "ratio: $ratio ($pct%), target <= +5%: $verdict"

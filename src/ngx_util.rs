@@ -44,7 +44,14 @@ pub(crate) fn log(log: *mut ngx_log_t, level: u32, message: &str) {
         if (*log).log_level < level as ngx_uint_t {
             return;
         }
-        ngx_log_error_core(level as ngx_uint_t, log, 0, c"%*s".as_ptr() as *const c_char, message.len(), message.as_ptr());
+        ngx_log_error_core(
+            level as ngx_uint_t,
+            log,
+            0,
+            c"%*s".as_ptr() as *const c_char,
+            message.len(),
+            message.as_ptr(),
+        );
     }
 }
 
@@ -52,7 +59,14 @@ pub(crate) fn log(log: *mut ngx_log_t, level: u32, message: &str) {
 pub(crate) fn conf_log(cf: *mut ngx_conf_t, level: u32, message: &str) {
     // SAFETY: cf is the live configuration being parsed.
     unsafe {
-        ngx_conf_log_error(level as ngx_uint_t, cf, 0, c"%*s".as_ptr() as *const c_char, message.len(), message.as_ptr());
+        ngx_conf_log_error(
+            level as ngx_uint_t,
+            cf,
+            0,
+            c"%*s".as_ptr() as *const c_char,
+            message.len(),
+            message.as_ptr(),
+        );
     }
 }
 

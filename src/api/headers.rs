@@ -84,7 +84,8 @@ fn get(mrb: Mrb, side: Side, args: &[mrb_value]) -> RubyResult {
         return Ok(if content_type.is_empty() { mrb.nil() } else { mrb.str(content_type) });
     }
     // SAFETY: matching() returns live elements.
-    let values: Vec<&[u8]> = matching(list(r, side), &name).iter().map(|elt| unsafe { str_bytes(&(**elt).value) }).collect();
+    let values: Vec<&[u8]> =
+        matching(list(r, side), &name).iter().map(|elt| unsafe { str_bytes(&(**elt).value) }).collect();
     Ok(match values.as_slice() {
         [] => mrb.nil(),
         [one] => mrb.str(one),
@@ -171,7 +172,9 @@ fn remove_all(r: &mut ngx_http_request_t, side: Side, name: &[u8]) {
 /// The `headers_out` fields that may point at a deleted element.
 fn clear_out_pointer(r: &mut ngx_http_request_t, elt: *mut ngx_table_elt_t) {
     let out = &mut r.headers_out;
-    for field in [&mut out.server, &mut out.location, &mut out.date, &mut out.last_modified, &mut out.refresh, &mut out.etag] {
+    for field in
+        [&mut out.server, &mut out.location, &mut out.date, &mut out.last_modified, &mut out.refresh, &mut out.etag]
+    {
         if *field == elt {
             *field = ptr::null_mut();
         }

@@ -23,9 +23,8 @@ fn option(mrb: Mrb, hash: mrb_value, name: &str) -> mrb_value {
 /// `add_listener({address: "127.0.0.1:8081" | "8081", ssl: bool, http2: bool})`
 fn add_listener(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
-    let context = server_context::current().ok_or_else(|| {
-        RubyError::runtime("add_listener can be called only in mruby_server_context_handler_code")
-    })?;
+    let context = server_context::current()
+        .ok_or_else(|| RubyError::runtime("add_listener can be called only in mruby_server_context_handler_code"))?;
     let options = args[0];
     if !mrb.is_hash(options) {
         return Err(RubyError::type_error(format!(
@@ -41,14 +40,10 @@ fn add_listener(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let ssl = mrb.truthy(option(mrb, options, "ssl"));
     let http2 = mrb.truthy(option(mrb, options, "http2"));
     if ssl && NGX_HTTP_SSL == 0 {
-        return Err(RubyError::runtime(
-            "add_listener: ssl requires ngx_http_ssl_module",
-        ));
+        return Err(RubyError::runtime("add_listener: ssl requires ngx_http_ssl_module"));
     }
     if http2 && NGX_HTTP_V2 == 0 {
-        return Err(RubyError::runtime(
-            "add_listener: http2 requires ngx_http_v2_module",
-        ));
+        return Err(RubyError::runtime("add_listener: http2 requires ngx_http_v2_module"));
     }
     let shown = String::from_utf8_lossy(&address).into_owned();
     // SAFETY: the context is set only while the directive runs, so cf and
@@ -66,13 +61,9 @@ fn add_listener(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
             String::from("invalid address")
         } else {
             // SAFETY: u.err is a static NUL-terminated message.
-            unsafe { core::ffi::CStr::from_ptr(u.err) }
-                .to_string_lossy()
-                .into_owned()
+            unsafe { core::ffi::CStr::from_ptr(u.err) }.to_string_lossy().into_owned()
         };
-        return Err(RubyError::argument(format!(
-            "add_listener: {reason} in \"{shown}\""
-        )));
+        return Err(RubyError::argument(format!("add_listener: {reason} in \"{shown}\"")));
     }
     // SAFETY: all-zero is the state ngx_http_core_listen starts from.
     let mut lsopt: ngx_http_listen_opt_t = unsafe { core::mem::zeroed() };

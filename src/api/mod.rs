@@ -8,12 +8,12 @@ pub mod filter;
 pub mod gems;
 pub mod headers;
 pub mod kernel;
+pub mod listener;
 pub mod nginx;
 pub mod request;
 pub mod server;
 pub mod ssl;
 pub mod upstream;
-pub mod listener;
 pub mod var;
 pub mod vlimit;
 
@@ -61,7 +61,9 @@ macro_rules! ruby_fn {
         ) -> mruby_sys::mrb_value {
             $crate::api::call_method(mrb, self_, $method)
         }
-        Some(trampoline as unsafe extern "C" fn(*mut mruby_sys::mrb_state, mruby_sys::mrb_value) -> mruby_sys::mrb_value)
+        Some(
+            trampoline as unsafe extern "C" fn(*mut mruby_sys::mrb_state, mruby_sys::mrb_value) -> mruby_sys::mrb_value,
+        )
     }};
 }
 
@@ -69,7 +71,10 @@ macro_rules! ruby_fn {
 pub fn arity(args: &[mrb_value], min: usize, max: usize) -> Result<(), RubyError> {
     if args.len() < min || args.len() > max {
         let expected = if min == max { format!("{min}") } else { format!("{min}..{max}") };
-        return Err(RubyError::argument(format!("wrong number of arguments (given {}, expected {expected})", args.len())));
+        return Err(RubyError::argument(format!(
+            "wrong number of arguments (given {}, expected {expected})",
+            args.len()
+        )));
     }
     Ok(())
 }

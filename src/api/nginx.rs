@@ -1,6 +1,5 @@
 //! `Nginx`: response output, status, logging, redirects, versions, constants.
 
-
 use mruby_sys::*;
 use ngx::ffi::*;
 

@@ -15,9 +15,7 @@ use crate::vm::{Mrb, RubyError, RubyResult};
 
 /// Runs `f` on the handshake in progress, or raises RuntimeError.
 fn handshake<R>(f: impl FnOnce(&mut Handshake) -> R) -> Result<R, RubyError> {
-    with_current(f).ok_or_else(|| {
-        RubyError::runtime("Nginx::SSL is available only in mruby_ssl_handshake_handler")
-    })
+    with_current(f).ok_or_else(|| RubyError::runtime("Nginx::SSL is available only in mruby_ssl_handshake_handler"))
 }
 
 fn initialize(_mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
@@ -93,14 +91,9 @@ fn log_message(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let message = to_s_bytes(mrb, args[1])?;
     let message = String::from_utf8_lossy(&message);
     // SAFETY: ngx_cycle is nginx's current cycle, always set once running.
-    let target_log =
-        with_current(|h| h.log()).unwrap_or_else(|| unsafe { (*ngx::ffi::ngx_cycle).log });
+    let target_log = with_current(|h| h.log()).unwrap_or_else(|| unsafe { (*ngx::ffi::ngx_cycle).log });
     if !(0..=8).contains(&level) {
-        log(
-            target_log,
-            ngx::ffi::NGX_LOG_ERR,
-            &format!("Nginx::SSL.log: invalid log level {level}: {message}"),
-        );
+        log(target_log, ngx::ffi::NGX_LOG_ERR, &format!("Nginx::SSL.log: invalid log level {level}: {message}"));
         return Ok(mrb.nil());
     }
     log(target_log, level as u32, &message);
@@ -115,24 +108,9 @@ pub fn init(mrb: Mrb) {
     mrb.define_method(ssl, c"local_port", ruby_fn!(local_port), ARGS_ANY);
     mrb.define_method(ssl, c"tls_version", ruby_fn!(tls_version), ARGS_ANY);
     mrb.define_method(ssl, c"certificate=", ruby_fn!(set_certificate), ARGS_ANY);
-    mrb.define_method(
-        ssl,
-        c"certificate_key=",
-        ruby_fn!(set_certificate_key),
-        ARGS_ANY,
-    );
-    mrb.define_method(
-        ssl,
-        c"certificate_data=",
-        ruby_fn!(set_certificate_data),
-        ARGS_ANY,
-    );
-    mrb.define_method(
-        ssl,
-        c"certificate_key_data=",
-        ruby_fn!(set_certificate_key_data),
-        ARGS_ANY,
-    );
+    mrb.define_method(ssl, c"certificate_key=", ruby_fn!(set_certificate_key), ARGS_ANY);
+    mrb.define_method(ssl, c"certificate_data=", ruby_fn!(set_certificate_data), ARGS_ANY);
+    mrb.define_method(ssl, c"certificate_key_data=", ruby_fn!(set_certificate_key_data), ARGS_ANY);
     mrb.define_class_method(ssl, c"log", ruby_fn!(log_message), ARGS_ANY);
     mrb.define_class_method(ssl, c"errlogger", ruby_fn!(log_message), ARGS_ANY);
 }

@@ -36,12 +36,7 @@ thread_local! {
 
 /// The explicit `upstream name {}` block of the running configuration.
 fn find_upstream(name: &[u8]) -> Result<&'static mut ngx_http_upstream_srv_conf_t, RubyError> {
-    let not_found = || {
-        RubyError::runtime(format!(
-            "{} upstream not found",
-            String::from_utf8_lossy(name)
-        ))
-    };
+    let not_found = || RubyError::runtime(format!("{} upstream not found", String::from_utf8_lossy(name)));
     // SAFETY: ngx_cycle is the running cycle.
     let cycle = unsafe { &*ngx_cycle };
     let umcf = NgxHttpUpstreamModule::main_conf(cycle).ok_or_else(not_found)?;
@@ -59,16 +54,12 @@ fn find_upstream(name: &[u8]) -> Result<&'static mut ngx_http_upstream_srv_conf_
         .iter()
         // SAFETY: each entry is a live upstream conf of the cycle.
         .map(|&uscf| unsafe { &mut *uscf })
-        .find(|uscf| {
-            !uscf.servers.is_null() && !uscf.srv_conf.is_null() && str_bytes(&uscf.host) == name
-        })
+        .find(|uscf| !uscf.servers.is_null() && !uscf.srv_conf.is_null() && str_bytes(&uscf.host) == name)
         .ok_or_else(not_found)
 }
 
 /// The one round-robin peer of the upstream; RuntimeError when it has more.
-fn sole_peer(
-    uscf: &ngx_http_upstream_srv_conf_t,
-) -> Result<&'static mut ngx_http_upstream_rr_peer_t, RubyError> {
+fn sole_peer(uscf: &ngx_http_upstream_srv_conf_t) -> Result<&'static mut ngx_http_upstream_rr_peer_t, RubyError> {
     let multiple = || RubyError::runtime("don't support multiple server config");
     // SAFETY: servers is the upstream's array of ngx_http_upstream_server_t.
     if unsafe { (*uscf.servers).nelts } > 1 {
@@ -89,16 +80,10 @@ fn sole_peer(
 }
 
 /// The upstream conf this `Nginx::Upstream` was created for.
-fn upstream_of(
-    mrb: Mrb,
-    self_: mrb_value,
-) -> Result<&'static mut ngx_http_upstream_srv_conf_t, RubyError> {
+fn upstream_of(mrb: Mrb, self_: mrb_value) -> Result<&'static mut ngx_http_upstream_srv_conf_t, RubyError> {
     // SAFETY: live VM; reading an instance variable does not raise.
     let name = unsafe { mrb_iv_get(mrb.as_ptr(), self_, mrb.sym(NAME_IVAR)) };
-    let name = mrb
-        .str_bytes(name)
-        .ok_or_else(|| RubyError::runtime("Nginx::Upstream is not initialized"))?
-        .to_vec();
+    let name = mrb.str_bytes(name).ok_or_else(|| RubyError::runtime("Nginx::Upstream is not initialized"))?.to_vec();
     find_upstream(&name)
 }
 
@@ -139,49 +124,29 @@ fn peer_addr(address: &[u8]) -> Result<&'static PeerAddr, RubyError> {
     Ok(parsed)
 }
 
-fn parse_address(
-    pool: *mut ngx_pool_t,
-    address: &[u8],
-    shown: &str,
-) -> Result<PeerAddr, RubyError> {
-    let url = crate::ngx_util::pool_str(pool, address)
-        .ok_or_else(|| RubyError::runtime("out of memory"))?;
+fn parse_address(pool: *mut ngx_pool_t, address: &[u8], shown: &str) -> Result<PeerAddr, RubyError> {
+    let url = crate::ngx_util::pool_str(pool, address).ok_or_else(|| RubyError::runtime("out of memory"))?;
     // SAFETY: ngx_url_t is a plain C struct; all-zero is its initial state.
     let mut u: ngx_url_t = unsafe { core::mem::zeroed() };
     u.url = url;
     u.default_port = 80;
     // SAFETY: pool is live; u is initialised. Host names resolve here (blocking).
-    if unsafe { ngx_parse_url(pool, &mut u) } != NGX_OK as ngx_int_t
-        || u.naddrs == 0
-        || u.addrs.is_null()
-    {
+    if unsafe { ngx_parse_url(pool, &mut u) } != NGX_OK as ngx_int_t || u.naddrs == 0 || u.addrs.is_null() {
         let reason = if u.err.is_null() {
             String::from("host not found")
         } else {
             // SAFETY: u.err is a static NUL-terminated message.
-            unsafe { core::ffi::CStr::from_ptr(u.err) }
-                .to_string_lossy()
-                .into_owned()
+            unsafe { core::ffi::CStr::from_ptr(u.err) }.to_string_lossy().into_owned()
         };
-        return Err(RubyError::argument(format!(
-            "invalid server \"{shown}\": {reason}"
-        )));
+        return Err(RubyError::argument(format!("invalid server \"{shown}\": {reason}")));
     }
     // SAFETY: addrs[0] is a parsed address of socklen bytes.
     unsafe {
         let first = &*u.addrs;
         let mut sockaddr: ngx_sockaddr_t = core::mem::zeroed();
         let len = (first.socklen as usize).min(core::mem::size_of::<ngx_sockaddr_t>());
-        core::ptr::copy_nonoverlapping(
-            first.sockaddr as *const u8,
-            (&mut sockaddr as *mut ngx_sockaddr_t).cast(),
-            len,
-        );
-        Ok(PeerAddr {
-            sockaddr,
-            socklen: first.socklen,
-            name: str_bytes(&first.name).into(),
-        })
+        core::ptr::copy_nonoverlapping(first.sockaddr as *const u8, (&mut sockaddr as *mut ngx_sockaddr_t).cast(), len);
+        Ok(PeerAddr { sockaddr, socklen: first.socklen, name: str_bytes(&first.name).into() })
     }
 }
 
@@ -191,18 +156,13 @@ fn set_server(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     let address = arg_bytes(mrb, args[0], "server")?.to_vec();
     let uscf = upstream_of(mrb, self_)?;
     if !uscf.shm_zone.is_null() {
-        return Err(RubyError::runtime(
-            "server= does not support upstreams with a shared memory zone",
-        ));
+        return Err(RubyError::runtime("server= does not support upstreams with a shared memory zone"));
     }
     let peer = sole_peer(uscf)?;
     let addr = peer_addr(&address)?;
     peer.sockaddr = core::ptr::from_ref(&addr.sockaddr).cast_mut().cast();
     peer.socklen = addr.socklen;
-    peer.name = ngx_str_t {
-        len: addr.name.len(),
-        data: addr.name.as_ptr().cast_mut(),
-    };
+    peer.name = ngx_str_t { len: addr.name.len(), data: addr.name.as_ptr().cast_mut() };
     peer.fails = 0;
     Ok(args[0])
 }
@@ -217,9 +177,7 @@ fn set_keepalive_cache(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyRe
     arity(args, 1, 1)?;
     let n = arg_int(mrb, args[0], "keepalive_cache")?;
     if n < 2 {
-        return Err(RubyError::argument(
-            "keepalive_cache must be greater than 1",
-        ));
+        return Err(RubyError::argument("keepalive_cache must be greater than 1"));
     }
     let uscf = upstream_of(mrb, self_)?;
     let n = usize::try_from(n).map_err(|_| RubyError::argument("keepalive_cache is too large"))?;
@@ -233,16 +191,6 @@ pub fn init(mrb: Mrb) {
     mrb.define_method(upstream, c"initialize", ruby_fn!(initialize), ARGS_ANY);
     mrb.define_method(upstream, c"server", ruby_fn!(server), ARGS_ANY);
     mrb.define_method(upstream, c"server=", ruby_fn!(set_server), ARGS_ANY);
-    mrb.define_method(
-        upstream,
-        c"keepalive_cache",
-        ruby_fn!(keepalive_cache),
-        ARGS_ANY,
-    );
-    mrb.define_method(
-        upstream,
-        c"keepalive_cache=",
-        ruby_fn!(set_keepalive_cache),
-        ARGS_ANY,
-    );
+    mrb.define_method(upstream, c"keepalive_cache", ruby_fn!(keepalive_cache), ARGS_ANY);
+    mrb.define_method(upstream, c"keepalive_cache=", ruby_fn!(set_keepalive_cache), ARGS_ANY);
 }

@@ -38,12 +38,8 @@ pub fn set_variable(r: &mut ngx_http_request_t, name: &[u8], value: &[u8]) -> Re
     // SAFETY: the variables hash is built at config time and read-only now.
     let var = unsafe {
         let hash = ngx_hash_key(lowercase.as_mut_ptr(), lowercase.len());
-        ngx_hash_find(
-            &cmcf.variables_hash as *const _ as *mut _,
-            hash,
-            lowercase.as_mut_ptr(),
-            lowercase.len(),
-        ) as *mut ngx_http_variable_t
+        ngx_hash_find(&cmcf.variables_hash as *const _ as *mut _, hash, lowercase.as_mut_ptr(), lowercase.len())
+            as *mut ngx_http_variable_t
     };
     if var.is_null() {
         return Err(format!("{display} is not found"));

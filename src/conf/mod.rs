@@ -135,12 +135,17 @@ pub(crate) fn parse_file_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Res
     };
     let path = resolve_path(cf, &args[0]);
     let vm = conf_vm(cf)?;
-    let script = Script::from_file(vm.mrb(), path, cache).map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?;
+    let script =
+        Script::from_file(vm.mrb(), path, cache).map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?;
     Ok(Rc::new(script))
 }
 
 /// `'code'`: compiled once, labelled with the directive and config line.
-pub(crate) fn parse_inline_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, code: &ngx_str_t) -> Result<Rc<Script>, String> {
+pub(crate) fn parse_inline_script(
+    cf: &mut ngx_conf_t,
+    cmd: &ngx_command_t,
+    code: &ngx_str_t,
+) -> Result<Rc<Script>, String> {
     // SAFETY: conf_file is set while a file is being parsed.
     let (file, line) = unsafe { (str_lossy(&(*cf.conf_file).file.name), (*cf.conf_file).line) };
     let label = format!("{}@{}:{}", directive_name(cmd), file, line);
@@ -259,7 +264,9 @@ fn set_variable_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, inline: bool) -
         };
         let path = resolve_path(cf, &file_args[0]);
         let vm = conf_vm(cf)?;
-        Rc::new(Script::from_file(vm.mrb(), path, cache).map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?)
+        Rc::new(
+            Script::from_file(vm.mrb(), path, cache).map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?,
+        )
     };
     crate::phases::set::register(cf, var_name, script)
 }
@@ -356,7 +363,13 @@ pub static mut COMMANDS: [ngx_command_t; 31] = [
     command(ngx_string!("mruby_exit_worker"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::ExitWorker as _),
     command(ngx_string!("mruby_exit_worker_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::ExitWorker as _),
     command(ngx_string!("mruby_post_read_handler"), HTTP | NGX_HTTP_SRV_CONF | FILE, set_phase_file, LOC_OFF, PR),
-    command(ngx_string!("mruby_post_read_handler_code"), HTTP | NGX_HTTP_SRV_CONF | CODE, set_phase_inline, LOC_OFF, PR),
+    command(
+        ngx_string!("mruby_post_read_handler_code"),
+        HTTP | NGX_HTTP_SRV_CONF | CODE,
+        set_phase_inline,
+        LOC_OFF,
+        PR,
+    ),
     command(ngx_string!("mruby_server_rewrite_handler"), ANY | FILE, set_phase_file, LOC_OFF, SR),
     command(ngx_string!("mruby_server_rewrite_handler_code"), ANY | CODE, set_phase_inline, LOC_OFF, SR),
     command(ngx_string!("mruby_rewrite_handler"), ANY | FILE, set_phase_file, LOC_OFF, RW),
@@ -405,7 +418,8 @@ pub(crate) fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
 
 fn run_hook(vm: &Vm, script: &Script) -> Result<(), String> {
     let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
-    vm.mrb().arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
+    vm.mrb()
+        .arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
         .map_err(|failure| failure.report)
 }
 

@@ -6,9 +6,7 @@ use core::ptr;
 
 use ngx::core::Pool;
 use ngx::ffi::*;
-use ngx::http::{
-    HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule,
-};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::zone::{init_zone, ZoneCtx};
@@ -51,10 +49,7 @@ pub struct MainConf {
 impl MainConf {
     /// The zone context of a declared zone, by name.
     pub fn zone(&self, name: &str) -> Option<&ZoneCtx> {
-        self.zones
-            .iter()
-            .filter_map(|&z| zone_ctx(z))
-            .find(|ctx| ctx.name == name)
+        self.zones.iter().filter_map(|&z| zone_ctx(z)).find(|ctx| ctx.name == name)
     }
 }
 
@@ -153,9 +148,7 @@ fn main_conf(cf: &ngx_conf_t) -> Result<&'static mut MainConf, String> {
 
 /// `status=<code>`, 400..599.
 fn parse_status(directive: &str, value: &[u8]) -> Result<ngx_uint_t, String> {
-    let code: Option<ngx_uint_t> = core::str::from_utf8(value)
-        .ok()
-        .and_then(|s| s.parse().ok());
+    let code: Option<ngx_uint_t> = core::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
     match code {
         Some(code) if (400..=599).contains(&code) => Ok(code),
         _ => Err(format!(
@@ -176,19 +169,12 @@ fn set_zone(cf: &mut ngx_conf_t) -> Result<(), String> {
     // SAFETY: ngx_parse_size reads the argument's bytes only.
     let size = unsafe { ngx_parse_size(&mut size_arg) };
     if size == NGX_ERROR as isize {
-        return Err(format!(
-            "vlimit_zone: invalid zone size \"{}\"",
-            str_lossy(&a[1])
-        ));
+        return Err(format!("vlimit_zone: invalid zone size \"{}\"", str_lossy(&a[1])));
     }
     // SAFETY: ngx_pagesize is set at startup, before configuration.
     let min = 8 * unsafe { ngx_pagesize };
     if (size as usize) < min {
-        return Err(format!(
-            "vlimit_zone: zone \"{}\" is too small ({} bytes, minimum {min})",
-            str_lossy(name),
-            size
-        ));
+        return Err(format!("vlimit_zone: zone \"{}\" is too small ({} bytes, minimum {min})", str_lossy(name), size));
     }
     let mut zone_name = *name;
     // SAFETY: the tag is our module table; nginx checks name/size/tag conflicts.
@@ -202,18 +188,12 @@ fn set_zone(cf: &mut ngx_conf_t) -> Result<(), String> {
     };
     if shm_zone.is_null() {
         // nginx logged the conflict (size or owner) already
-        return Err(format!(
-            "vlimit_zone: cannot declare zone \"{}\"",
-            str_lossy(name)
-        ));
+        return Err(format!("vlimit_zone: cannot declare zone \"{}\"", str_lossy(name)));
     }
     // SAFETY: ngx_shared_memory_add returned a live zone of this cycle.
     let zone = unsafe { &mut *shm_zone };
     if !zone.data.is_null() {
-        return Err(format!(
-            "vlimit_zone: zone \"{}\" is already declared",
-            str_lossy(name)
-        ));
+        return Err(format!("vlimit_zone: zone \"{}\" is already declared", str_lossy(name)));
     }
     // SAFETY: cf->pool is the live configuration pool.
     let pool = unsafe { Pool::from_ngx_pool(cf.pool) };
@@ -243,24 +223,18 @@ fn parse_kind(cf: &mut ngx_conf_t, arg: &ngx_str_t) -> Result<LimitKind, String>
     };
     // SAFETY: allocations from the configuration pool; the ccv is zeroed as nginx expects.
     unsafe {
-        let cv = ngx_pcalloc(cf.pool, core::mem::size_of::<ngx_http_complex_value_t>())
-            as *mut ngx_http_complex_value_t;
+        let cv =
+            ngx_pcalloc(cf.pool, core::mem::size_of::<ngx_http_complex_value_t>()) as *mut ngx_http_complex_value_t;
         if cv.is_null() {
             return Err(String::from("vlimit: out of memory"));
         }
-        let mut value = ngx_str_t {
-            len: expr.len(),
-            data: arg.data.add(4),
-        };
+        let mut value = ngx_str_t { len: expr.len(), data: arg.data.add(4) };
         let mut ccv: ngx_http_compile_complex_value_t = core::mem::zeroed();
         ccv.cf = cf;
         ccv.value = &mut value;
         ccv.complex_value = cv;
         if ngx_http_compile_complex_value(&mut ccv) != NGX_OK as ngx_int_t {
-            return Err(format!(
-                "vlimit: invalid parameter \"{}\"",
-                String::from_utf8_lossy(bytes)
-            ));
+            return Err(format!("vlimit: invalid parameter \"{}\"", String::from_utf8_lossy(bytes)));
         }
         Ok(LimitKind::Key(cv))
     }
@@ -271,9 +245,7 @@ fn set_limit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
     let a = args(cf);
     let kind = parse_kind(cf, &a[0])?;
     let n_bytes = str_bytes(&a[1]);
-    let max = core::str::from_utf8(n_bytes)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok());
+    let max = core::str::from_utf8(n_bytes).ok().and_then(|s| s.parse::<i64>().ok());
     let max = match max {
         Some(n) if (1..=MAX_LIMIT).contains(&n) => n as u32,
         _ => {
@@ -289,32 +261,19 @@ fn set_limit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
         let bytes = str_bytes(arg);
         if let Some(name) = bytes.strip_prefix(b"zone=").filter(|n| !n.is_empty()) {
             // SAFETY: the name is a suffix of the argument, which lives in the cf pool.
-            zone_name = Some(ngx_str_t {
-                len: name.len(),
-                data: unsafe { arg.data.add(5) },
-            });
+            zone_name = Some(ngx_str_t { len: name.len(), data: unsafe { arg.data.add(5) } });
         } else if let Some(code) = bytes.strip_prefix(b"status=") {
             status = parse_status("vlimit", code)?;
         } else {
-            return Err(format!(
-                "vlimit: invalid parameter \"{}\"",
-                String::from_utf8_lossy(bytes)
-            ));
+            return Err(format!("vlimit: invalid parameter \"{}\"", String::from_utf8_lossy(bytes)));
         }
     }
     let Some(mut name) = zone_name else {
-        return Err(String::from(
-            "vlimit: the \"zone=<name>\" parameter is required",
-        ));
+        return Err(String::from("vlimit: the \"zone=<name>\" parameter is required"));
     };
     // SAFETY: size 0 references a zone that vlimit_zone declares (before or after).
     let shm_zone = unsafe {
-        ngx_shared_memory_add(
-            cf,
-            &mut name,
-            0,
-            ptr::addr_of_mut!(super::ngx_http_vlimit_module) as *mut c_void,
-        )
+        ngx_shared_memory_add(cf, &mut name, 0, ptr::addr_of_mut!(super::ngx_http_vlimit_module) as *mut c_void)
     };
     if shm_zone.is_null() {
         return Err(format!("vlimit: cannot use zone \"{}\"", str_lossy(&name)));
@@ -322,46 +281,23 @@ fn set_limit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
     let same_kind = |l: &Limit| {
         matches!(
             (l.kind, kind),
-            (LimitKind::Ip, LimitKind::Ip)
-                | (LimitKind::File, LimitKind::File)
-                | (LimitKind::Host, LimitKind::Host)
+            (LimitKind::Ip, LimitKind::Ip) | (LimitKind::File, LimitKind::File) | (LimitKind::Host, LimitKind::Host)
         )
     };
-    if conf
-        .limits
-        .iter()
-        .any(|l| l.shm_zone == shm_zone && same_kind(l))
-    {
-        return Err(format!(
-            "vlimit: duplicate \"{}\" limit in zone \"{}\"",
-            str_lossy(&a[0]),
-            str_lossy(&name)
-        ));
+    if conf.limits.iter().any(|l| l.shm_zone == shm_zone && same_kind(l)) {
+        return Err(format!("vlimit: duplicate \"{}\" limit in zone \"{}\"", str_lossy(&a[0]), str_lossy(&name)));
     }
-    conf.limits.push(Limit {
-        kind,
-        max,
-        shm_zone,
-        status,
-    });
+    conf.limits.push(Limit { kind, max, shm_zone, status });
     let mut zones: Vec<*mut ngx_shm_zone_t> = conf.limits.iter().map(|l| l.shm_zone).collect();
     zones.sort();
     zones.dedup();
     if zones.len() > super::counting::MAX_ZONES {
-        return Err(format!(
-            "vlimit: at most {} zones in one scope",
-            super::counting::MAX_ZONES
-        ));
+        return Err(format!("vlimit: at most {} zones in one scope", super::counting::MAX_ZONES));
     }
     // SAFETY: conf_file is set while a file is being parsed.
     let (file, line) = unsafe { (str_lossy(&(*cf.conf_file).file.name), (*cf.conf_file).line) };
     let main = main_conf(cf)?;
-    main.zone_refs.push(ZoneRef {
-        shm_zone,
-        name: str_lossy(&name),
-        file,
-        line,
-    });
+    main.zone_refs.push(ZoneRef { shm_zone, name: str_lossy(&name), file, line });
     main.used = true;
     Ok(())
 }
@@ -391,12 +327,7 @@ fn set_stats(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
         let bytes = str_bytes(arg);
         match bytes.strip_prefix(b"zone=").filter(|n| !n.is_empty()) {
             Some(name) => conf.stats_zone = Some(String::from_utf8_lossy(name).into_owned()),
-            None => {
-                return Err(format!(
-                    "vlimit_stats: invalid parameter \"{}\"",
-                    String::from_utf8_lossy(bytes)
-                ))
-            }
+            None => return Err(format!("vlimit_stats: invalid parameter \"{}\"", String::from_utf8_lossy(bytes))),
         }
     }
     let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or("vlimit_stats: no location")?;
@@ -413,19 +344,13 @@ fn set_lalimit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
     let first = str_bytes(&a[0]);
     if first == b"off" {
         if a.len() > 1 {
-            return Err(format!(
-                "lalimit: invalid parameter \"{}\"",
-                str_lossy(&a[1])
-            ));
+            return Err(format!("lalimit: invalid parameter \"{}\"", str_lossy(&a[1])));
         }
         conf.lalimit = Some(None);
         return Ok(());
     }
     let threshold = parse_hundredths(first).ok_or_else(|| {
-        format!(
-            "lalimit: invalid threshold \"{}\", must be a number >= 0",
-            String::from_utf8_lossy(first)
-        )
+        format!("lalimit: invalid threshold \"{}\", must be a number >= 0", String::from_utf8_lossy(first))
     })?;
     let mut period = 0;
     let mut status = NGX_HTTP_SERVICE_UNAVAILABLE as ngx_uint_t;
@@ -446,17 +371,10 @@ fn set_lalimit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
         } else if let Some(code) = bytes.strip_prefix(b"status=") {
             status = parse_status("lalimit", code)?;
         } else {
-            return Err(format!(
-                "lalimit: invalid parameter \"{}\"",
-                String::from_utf8_lossy(bytes)
-            ));
+            return Err(format!("lalimit: invalid parameter \"{}\"", String::from_utf8_lossy(bytes)));
         }
     }
-    conf.lalimit = Some(Some(LaLimit {
-        threshold,
-        period,
-        status,
-    }));
+    conf.lalimit = Some(Some(LaLimit { threshold, period, status }));
     main_conf(cf)?.used = true;
     Ok(())
 }
@@ -465,10 +383,7 @@ fn set_lalimit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
 pub fn parse_hundredths(text: &[u8]) -> Option<u64> {
     let text = core::str::from_utf8(text).ok()?;
     let (int, frac) = text.split_once('.').unwrap_or((text, ""));
-    if int.is_empty()
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let mut value = int.parse::<u64>().ok()?.checked_mul(100)?;
@@ -498,10 +413,7 @@ fn set_lalimit_source(cf: &mut ngx_conf_t) -> Result<(), String> {
             LoadSource::File(format!("{}/{path}", prefix.trim_end_matches('/')))
         }
     } else {
-        return Err(format!(
-            "lalimit_source: invalid parameter \"{}\"",
-            String::from_utf8_lossy(bytes)
-        ));
+        return Err(format!("lalimit_source: invalid parameter \"{}\"", String::from_utf8_lossy(bytes)));
     };
     main_conf(cf)?.load_source = source;
     Ok(())
@@ -528,22 +440,14 @@ pub(super) fn check_zones(cf: &mut ngx_conf_t) -> Result<(), ()> {
 
 macro_rules! directive {
     ($fn_name:ident, $body:ident, loc) => {
-        extern "C" fn $fn_name(
-            cf: *mut ngx_conf_t,
-            _cmd: *mut ngx_command_t,
-            conf: *mut c_void,
-        ) -> *mut c_char {
+        extern "C" fn $fn_name(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
             // SAFETY: nginx passes the live cf and our LocConf (NGX_HTTP_LOC_CONF_OFFSET).
             let (cf_ref, conf) = unsafe { (&mut *cf, &mut *(conf as *mut LocConf)) };
             conf_result(cf, $body(cf_ref, conf))
         }
     };
     ($fn_name:ident, $body:ident, main) => {
-        extern "C" fn $fn_name(
-            cf: *mut ngx_conf_t,
-            _cmd: *mut ngx_command_t,
-            _conf: *mut c_void,
-        ) -> *mut c_char {
+        extern "C" fn $fn_name(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
             // SAFETY: nginx passes the live cf.
             let cf_ref = unsafe { &mut *cf };
             conf_result(cf, $body(cf_ref))
@@ -566,53 +470,21 @@ const MAIN_OFF: ngx_uint_t = NGX_HTTP_MAIN_CONF_OFFSET as ngx_uint_t;
 type SetFn = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
 
 const fn command(name: ngx_str_t, kind: u32, set: SetFn, conf: ngx_uint_t) -> ngx_command_t {
-    ngx_command_t {
-        name,
-        type_: kind as ngx_uint_t,
-        set: Some(set),
-        conf,
-        offset: 0,
-        post: ptr::null_mut(),
-    }
+    ngx_command_t { name, type_: kind as ngx_uint_t, set: Some(set), conf, offset: 0, post: ptr::null_mut() }
 }
 
 /// The directive table.
 pub static mut COMMANDS: [ngx_command_t; 7] = [
-    command(
-        ngx_string!("vlimit_zone"),
-        HTTP | NGX_CONF_TAKE2,
-        vlimit_zone_directive,
-        MAIN_OFF,
-    ),
-    command(
-        ngx_string!("vlimit"),
-        ANY | NGX_CONF_TAKE3 | NGX_CONF_TAKE4,
-        vlimit_directive,
-        LOC_OFF,
-    ),
-    command(
-        ngx_string!("vlimit_dry_run"),
-        ANY | NGX_CONF_TAKE1,
-        vlimit_dry_run_directive,
-        LOC_OFF,
-    ),
+    command(ngx_string!("vlimit_zone"), HTTP | NGX_CONF_TAKE2, vlimit_zone_directive, MAIN_OFF),
+    command(ngx_string!("vlimit"), ANY | NGX_CONF_TAKE3 | NGX_CONF_TAKE4, vlimit_directive, LOC_OFF),
+    command(ngx_string!("vlimit_dry_run"), ANY | NGX_CONF_TAKE1, vlimit_dry_run_directive, LOC_OFF),
     command(
         ngx_string!("vlimit_stats"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
         vlimit_stats_directive,
         LOC_OFF,
     ),
-    command(
-        ngx_string!("lalimit"),
-        ANY | NGX_CONF_TAKE123,
-        lalimit_directive,
-        LOC_OFF,
-    ),
-    command(
-        ngx_string!("lalimit_source"),
-        HTTP | NGX_CONF_TAKE1,
-        lalimit_source_directive,
-        MAIN_OFF,
-    ),
+    command(ngx_string!("lalimit"), ANY | NGX_CONF_TAKE123, lalimit_directive, LOC_OFF),
+    command(ngx_string!("lalimit_source"), HTTP | NGX_CONF_TAKE1, lalimit_source_directive, MAIN_OFF),
     ngx_command_t::empty(),
 ];

@@ -42,10 +42,8 @@ fn read_loads(source: &LoadSource) -> Result<[u64; 3], String> {
             Ok(loads.map(|l| (l * 100.0).round().max(0.0) as u64))
         }
         LoadSource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("lalimit: cannot read \"{path}\": {e}"))?;
-            parse_loadavg(&text)
-                .ok_or_else(|| format!("lalimit: \"{path}\" is not in /proc/loadavg format"))
+            let text = std::fs::read_to_string(path).map_err(|e| format!("lalimit: cannot read \"{path}\": {e}"))?;
+            parse_loadavg(&text).ok_or_else(|| format!("lalimit: \"{path}\" is not in /proc/loadavg format"))
         }
     }
 }

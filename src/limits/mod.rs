@@ -18,9 +18,7 @@ use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use ngx::core::Status;
 use ngx::ffi::*;
-use ngx::http::{
-    HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule,
-};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use conf::{zone_ctx, MainConf};
 use counting::worker_slot;
@@ -116,17 +114,13 @@ pub static mut ngx_http_vlimit_module: ngx_module_t = ngx_module_t {
 
 /// The zones of the running configuration.
 fn cycle_zones<'a>(cycle: &ngx_cycle_t) -> impl Iterator<Item = &'a ZoneCtx> {
-    let zones: &'a [*mut ngx_shm_zone_t] =
-        HttpVlimitModule::main_conf(cycle).map_or(&[][..], |m| m.zones.as_slice());
+    let zones: &'a [*mut ngx_shm_zone_t] = HttpVlimitModule::main_conf(cycle).map_or(&[][..], |m| m.zones.as_slice());
     zones.iter().filter_map(|&z| zone_ctx(z))
 }
 
 /// Whether process `pid` is gone.
 fn process_is_dead(pid: i32) -> bool {
-    matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
+    matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
 }
 
 /// `init_process`: gives back the counts of dead workers (the one this
@@ -138,6 +132,7 @@ extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: ngx_pid is set at process start.
     let my_pid = unsafe { ngx_pid };
     let my_slot = worker_slot() as usize;
+    counting::init_test_hook();
     for zone in cycle_zones(cycle) {
         let mut reclaimed = Vec::new();
         if let Some(mut locked) = zone.lock() {
@@ -165,10 +160,7 @@ extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             crate::ngx_util::log(
                 cycle.log,
                 NGX_LOG_WARN,
-                &format!(
-                    "vlimit: zone \"{}\": gave back {n} counts held by dead worker {pid}",
-                    zone.name
-                ),
+                &format!("vlimit: zone \"{}\": gave back {n} counts held by dead worker {pid}", zone.name),
             );
         }
     }
@@ -213,11 +205,7 @@ pub fn rate_limited_log(log: *mut ngx_log_t, level: u32, message: &str) {
     }
     let suppressed = LOG_SUPPRESSED.swap(0, Ordering::Relaxed);
     if suppressed > 0 {
-        crate::ngx_util::log(
-            log,
-            level,
-            &format!("{message} ({suppressed} similar lines suppressed)"),
-        );
+        crate::ngx_util::log(log, level, &format!("{message} ({suppressed} similar lines suppressed)"));
     } else {
         crate::ngx_util::log(log, level, message);
     }
@@ -251,12 +239,7 @@ pub fn key_count(zone_name: &str, kind: &str, key: &str) -> Option<u64> {
             Err(_) => (KeyKind::Path, key.as_bytes().to_vec()),
         },
         "host" => {
-            let host = key
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
+            let host = key.split(':').next().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
             (KeyKind::Host, host.into_bytes())
         }
         "key" => (KeyKind::Key, key.as_bytes().to_vec()),
@@ -265,11 +248,7 @@ pub fn key_count(zone_name: &str, kind: &str, key: &str) -> Option<u64> {
     let hash = key_hash(kind, &bytes);
     let mut locked = zone.lock()?;
     let table = &mut locked.table;
-    Some(
-        table
-            .find(kind, &bytes, hash)
-            .map_or(0, |idx| table.entry(idx).count as u64),
-    )
+    Some(table.find(kind, &bytes, hash).map_or(0, |idx| table.entry(idx).count as u64))
 }
 
 /// The stats JSON of one zone (as `vlimit_stats zone=<name>` shows it).

@@ -123,10 +123,7 @@ fn send_json(r: &mut ngx_http_request_t, body: &[u8]) -> ngx_int_t {
         if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
             return rc;
         }
-        let mut out = ngx_chain_t {
-            buf: b,
-            next: core::ptr::null_mut(),
-        };
+        let mut out = ngx_chain_t { buf: b, next: core::ptr::null_mut() };
         ngx_http_output_filter(r, &mut out)
     }
 }

@@ -49,27 +49,34 @@ unsafe extern "C" fn count_variable(
         not_found(v);
         return NGX_OK as ngx_int_t;
     };
-    let text = hold.count.to_string();
-    match crate::ngx_util::pool_str(r.pool, text.as_bytes()) {
+    // at most 10 digits, formatted without a heap allocation
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = hold.count;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    match crate::ngx_util::pool_str(r.pool, &digits[at..]) {
         Some(s) => set_value(v, s.data, s.len),
         None => return NGX_ERROR as ngx_int_t,
     }
     NGX_OK as ngx_int_t
 }
 
-type GetFn =
-    unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
+type GetFn = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
 
 /// Registers the variables (preconfiguration).
 pub(super) fn add_variables(cf: &mut ngx_conf_t) -> Result<(), ()> {
-    let vars: [(ngx_str_t, GetFn); 2] = [
-        (ngx_string!("vlimit_status"), status_variable),
-        (ngx_string!("vlimit_count"), count_variable),
-    ];
+    let vars: [(ngx_str_t, GetFn); 2] =
+        [(ngx_string!("vlimit_status"), status_variable), (ngx_string!("vlimit_count"), count_variable)];
     for (mut name, get) in vars {
         // SAFETY: adds a variable to the configuration being parsed.
-        let var =
-            unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t) };
+        let var = unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t) };
         if var.is_null() {
             return Err(());
         }

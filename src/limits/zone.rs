@@ -4,9 +4,17 @@
 //! Layout (one block from the zone's slab pool, allocated at zone init):
 //! `ZoneShared` header | buckets `[u32]` | entries `[Entry]` | holds `[Hold]`.
 //! Entries are chained per bucket by index and never move, so a request can
-//! keep an entry's index until it releases its count. Each entry has a
-//! chain of `Hold`s, one per worker slot holding counts on it: the ledger
-//! that lets a new worker give back what a dead one held.
+//! keep an entry's index until it releases its count. The ledger that lets
+//! a new worker give back what a dead one held: each entry records the
+//! counts of one worker slot inline (the common case: one worker holds a
+//! key) and a chain of `Hold`s for the other slots.
+//!
+//! An entry whose count returns to 0 stays in its bucket chain as an *idle*
+//! entry, so the next request for the same key finds it again without
+//! re-inserting it, and it joins the FIFO of reusable entries: a new key
+//! takes over the oldest idle (or never used) entry. Idle entries are not
+//! keys for the stats and count as free space; a zone is full only when
+//! every entry holds a live count.
 //!
 //! Every access goes through [`Locked`], which holds the slab pool's own
 //! mutex: the master force-unlocks that mutex when a worker dies holding it
@@ -15,6 +23,7 @@
 use core::ffi::c_void;
 use core::mem::{align_of, size_of};
 use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ngx::ffi::*;
 
@@ -25,7 +34,9 @@ pub const MAX_SLOTS: usize = NGX_MAX_PROCESSES as usize;
 /// Key bytes stored in an entry; longer keys keep a prefix plus their hash.
 pub const KEY_INLINE: usize = 88;
 /// Marks a zone laid out by this version of the code.
-const MAGIC: u64 = 0x766c_696d_6974_0001;
+const MAGIC: u64 = 0x766c_696d_6974_0003;
+/// `Entry::reuse_next` of an entry that is not in the reusable FIFO.
+const NOT_QUEUED: u32 = u32::MAX - 1;
 
 /// What a counter counts; part of its identity in the zone.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -66,26 +77,35 @@ impl KeyKind {
     }
 }
 
-/// One counter. `kind == 0` marks a free entry.
+/// One counter. `kind == 0` marks a never used entry; `count == 0` an
+/// idle one (still findable, reusable by any key).
 #[repr(C)]
 pub struct Entry {
-    /// Next entry in the bucket chain (or in the free list).
+    /// Next entry in the bucket chain.
     next: u32,
     pub count: u32,
-    /// Limit of the last request admitted on this key, for stats.
-    pub limit: u32,
-    /// Head of this entry's ledger chain.
+    /// Head of this entry's ledger chain (slots other than `first_slot`).
     holds: u32,
-    pub rejections: u64,
+    /// Next entry in the reusable FIFO, `NIL` at its tail, `NOT_QUEUED`
+    /// when not in it. A queued entry may have been revived since; it is
+    /// skipped when it reaches the head.
+    reuse_next: u32,
+    /// Counts held by worker slot `first_slot` (the inline ledger hold).
+    first_count: u32,
+    first_slot: u16,
+    /// Limit of the last request admitted on this key, for stats.
+    pub limit: u16,
     hash: u64,
+    pub rejections: u32,
     /// Full length of the identity key.
     key_len: u16,
     /// Bytes of display label stored after the key (file kind: the path).
     label_len: u8,
     kind: u8,
-    _pad: u32,
     bytes: [u8; KEY_INLINE],
 }
+
+const _: () = assert!(size_of::<Entry>() == 128);
 
 impl Entry {
     /// The kind, `None` for a free entry.
@@ -109,11 +129,16 @@ impl Entry {
         &self.bytes[start..start + self.label_len as usize]
     }
 
+    #[inline]
     fn matches(&self, kind: KeyKind, key: &[u8], hash: u64) -> bool {
-        self.kind == kind as u8
-            && self.hash == hash
-            && self.key_len as usize == key.len()
-            && self.key() == &key[..key.len().min(KEY_INLINE)]
+        if self.kind != kind as u8 || self.hash != hash || self.key_len as usize != key.len() {
+            return false;
+        }
+        if key.len() <= 16 {
+            // the loads cover every byte of a key this short
+            return small_words(&self.bytes[..key.len()]) == small_words(key);
+        }
+        self.key() == &key[..key.len().min(KEY_INLINE)]
     }
 }
 
@@ -136,11 +161,13 @@ pub struct ZoneShared {
     mask: u32,
     pub entry_capacity: u32,
     hold_capacity: u32,
-    free_entry: u32,
+    /// Head and tail of the FIFO of reusable entries (never used or idle).
+    reuse_head: u32,
+    reuse_tail: u32,
     free_hold: u32,
+    /// Entries with a count above 0 (the keys shown by the stats).
     pub live_entries: u32,
     live_holds: u32,
-    _pad: u32,
     /// Rejections over the limit since the zone was created.
     pub rejections: u64,
     /// Requests turned away because the zone was full.
@@ -156,23 +183,47 @@ pub struct ZoneShared {
 
 const ENTRY_COST: usize = size_of::<Entry>() + 2 * size_of::<Hold>() + 2 * size_of::<u32>();
 
-/// Hash of the kind and the key, 8 bytes per round (keys are mostly 4 or
-/// 16 bytes: an address or a device+inode).
+/// Two words that together cover every byte of a key of at most 16 bytes
+/// (wyhash's loads: overlapping for 4..16 bytes). Keys of the same length
+/// are equal exactly when their words are.
+#[inline]
+fn small_words(key: &[u8]) -> (u64, u64) {
+    let n = key.len();
+    let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |at: usize| u32::from_le_bytes(key[at..at + 4].try_into().unwrap_or([0; 4])) as u64;
+    match n {
+        0 => (0, 0),
+        1..=3 => ((key[0] as u64) << 16 | (key[n / 2] as u64) << 8 | key[n - 1] as u64, 0),
+        4..=7 => (half(0), half(n - 4)),
+        _ => (word(0), word(n - 8)),
+    }
+}
+
+/// 64x64 -> 128 bit multiply, folded (wyhash's mixing step).
+#[inline]
+fn mum(a: u64, b: u64) -> u64 {
+    let product = (a as u128).wrapping_mul(b as u128);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+const HASH_SEED: [u64; 3] = [0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db, 0x8ebc_6af0_9c88_c6e3];
+
+/// Hash of the kind and the key (wyhash-style: one multiply for keys of
+/// up to 16 bytes, which are an address or a device+inode).
+#[inline]
 pub fn key_hash(kind: KeyKind, key: &[u8]) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(K).rotate_left(29);
-    let mut h = mix(kind as u64 ^ ((key.len() as u64) << 8), K);
-    let mut chunks = key.chunks_exact(8);
-    for chunk in &mut chunks {
-        h = mix(h, u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+    let mut seed = HASH_SEED[0] ^ (kind as u64) << 56;
+    let mut rest = key;
+    while rest.len() > 16 {
+        let (a, b) = (
+            u64::from_le_bytes(rest[..8].try_into().unwrap_or([0; 8])),
+            u64::from_le_bytes(rest[8..16].try_into().unwrap_or([0; 8])),
+        );
+        seed = mum(a ^ HASH_SEED[1], b ^ seed);
+        rest = &rest[16..];
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u64::from_le_bytes(last));
-    }
-    h ^ (h >> 32)
+    let (a, b) = small_words(rest);
+    mum(HASH_SEED[1] ^ key.len() as u64, mum(a ^ HASH_SEED[1], b ^ seed))
 }
 
 /// Lays out a fresh table in `block` of `block_size` bytes.
@@ -188,16 +239,13 @@ unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize) -> Option<
     }
     let mut buckets = capacity.next_power_of_two();
     // next_power_of_two may overshoot the two u32 per entry budgeted for buckets
-    while header + buckets * 4 + 8 + capacity * (size_of::<Entry>() + 2 * size_of::<Hold>()) + 8
-        > block_size
-    {
+    while header + buckets * 4 + 8 + capacity * (size_of::<Entry>() + 2 * size_of::<Hold>()) + 8 > block_size {
         capacity -= 1;
         buckets = capacity.next_power_of_two();
     }
     let buckets_off = header;
     let entries_off = (buckets_off + buckets * 4).next_multiple_of(align_of::<Entry>());
-    let holds_off =
-        (entries_off + capacity * size_of::<Entry>()).next_multiple_of(align_of::<Hold>());
+    let holds_off = (entries_off + capacity * size_of::<Entry>()).next_multiple_of(align_of::<Hold>());
     let hold_capacity = capacity * 2;
 
     // SAFETY: the caller gives us block_size writable bytes; all offsets are inside.
@@ -219,21 +267,16 @@ unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize) -> Option<
         }
         let entries = block.add(entries_off) as *mut Entry;
         for i in 0..capacity {
-            (*entries.add(i)).next = if i + 1 < capacity {
-                (i + 1) as u32
-            } else {
-                NIL
-            };
+            (*entries.add(i)).next = NIL;
+            (*entries.add(i)).holds = NIL;
+            (*entries.add(i)).reuse_next = if i + 1 < capacity { (i + 1) as u32 } else { NIL };
         }
         let holds = block.add(holds_off) as *mut Hold;
         for i in 0..hold_capacity {
-            (*holds.add(i)).next = if i + 1 < hold_capacity {
-                (i + 1) as u32
-            } else {
-                NIL
-            };
+            (*holds.add(i)).next = if i + 1 < hold_capacity { (i + 1) as u32 } else { NIL };
         }
-        (*sh).free_entry = 0;
+        (*sh).reuse_head = 0;
+        (*sh).reuse_tail = (capacity - 1) as u32;
         (*sh).free_hold = 0;
         Some(sh)
     }
@@ -246,6 +289,9 @@ pub struct ZoneCtx {
     /// Set by the zone init callback.
     pub shpool: *mut ngx_slab_pool_t,
     pub shared: *mut ZoneShared,
+    /// The table's parts (shared memory is mapped at the same address in
+    /// every process), set with `shared`.
+    table: Table,
 }
 
 impl ZoneCtx {
@@ -255,24 +301,114 @@ impl ZoneCtx {
             size,
             shpool: ptr::null_mut(),
             shared: ptr::null_mut(),
+            table: Table {
+                header: ptr::null_mut(),
+                buckets: ptr::null_mut(),
+                entries: ptr::null_mut(),
+                holds: ptr::null_mut(),
+            },
+        }
+    }
+
+    fn set_shared(&mut self, shared: *mut ZoneShared) {
+        self.shared = shared;
+        if !shared.is_null() {
+            // SAFETY: a non-null header was laid out by `format` (checked by magic).
+            self.table = unsafe { Table::from_shared(shared) };
         }
     }
 
     /// Takes the zone's lock; `None` before the zone is initialised.
+    #[inline]
     pub fn lock(&self) -> Option<Locked<'_>> {
-        if self.shpool.is_null() || self.shared.is_null() {
+        if !self.lock_raw() {
             return None;
+        }
+        // SAFETY: we hold the lock.
+        let table = unsafe { self.table() };
+        Some(Locked { shpool: self.shpool, table, _zone: core::marker::PhantomData })
+    }
+
+    /// Takes the zone's lock without a guard (for a caller that holds
+    /// several zones at once); false before the zone is initialised.
+    #[inline]
+    pub fn lock_raw(&self) -> bool {
+        if self.shpool.is_null() || self.shared.is_null() {
+            return false;
         }
         // SAFETY: shpool is the slab pool at the start of the mapped zone; its
         // mutex is shared by every process of this nginx.
-        unsafe { ngx_shmtx_lock(&mut (*self.shpool).mutex) };
-        // SAFETY: the header was laid out by `format` and we now hold the lock.
-        let table = unsafe { Table::from_shared(self.shared) };
-        Some(Locked {
-            shpool: self.shpool,
-            table,
-            _zone: core::marker::PhantomData,
-        })
+        unsafe { shmtx_lock(&mut (*self.shpool).mutex) };
+        true
+    }
+
+    /// Releases a lock taken with `lock_raw`.
+    ///
+    /// # Safety
+    /// The caller holds the lock (`lock_raw` returned true).
+    #[inline]
+    pub unsafe fn unlock_raw(&self) {
+        // SAFETY: per the contract, we locked this mutex.
+        unsafe { shmtx_unlock(&mut (*self.shpool).mutex) };
+    }
+
+    /// The table, for a caller that took the lock with `lock_raw`.
+    ///
+    /// # Safety
+    /// The caller holds the lock while it uses the table.
+    #[inline]
+    pub unsafe fn table(&self) -> Table {
+        Table { ..self.table }
+    }
+}
+
+/// `ngx_shmtx_lock` with its uncontended case inline: the same
+/// compare-and-set of the lock word to our pid (so the master's
+/// force-unlock of a dead worker still applies); nginx's function
+/// otherwise (spinning, then the semaphore).
+///
+/// # Safety
+/// `mtx` is a live shared mutex created by `ngx_shmtx_create`.
+#[inline]
+unsafe fn shmtx_lock(mtx: &mut ngx_shmtx_t) {
+    // SAFETY: mtx->lock points at the shared lock word; ngx_pid is set at start.
+    unsafe {
+        let lock = &*(mtx.lock as *const AtomicU64);
+        let pid = ngx_pid as u64;
+        if lock.load(Ordering::Relaxed) == 0
+            && lock.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            return;
+        }
+        ngx_shmtx_lock(mtx);
+    }
+}
+
+/// `ngx_shmtx_unlock` inline: release the lock word if it is ours, then
+/// wake one process waiting on the semaphore, as `ngx_shmtx_wakeup` does.
+///
+/// # Safety
+/// `mtx` is a live shared mutex this process locked.
+#[inline]
+unsafe fn shmtx_unlock(mtx: &mut ngx_shmtx_t) {
+    // SAFETY: lock and wait point at the shared words of the mutex.
+    unsafe {
+        let lock = &*(mtx.lock as *const AtomicU64);
+        if lock.compare_exchange(ngx_pid as u64, 0, Ordering::AcqRel, Ordering::Relaxed).is_err() || mtx.semaphore == 0
+        {
+            return;
+        }
+        let wait = &*(mtx.wait as *const AtomicU64);
+        loop {
+            let waiting = wait.load(Ordering::Relaxed);
+            if waiting as i64 <= 0 {
+                return;
+            }
+            if wait.compare_exchange(waiting, waiting - 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                break;
+            }
+        }
+        sem_post(&mut mtx.sem);
     }
 }
 
@@ -286,11 +422,11 @@ pub struct Locked<'a> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         // SAFETY: we locked this mutex in `ZoneCtx::lock`.
-        unsafe { ngx_shmtx_unlock(&mut (*self.shpool).mutex) };
+        unsafe { shmtx_unlock(&mut (*self.shpool).mutex) };
     }
 }
 
-/// Typed view of the zone table. Only built while the lock is held.
+/// Typed view of the zone table. Only used while the lock is held.
 pub struct Table {
     header: *mut ZoneShared,
     buckets: *mut u32,
@@ -322,7 +458,7 @@ impl Table {
     fn bucket(&mut self, hash: u64) -> &mut u32 {
         // SAFETY: the index is masked to the bucket count.
         unsafe {
-            let i = ((hash ^ (hash >> 32)) as u32 & (*self.header).mask) as usize;
+            let i = (hash as u32 & (*self.header).mask) as usize;
             &mut *self.buckets.add(i)
         }
     }
@@ -341,6 +477,7 @@ impl Table {
     }
 
     /// The entry counting `key`, if any.
+    #[inline]
     pub fn find(&mut self, kind: KeyKind, key: &[u8], hash: u64) -> Option<u32> {
         let mut idx = *self.bucket(hash);
         while idx != NIL {
@@ -353,19 +490,20 @@ impl Table {
         None
     }
 
-    /// Adds an entry with count 0; `None` when the zone is full.
+    /// Adds an entry with count 0 for a key `find` did not find, taking
+    /// over the oldest reusable entry; `None` when every entry is live.
     pub fn insert(&mut self, kind: KeyKind, key: &[u8], label: &[u8], hash: u64) -> Option<u32> {
-        let idx = self.header().free_entry;
-        if idx == NIL || key.len() > u16::MAX as usize {
+        if key.len() > u16::MAX as usize {
             return None;
         }
+        let idx = self.take_reusable()?;
         let head = *self.bucket(hash);
         let entry = self.entry(idx);
-        let free_next = entry.next;
         entry.next = head;
         entry.count = 0;
         entry.limit = 0;
         entry.holds = NIL;
+        entry.first_count = 0;
         entry.rejections = 0;
         entry.hash = hash;
         entry.key_len = key.len() as u16;
@@ -378,21 +516,113 @@ impl Table {
         entry.bytes[stored..stored + label.len()].copy_from_slice(label);
         entry.label_len = label.len() as u8;
         *self.bucket(hash) = idx;
-        let header = self.header();
-        header.free_entry = free_next;
-        header.live_entries += 1;
+        // idle until acquired: reusable again if the caller cannot count on it
+        self.queue_reusable(idx);
         Some(idx)
+    }
+
+    /// Pops the oldest reusable entry, dropping from the FIFO the entries
+    /// revived since they were queued, and unlinks an idle one from its
+    /// bucket chain.
+    fn take_reusable(&mut self) -> Option<u32> {
+        loop {
+            let idx = self.header().reuse_head;
+            if idx == NIL {
+                return None;
+            }
+            let entry = self.entry(idx);
+            let next = entry.reuse_next;
+            entry.reuse_next = NOT_QUEUED;
+            let (count, kind) = (entry.count, entry.kind);
+            let header = self.header();
+            header.reuse_head = next;
+            if next == NIL {
+                header.reuse_tail = NIL;
+            }
+            if count > 0 {
+                // live again: queued anew when its count returns to 0
+                continue;
+            }
+            if kind != 0 {
+                self.unlink_from_bucket(idx);
+            }
+            return Some(idx);
+        }
+    }
+
+    /// Appends an idle entry to the reusable FIFO (once).
+    fn queue_reusable(&mut self, idx: u32) {
+        if self.entry(idx).reuse_next != NOT_QUEUED {
+            return;
+        }
+        self.entry(idx).reuse_next = NIL;
+        let tail = self.header().reuse_tail;
+        if tail == NIL {
+            self.header().reuse_head = idx;
+        } else {
+            self.entry(tail).reuse_next = idx;
+        }
+        self.header().reuse_tail = idx;
+    }
+
+    /// Removes an idle entry from its bucket chain before another key takes it.
+    fn unlink_from_bucket(&mut self, idx: u32) {
+        let (hash, next) = {
+            let entry = self.entry(idx);
+            (entry.hash, entry.next)
+        };
+        let mut cur = *self.bucket(hash);
+        if cur == idx {
+            *self.bucket(hash) = next;
+        } else {
+            while cur != NIL {
+                let cur_next = self.entry(cur).next;
+                if cur_next == idx {
+                    self.entry(cur).next = next;
+                    break;
+                }
+                cur = cur_next;
+            }
+        }
+        // a half-applied update (worker killed in the lock) may leave holds
+        let mut h = self.entry(idx).holds;
+        while h != NIL {
+            let next_hold = self.hold(h).next;
+            self.unlink_hold(idx, NIL, h, next_hold);
+            h = next_hold;
+        }
+        let entry = self.entry(idx);
+        entry.kind = 0;
+        entry.next = NIL;
+        entry.first_count = 0;
     }
 
     /// Counts one more request of worker `slot` on entry `idx`; false when
     /// the ledger is full (nothing changed then).
+    #[inline]
     pub fn acquire(&mut self, idx: u32, slot: u32) -> bool {
+        let entry = self.entry(idx);
+        if entry.first_count == 0 || entry.first_slot as u32 == slot {
+            entry.first_slot = slot as u16;
+            entry.first_count += 1;
+        } else if !self.acquire_chained(idx, slot) {
+            return false;
+        }
+        let entry = self.entry(idx);
+        entry.count += 1;
+        if entry.count == 1 {
+            self.header().live_entries += 1;
+        }
+        true
+    }
+
+    /// A count of a slot other than the entry's inline one, in the chain.
+    fn acquire_chained(&mut self, idx: u32, slot: u32) -> bool {
         let mut h = self.entry(idx).holds;
         while h != NIL {
             let hold = self.hold(h);
             if hold.slot == slot {
                 hold.count += 1;
-                self.entry(idx).count += 1;
                 return true;
             }
             h = hold.next;
@@ -404,44 +634,56 @@ impl Table {
         let entry_holds = self.entry(idx).holds;
         let hold = self.hold(free);
         let free_next = hold.next;
-        *hold = Hold {
-            next: entry_holds,
-            count: 1,
-            slot,
-        };
+        *hold = Hold { next: entry_holds, count: 1, slot };
         let header = self.header();
         header.free_hold = free_next;
         header.live_holds += 1;
-        let entry = self.entry(idx);
-        entry.holds = free;
-        entry.count += 1;
+        self.entry(idx).holds = free;
         true
     }
 
-    /// Gives back one count of worker `slot` on entry `idx`; frees the entry
-    /// when its count reaches 0.
+    /// Gives back one count of worker `slot` on entry `idx`; the entry
+    /// becomes idle (reusable) when its count reaches 0.
+    #[inline]
     pub fn release(&mut self, idx: u32, slot: u32) {
+        let entry = self.entry(idx);
+        if entry.first_count > 0 && entry.first_slot as u32 == slot {
+            entry.first_count -= 1;
+        } else if !self.release_chained(idx, slot) {
+            return;
+        }
+        let entry = self.entry(idx);
+        if entry.count > 0 {
+            entry.count -= 1;
+            if entry.count == 0 {
+                self.became_idle(idx);
+            }
+        }
+    }
+
+    /// Takes one count of `slot` from the chain; false if it holds none.
+    fn release_chained(&mut self, idx: u32, slot: u32) -> bool {
         let mut prev = NIL;
         let mut h = self.entry(idx).holds;
         while h != NIL {
-            let (hold_slot, next) = {
-                let hold = self.hold(h);
-                (hold.slot, hold.next)
-            };
-            if hold_slot == slot {
-                let hold = self.hold(h);
+            let hold = self.hold(h);
+            let next = hold.next;
+            if hold.slot == slot {
                 hold.count -= 1;
                 if hold.count == 0 {
                     self.unlink_hold(idx, prev, h, next);
                 }
-                let entry = self.entry(idx);
-                entry.count = entry.count.saturating_sub(1);
-                break;
+                return true;
             }
             prev = h;
             h = next;
         }
-        self.free_if_unused(idx);
+        false
+    }
+
+    fn became_idle(&mut self, idx: u32) {
+        self.header().live_entries -= 1;
+        self.queue_reusable(idx);
     }
 
     fn unlink_hold(&mut self, idx: u32, prev: u32, h: u32, next: u32) {
@@ -457,51 +699,24 @@ impl Table {
         header.live_holds -= 1;
     }
 
-    /// Returns the entry to the free list if nothing counts on it.
-    pub fn free_if_unused(&mut self, idx: u32) {
-        let (count, kind, hash, next) = {
-            let entry = self.entry(idx);
-            (entry.count, entry.kind, entry.hash, entry.next)
-        };
-        if count != 0 || kind == 0 {
-            return;
-        }
-        let mut holds = self.entry(idx).holds;
-        while holds != NIL {
-            let next_hold = self.hold(holds).next;
-            self.unlink_hold(idx, NIL, holds, next_hold);
-            holds = next_hold;
-        }
-        // unlink from the bucket chain
-        let mut cur = *self.bucket(hash);
-        if cur == idx {
-            *self.bucket(hash) = next;
-        } else {
-            while cur != NIL {
-                let cur_next = self.entry(cur).next;
-                if cur_next == idx {
-                    self.entry(cur).next = next;
-                    break;
-                }
-                cur = cur_next;
-            }
-        }
-        let free = self.header().free_entry;
-        let entry = self.entry(idx);
-        entry.kind = 0;
-        entry.next = free;
-        let header = self.header();
-        header.free_entry = idx;
-        header.live_entries -= 1;
-    }
-
     /// Gives back every count held by worker `slot`; returns how many.
     pub fn reclaim_slot(&mut self, slot: u32) -> u64 {
         let mut total = 0u64;
         let capacity = self.header().entry_capacity;
         for idx in 0..capacity {
-            if self.entry(idx).kind == 0 {
+            if self.entry(idx).count == 0 {
                 continue;
+            }
+            let entry = self.entry(idx);
+            if entry.first_count > 0 && entry.first_slot as u32 == slot {
+                let count = entry.first_count;
+                entry.first_count = 0;
+                entry.count = entry.count.saturating_sub(count);
+                total += count as u64;
+                if entry.count == 0 {
+                    self.became_idle(idx);
+                    continue;
+                }
             }
             let mut prev = NIL;
             let mut h = self.entry(idx).holds;
@@ -515,12 +730,14 @@ impl Table {
                     let entry = self.entry(idx);
                     entry.count = entry.count.saturating_sub(count);
                     total += count as u64;
+                    if entry.count == 0 {
+                        self.became_idle(idx);
+                    }
                 } else {
                     prev = h;
                 }
                 h = next;
             }
-            self.free_if_unused(idx);
         }
         self.header().reclaimed += total;
         total
@@ -535,18 +752,18 @@ impl Table {
         self.header().worker_pid[slot] = pid;
     }
 
-    /// Calls `f` for every live entry.
+    /// Calls `f` for every live entry (count above 0).
     pub fn for_each(&mut self, mut f: impl FnMut(&Entry)) {
         let capacity = self.header().entry_capacity;
         for idx in 0..capacity {
             let entry = self.entry(idx);
-            if entry.kind != 0 {
+            if entry.kind != 0 && entry.count > 0 {
                 f(entry);
             }
         }
     }
 
-    /// Bytes of the zone still available for new keys.
+    /// Bytes of the zone still available for new keys (idle entries included).
     pub fn free_bytes(&mut self) -> u64 {
         let header = self.header();
         (header.entry_capacity - header.live_entries) as u64 * ENTRY_COST as u64
@@ -572,23 +789,21 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_v
     }
 }
 
-fn init_ctx(
-    zone: &mut ngx_shm_zone_t,
-    ctx: &mut ZoneCtx,
-    old: *const ZoneCtx,
-) -> Result<(), String> {
+fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -> Result<(), String> {
     let shpool = zone.shm.addr as *mut ngx_slab_pool_t;
     ctx.shpool = shpool;
     if !old.is_null() {
         // SAFETY: the old cycle's ctx lives until the new cycle is ready.
-        ctx.shared = unsafe { (*old).shared };
+        ctx.set_shared(unsafe { (*old).shared });
         return Ok(());
     }
     // SAFETY: the slab pool was initialised by nginx at the zone's start.
     let pool = unsafe { &mut *shpool };
     if zone.shm.exists != 0 {
         ctx.shared = pool.data as *mut ZoneShared;
-        return check_magic(ctx);
+        check_magic(ctx)?;
+        ctx.set_shared(ctx.shared);
+        return Ok(());
     }
     let label = format!(" in vlimit_zone \"{}\"\0", ctx.name);
     // SAFETY: ngx_slab_alloc locks the pool itself; sizes are in bytes.
@@ -615,7 +830,7 @@ fn init_ctx(
         let shared = format(block, pages * pagesize, zone.shm.size)
             .ok_or_else(|| format!("vlimit_zone \"{}\" is too small", ctx.name))?;
         pool.data = shared as *mut c_void;
-        ctx.shared = shared;
+        ctx.set_shared(shared);
     }
     Ok(())
 }
@@ -623,10 +838,7 @@ fn init_ctx(
 fn check_magic(ctx: &ZoneCtx) -> Result<(), String> {
     // SAFETY: an existing zone's data points at a header of some layout.
     if ctx.shared.is_null() || unsafe { (*ctx.shared).magic } != MAGIC {
-        return Err(format!(
-            "vlimit_zone \"{}\" has an unknown layout",
-            ctx.name
-        ));
+        return Err(format!("vlimit_zone \"{}\" has an unknown layout", ctx.name));
     }
     Ok(())
 }

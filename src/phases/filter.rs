@@ -70,7 +70,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.as_deref()) else {
         return next_header(r);
     };
-    let Some(ctx) = request_ctx(r, &vm) else {
+    let Some(ctx) = request_ctx(r, vm) else {
         return ERROR;
     };
     if ctx.filter.get() == FilterState::Bypass {
@@ -78,7 +78,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     if has_header {
         for script in [&header_scripts.inline, &header_scripts.file].into_iter().flatten() {
-            if !matches!(run_one(r, &vm, script, loc.cache(), HandlerSlot::HeaderFilter, None), ScriptRun::Done) {
+            if !matches!(run_one(r, vm, script, loc.cache(), HandlerSlot::HeaderFilter, None), ScriptRun::Done) {
                 break;
             }
         }

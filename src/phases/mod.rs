@@ -114,22 +114,23 @@ fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
     let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.as_deref()) else {
         return DECLINED;
     };
-    let Some(ctx) = request_ctx(r, &vm) else {
+    let Some(ctx) = request_ctx(r, vm) else {
         return ERROR;
     };
     if ctx.suspended.get() {
-        return resume_phase(r, &vm, loc, slot, ctx);
+        return resume_phase(r, vm, loc, slot, ctx);
     }
-    if loc.read_body == Some(true) && matches!(slot, HandlerSlot::Rewrite | HandlerSlot::Access | HandlerSlot::Content) {
+    if loc.read_body == Some(true) && matches!(slot, HandlerSlot::Rewrite | HandlerSlot::Access | HandlerSlot::Content)
+    {
         if let Err(rc) = body::ensure_body(r, slot, ctx) {
             return rc;
         }
     }
 
     let outcome = if scripts.inline.is_none() && scripts.file.is_none() {
-        run_requested_file(r, &vm, ctx)
+        run_requested_file(r, vm, ctx)
     } else {
-        run_phase_scripts(r, &vm, loc, slot, ctx, 0)
+        run_phase_scripts(r, vm, loc, slot, ctx, 0)
     };
     conclude(r, slot, ctx, outcome)
 }
@@ -292,7 +293,9 @@ fn finish(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx, outco
             Some(OK) if slot == HandlerSlot::Content => send_response(r, ctx, NGX_HTTP_OK as ngx_int_t),
             Some(code) if code < 100 => return code,
             // a 2xx without a body: send it as is (ngx_mruby turned 200 into 500)
-            Some(code) if code < 300 && code != NGX_HTTP_NO_CONTENT as ngx_int_t && code != NGX_HTTP_CREATED as ngx_int_t => {
+            Some(code)
+                if code < 300 && code != NGX_HTTP_NO_CONTENT as ngx_int_t && code != NGX_HTTP_CREATED as ngx_int_t =>
+            {
                 send_response(r, ctx, code)
             }
             Some(code) => code,

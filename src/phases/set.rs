@@ -77,11 +77,16 @@ pub fn register(cf: &mut ngx_conf_t, var_name: &[u8], script: Rc<Script>) -> Res
         let ctx = cf.ctx as *mut ngx_http_conf_ctx_t;
         let rewrite_index = (*ptr::addr_of!(ngx_http_rewrite_module)).ctx_index;
         let rlcf = *(*ctx).loc_conf.add(rewrite_index) as *mut RewriteLocConf;
-        let code = ngx_http_script_start_code(cf.pool, &mut (*rlcf).codes, size_of::<MrubySetCode>()) as *mut MrubySetCode;
+        let code =
+            ngx_http_script_start_code(cf.pool, &mut (*rlcf).codes, size_of::<MrubySetCode>()) as *mut MrubySetCode;
         if code.is_null() {
             return Err("out of memory".into());
         }
-        code.write(MrubySetCode { code: Some(run_set_code), script: Rc::as_ptr(&*script_ptr), vm: Rc::as_ptr(&*vm_ptr) });
+        code.write(MrubySetCode {
+            code: Some(run_set_code),
+            script: Rc::as_ptr(&*script_ptr),
+            vm: Rc::as_ptr(&*vm_ptr),
+        });
         let set = ngx_http_script_start_code(cf.pool, &mut (*rlcf).codes, size_of::<ngx_http_script_var_code_t>())
             as *mut ngx_http_script_var_code_t;
         if set.is_null() {
@@ -93,7 +98,11 @@ pub fn register(cf: &mut ngx_conf_t, var_name: &[u8], script: Rc<Script>) -> Res
 }
 
 /// Value of a `mruby_set` variable read before its script ran: empty.
-unsafe extern "C" fn unset_variable(_r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _data: usize) -> ngx_int_t {
+unsafe extern "C" fn unset_variable(
+    _r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
     // SAFETY: nginx passes a value slot to fill.
     unsafe {
         (*v).set_len(0);

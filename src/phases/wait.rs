@@ -30,7 +30,12 @@ pub struct SubResponse {
 }
 
 /// Starts a suspendable script in its Fiber.
-pub(crate) fn start_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, proc_: *mut mruby_sys::RProc) -> Result<ScriptRun, ScriptFailure> {
+pub(crate) fn start_script(
+    r: *mut ngx_http_request_t,
+    vm: &Vm,
+    ctx: &RequestCtx,
+    proc_: *mut mruby_sys::RProc,
+) -> Result<ScriptRun, ScriptFailure> {
     ctx.in_fiber.set(true);
     let result = start(vm, proc_, true);
     ctx.in_fiber.set(false);
@@ -42,11 +47,13 @@ pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCt
     let _current = CurrentRequest::enter(r);
     restore_globals(vm, ctx);
     ctx.in_fiber.set(true);
-    let result = vm.mrb().arena_scope(|| resume(vm, ctx.fiber.get()).map(|completion| match completion {
-        // only the Fiber (GC-registered) is kept past the arena
-        Completion::Suspended(fiber) => Completion::Suspended(fiber),
-        Completion::Finished(_) => Completion::Finished(vm.mrb().nil()),
-    }));
+    let result = vm.mrb().arena_scope(|| {
+        resume(vm, ctx.fiber.get()).map(|completion| match completion {
+            // only the Fiber (GC-registered) is kept past the arena
+            Completion::Suspended(fiber) => Completion::Suspended(fiber),
+            Completion::Finished(_) => Completion::Finished(vm.mrb().nil()),
+        })
+    });
     ctx.in_fiber.set(false);
     if super::ctx::watch_globals(r, vm, ctx).is_err() {
         return ScriptRun::Failed;
@@ -238,7 +245,8 @@ pub(crate) fn start_subrequest(r: *mut ngx_http_request_t, path: &[u8], query: O
             Some(q) => Some(pool_str(pool, q).ok_or("out of memory")?),
             None => None,
         };
-        let ps = ngx_pcalloc(pool, core::mem::size_of::<ngx_http_post_subrequest_t>()) as *mut ngx_http_post_subrequest_t;
+        let ps =
+            ngx_pcalloc(pool, core::mem::size_of::<ngx_http_post_subrequest_t>()) as *mut ngx_http_post_subrequest_t;
         if ps.is_null() {
             return Err("out of memory".into());
         }
@@ -296,7 +304,10 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, _data: *mut c_
         while !link.is_null() {
             let buf = (*link).buf;
             if !buf.is_null() && !(*buf).pos.is_null() && (*buf).last > (*buf).pos {
-                body.extend_from_slice(core::slice::from_raw_parts((*buf).pos, (*buf).last.offset_from((*buf).pos) as usize));
+                body.extend_from_slice(core::slice::from_raw_parts(
+                    (*buf).pos,
+                    (*buf).last.offset_from((*buf).pos) as usize,
+                ));
             }
             link = (*link).next;
         }
@@ -314,4 +325,3 @@ pub fn last_response<'a>(r: *mut ngx_http_request_t) -> Option<&'a SubResponse> 
     // SAFETY: allocated in the request pool by subrequest_done.
     (!ctx.sub_response.get().is_null()).then(|| unsafe { &*ctx.sub_response.get() })
 }
-

@@ -28,21 +28,10 @@ pub struct SslSrvConf {
 /// `file:line` of the directive being parsed.
 fn directive_location(cf: &ngx_conf_t) -> String {
     // SAFETY: conf_file is set while a file is being parsed.
-    unsafe {
-        format!(
-            "{}:{}",
-            str_lossy(&(*cf.conf_file).file.name),
-            (*cf.conf_file).line
-        )
-    }
+    unsafe { format!("{}:{}", str_lossy(&(*cf.conf_file).file.name), (*cf.conf_file).line) }
 }
 
-fn set_handshake(
-    cf: &mut ngx_conf_t,
-    cmd: &ngx_command_t,
-    conf: &mut SslSrvConf,
-    inline: bool,
-) -> Result<(), String> {
+fn set_handshake(cf: &mut ngx_conf_t, cmd: &ngx_command_t, conf: &mut SslSrvConf, inline: bool) -> Result<(), String> {
     if conf.handshake.is_some() {
         return Err(format!(
             "\"{}\" directive is duplicate: a server has one mruby_ssl_handshake_handler or \
@@ -50,32 +39,20 @@ fn set_handshake(
             str_lossy(&cmd.name)
         ));
     }
-    let script = if inline {
-        parse_inline_script(cf, cmd, &args(cf)[0])?
-    } else {
-        parse_file_script(cf, cmd)?
-    };
+    let script = if inline { parse_inline_script(cf, cmd, &args(cf)[0])? } else { parse_file_script(cf, cmd)? };
     conf.vm = Some(conf_vm(cf)?);
     conf.handshake = Some(script);
     conf.handshake_at = directive_location(cf);
     Ok(())
 }
 
-extern "C" fn set_handshake_file(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
+extern "C" fn set_handshake_file(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes the live cf, this command, and our SslSrvConf (SRV_CONF_OFFSET).
     let (cf_ref, cmd, conf) = unsafe { (&mut *cf, &*cmd, &mut *(conf as *mut SslSrvConf)) };
     conf_result(cf, set_handshake(cf_ref, cmd, conf, false))
 }
 
-extern "C" fn set_handshake_inline(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
+extern "C" fn set_handshake_inline(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: as above.
     let (cf_ref, cmd, conf) = unsafe { (&mut *cf, &*cmd, &mut *(conf as *mut SslSrvConf)) };
     conf_result(cf, set_handshake(cf_ref, cmd, conf, true))
@@ -86,18 +63,14 @@ extern "C" fn set_handshake_inline(
 fn run_server_context(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), String> {
     let script = parse_inline_script(cf, cmd, &args(cf)[0])?;
     let vm = conf_vm(cf)?;
-    let cscf: *mut ngx_http_core_srv_conf_t = NgxHttpCoreModule::server_conf_mut(cf)
-        .ok_or("mruby_server_context_handler_code: no server conf")?;
+    let cscf: *mut ngx_http_core_srv_conf_t =
+        NgxHttpCoreModule::server_conf_mut(cf).ok_or("mruby_server_context_handler_code: no server conf")?;
     let result = super::server_context::run(cf, cscf, &vm, &script);
     script.release(vm.mrb());
     result.map_err(|report| format!("{} failed: {report}", str_lossy(&cmd.name)))
 }
 
-extern "C" fn set_server_context(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    _conf: *mut c_void,
-) -> *mut c_char {
+extern "C" fn set_server_context(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes the live cf and this command.
     let (cf_ref, cmd) = unsafe { (&mut *cf, &*cmd) };
     conf_result(cf, run_server_context(cf_ref, cmd))
@@ -131,9 +104,7 @@ fn install_handshake_hook(cf: &mut ngx_conf_t, conf: &mut SslSrvConf) -> Result<
     let at = &conf.handshake_at;
     let sscf = NgxHttpSslModule::server_conf(cf)
         .filter(|sscf| !sscf.ssl.ctx.is_null())
-        .ok_or_else(|| {
-            format!("mruby_ssl_handshake_handler: no ssl configured for the server in {at}")
-        })?;
+        .ok_or_else(|| format!("mruby_ssl_handshake_handler: no ssl configured for the server in {at}"))?;
     if !sscf.certificate_values.is_null() {
         // nginx installed its own certificate callback; an SSL_CTX has one
         return Err(format!(
@@ -159,37 +130,14 @@ const SRV_OFF: ngx_uint_t = NGX_HTTP_SRV_CONF_OFFSET as ngx_uint_t;
 type SetFn = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
 
 const fn command(name: ngx_str_t, kind: u32, set: SetFn) -> ngx_command_t {
-    ngx_command_t {
-        name,
-        type_: kind as ngx_uint_t,
-        set: Some(set),
-        conf: SRV_OFF,
-        offset: 0,
-        post: ptr::null_mut(),
-    }
+    ngx_command_t { name, type_: kind as ngx_uint_t, set: Some(set), conf: SRV_OFF, offset: 0, post: ptr::null_mut() }
 }
 
 /// The directive table.
 pub static mut COMMANDS: [ngx_command_t; 5] = [
-    command(
-        ngx_string!("mruby_ssl_handshake_handler"),
-        SRV | NGX_CONF_TAKE12,
-        set_handshake_file,
-    ),
-    command(
-        ngx_string!("mruby_ssl_handshake_handler_code"),
-        SRV | NGX_CONF_TAKE1,
-        set_handshake_inline,
-    ),
-    command(
-        ngx_string!("mruby_server_context_handler_code"),
-        SRV | NGX_CONF_TAKE1,
-        set_server_context,
-    ),
-    command(
-        ngx_string!("mruby_upstream_keepalive"),
-        UPS | NGX_CONF_TAKE1,
-        super::keepalive::set_upstream_keepalive,
-    ),
+    command(ngx_string!("mruby_ssl_handshake_handler"), SRV | NGX_CONF_TAKE12, set_handshake_file),
+    command(ngx_string!("mruby_ssl_handshake_handler_code"), SRV | NGX_CONF_TAKE1, set_handshake_inline),
+    command(ngx_string!("mruby_server_context_handler_code"), SRV | NGX_CONF_TAKE1, set_server_context),
+    command(ngx_string!("mruby_upstream_keepalive"), UPS | NGX_CONF_TAKE1, super::keepalive::set_upstream_keepalive),
     ngx_command_t::empty(),
 ];

@@ -43,19 +43,12 @@ thread_local! {
 /// Runs `f` on the handshake in progress; `None` outside a handshake.
 /// `f` must not run Ruby code (a raise would skip the borrow's release).
 pub fn with_current<R>(f: impl FnOnce(&mut Handshake) -> R) -> Option<R> {
-    CURRENT.with(|cell| {
-        cell.try_borrow_mut()
-            .ok()
-            .and_then(|mut current| current.as_mut().map(f))
-    })
+    CURRENT.with(|cell| cell.try_borrow_mut().ok().and_then(|mut current| current.as_mut().map(f)))
 }
 
 fn set_current(handshake: Option<Handshake>) -> Option<Handshake> {
     CURRENT.with(|cell| {
-        cell.try_borrow_mut()
-            .map(|mut current| core::mem::replace(&mut *current, handshake))
-            .ok()
-            .flatten()
+        cell.try_borrow_mut().map(|mut current| core::mem::replace(&mut *current, handshake)).ok().flatten()
     })
 }
 
@@ -77,9 +70,7 @@ impl Handshake {
         // SAFETY: connection is live during its handshake; the call fills
         // local_sockaddr when the listener was a wildcard.
         unsafe {
-            if ngx_connection_local_sockaddr(self.connection, ptr::null_mut(), 0)
-                != NGX_OK as ngx_int_t
-            {
+            if ngx_connection_local_sockaddr(self.connection, ptr::null_mut(), 0) != NGX_OK as ngx_int_t {
                 return 0;
             }
             i64::from(ngx_inet_get_port((*self.connection).local_sockaddr))
@@ -126,8 +117,7 @@ pub(super) unsafe extern "C" fn cert_callback(ssl: *mut SSL, arg: *mut c_void) -
     // SAFETY: arg is the SslSrvConf registered in merge_srv_conf; it lives as long as the SSL_CTX.
     let conf = unsafe { &*(arg as *const SslSrvConf) };
     // SAFETY: nginx stores its connection in every SSL object it creates.
-    let connection =
-        unsafe { SSL_get_ex_data(ssl, ngx_ssl_connection_index) } as *mut ngx_connection_t;
+    let connection = unsafe { SSL_get_ex_data(ssl, ngx_ssl_connection_index) } as *mut ngx_connection_t;
     if connection.is_null() {
         return 0;
     }
@@ -136,36 +126,21 @@ pub(super) unsafe extern "C" fn cert_callback(ssl: *mut SSL, arg: *mut c_void) -
         Err(message) => {
             // SAFETY: the connection is live during its handshake.
             let connection_log = unsafe { (*connection).log };
-            log(
-                connection_log,
-                NGX_LOG_ERR,
-                &format!("mruby_ssl_handshake_handler: {message}"),
-            );
+            log(connection_log, NGX_LOG_ERR, &format!("mruby_ssl_handshake_handler: {message}"));
             0
         }
     }
 }
 
-fn run_handshake(
-    ssl: *mut SSL,
-    connection: *mut ngx_connection_t,
-    conf: &SslSrvConf,
-) -> Result<(), String> {
+fn run_handshake(ssl: *mut SSL, connection: *mut ngx_connection_t, conf: &SslSrvConf) -> Result<(), String> {
     let (Some(vm), Some(script)) = (&conf.vm, &conf.handshake) else {
         return Ok(());
     };
-    let proc_ = script
-        .current(vm.mrb(), false)
-        .map_err(|err| format!("failed to recompile {err}"))?;
+    let proc_ = script.current(vm.mrb(), false).map_err(|err| format!("failed to recompile {err}"))?;
     // a request between phases may have globals in the VM: keep them out of
     // the handshake's sight, and the handshake's globals out of the request
     let request_globals = vm.stash_request_globals();
-    let previous = set_current(Some(Handshake {
-        ssl,
-        connection,
-        certificate: None,
-        certificate_key: None,
-    }));
+    let previous = set_current(Some(Handshake { ssl, connection, certificate: None, certificate_key: None }));
     let result = vm.mrb().arena_scope(|| run(vm.mrb(), proc_).map(|_| ()));
     let chosen = set_current(previous);
     vm.remove_request_globals();
@@ -184,31 +159,23 @@ fn run_handshake(
             use_certificate(ssl, &certificate)?;
             use_private_key(ssl, &key)
         }
-        (Some(_), None) => Err(String::from(
-            "a certificate was set without certificate_key",
-        )),
-        (None, Some(_)) => Err(String::from(
-            "a certificate_key was set without certificate",
-        )),
+        (Some(_), None) => Err(String::from("a certificate was set without certificate_key")),
+        (None, Some(_)) => Err(String::from("a certificate_key was set without certificate")),
     }
 }
 
 fn read_pem(source: &PemSource, what: &str) -> Result<Vec<u8>, String> {
     match source {
         PemSource::Data(pem) => Ok(pem.clone()),
-        PemSource::File(path) => std::fs::read(path)
-            .map_err(|_| format!("{what} {} not exists or not read", path.display())),
+        PemSource::File(path) => {
+            std::fs::read(path).map_err(|_| format!("{what} {} not exists or not read", path.display()))
+        }
     }
 }
 
 /// PEM password callback: encrypted keys are not supported (the default
 /// callback would prompt on the terminal).
-unsafe extern "C" fn no_password(
-    _buf: *mut c_char,
-    _size: c_int,
-    _rwflag: c_int,
-    _userdata: *mut c_void,
-) -> c_int {
+unsafe extern "C" fn no_password(_buf: *mut c_char, _size: c_int, _rwflag: c_int, _userdata: *mut c_void) -> c_int {
     0
 }
 
@@ -220,9 +187,7 @@ fn openssl_error(what: &str) -> String {
         let code = ERR_get_error();
         ERR_error_string_n(code, buf.as_mut_ptr().cast(), buf.len());
         ERR_clear_error();
-        CStr::from_bytes_until_nul(&buf)
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        CStr::from_bytes_until_nul(&buf).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     };
     format!("{what}: {reason}")
 }
@@ -255,8 +220,7 @@ fn use_certificate(ssl: *mut SSL, pem: &[u8]) -> Result<(), String> {
     // SAFETY: bio and ssl are live; every X509 read is freed after
     // SSL_use_certificate / SSL_add1_chain_cert took their own reference.
     unsafe {
-        let leaf =
-            PEM_read_bio_X509_AUX(bio.0, ptr::null_mut(), Some(no_password), ptr::null_mut());
+        let leaf = PEM_read_bio_X509_AUX(bio.0, ptr::null_mut(), Some(no_password), ptr::null_mut());
         if leaf.is_null() {
             return Err(openssl_error("cannot read certificate"));
         }
@@ -268,8 +232,7 @@ fn use_certificate(ssl: *mut SSL, pem: &[u8]) -> Result<(), String> {
         // drop the chain of the server's default certificate (SSL_set0_chain(ssl, NULL))
         SSL_ctrl(ssl, SSL_CTRL_CHAIN as c_int, 0, ptr::null_mut());
         loop {
-            let extra =
-                PEM_read_bio_X509(bio.0, ptr::null_mut(), Some(no_password), ptr::null_mut());
+            let extra = PEM_read_bio_X509(bio.0, ptr::null_mut(), Some(no_password), ptr::null_mut());
             if extra.is_null() {
                 break;
             }
@@ -291,8 +254,7 @@ fn use_private_key(ssl: *mut SSL, pem: &[u8]) -> Result<(), String> {
     let bio = MemBio::new(pem)?;
     // SAFETY: bio and ssl are live; the key is freed after SSL_use_PrivateKey took a reference.
     unsafe {
-        let key =
-            PEM_read_bio_PrivateKey(bio.0, ptr::null_mut(), Some(no_password), ptr::null_mut());
+        let key = PEM_read_bio_PrivateKey(bio.0, ptr::null_mut(), Some(no_password), ptr::null_mut());
         if key.is_null() {
             return Err(openssl_error("cannot read certificate key"));
         }

@@ -61,11 +61,7 @@ fn upstream_keepalive(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), St
     let value = &args(cf)[0];
     let valid = str_lossy(value).parse::<u32>().is_ok_and(|n| n > 0);
     if !valid {
-        return Err(format!(
-            "invalid value \"{}\" in \"{}\" directive",
-            str_lossy(value),
-            str_lossy(&cmd.name)
-        ));
+        return Err(format!("invalid value \"{}\" in \"{}\" directive", str_lossy(value), str_lossy(&cmd.name)));
     }
     let module = keepalive_module();
     // SAFETY: the keepalive module's command table ends with a null command;
@@ -79,15 +75,9 @@ fn upstream_keepalive(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), St
             }
             keepalive_cmd = keepalive_cmd.add(1);
         }
-        let set = if keepalive_cmd.is_null() {
-            None
-        } else {
-            (*keepalive_cmd).set
-        };
+        let set = if keepalive_cmd.is_null() { None } else { (*keepalive_cmd).set };
         let Some(set) = set else {
-            return Err(String::from(
-                "nginx's keepalive module has no \"keepalive\" directive",
-            ));
+            return Err(String::from("nginx's keepalive module has no \"keepalive\" directive"));
         };
         let ctx = cf.ctx as *mut ngx_http_conf_ctx_t;
         let kcf = *(*ctx).srv_conf.add(module.ctx_index);
@@ -125,9 +115,7 @@ fn keepalive_conf(uscf: &ngx_http_upstream_srv_conf_t) -> Option<&'static mut Ke
     }
     // SAFETY: srv_conf has a slot per HTTP module; the keepalive module's
     // slot holds its KeepaliveSrvConf, alive as long as the cycle.
-    let kcf = unsafe {
-        &mut *(*uscf.srv_conf.add(keepalive_module().ctx_index) as *mut KeepaliveSrvConf)
-    };
+    let kcf = unsafe { &mut *(*uscf.srv_conf.add(keepalive_module().ctx_index) as *mut KeepaliveSrvConf) };
     (kcf.max_cached > 0 && !kcf.free.next.is_null() && !kcf.cache.next.is_null()).then_some(kcf)
 }
 
@@ -140,17 +128,12 @@ pub fn max_cached(uscf: &ngx_http_upstream_srv_conf_t) -> u64 {
 /// shrinks it by dropping free slots first, then the oldest idle connections.
 pub fn set_max_cached(uscf: &ngx_http_upstream_srv_conf_t, n: usize) -> Result<(), String> {
     let kcf = keepalive_conf(uscf).ok_or_else(|| {
-        format!(
-            "keepalive is not enabled for upstream \"{}\" (use mruby_upstream_keepalive)",
-            str_lossy(&uscf.host)
-        )
+        format!("keepalive is not enabled for upstream \"{}\" (use mruby_upstream_keepalive)", str_lossy(&uscf.host))
     })?;
     let current = kcf.max_cached;
     if n > current {
         for _ in current..n {
-            let item = SPARE_ITEMS
-                .with(|spare| spare.borrow_mut().pop())
-                .map_or_else(new_item, Ok)?;
+            let item = SPARE_ITEMS.with(|spare| spare.borrow_mut().pop()).map_or_else(new_item, Ok)?;
             // SAFETY: item is a zeroed slot owned by this pool from now on.
             unsafe {
                 (*item).conf = kcf;
@@ -185,12 +168,7 @@ pub fn set_max_cached(uscf: &ngx_http_upstream_srv_conf_t, n: usize) -> Result<(
 
 fn new_item() -> Result<*mut KeepaliveCacheItem, String> {
     // SAFETY: ngx_cycle is the running cycle; its pool lives until the worker exits.
-    let item = unsafe {
-        ngx_pcalloc(
-            (*ngx_cycle).pool,
-            core::mem::size_of::<KeepaliveCacheItem>(),
-        )
-    };
+    let item = unsafe { ngx_pcalloc((*ngx_cycle).pool, core::mem::size_of::<KeepaliveCacheItem>()) };
     if item.is_null() {
         return Err(String::from("out of memory"));
     }
@@ -203,10 +181,7 @@ fn new_item() -> Result<*mut KeepaliveCacheItem, String> {
 /// `q` must be the `queue` field of a live `KeepaliveCacheItem`.
 unsafe fn item_of(q: *mut ngx_queue_t) -> *mut KeepaliveCacheItem {
     // SAFETY: caller's promise; ngx_queue_data().
-    unsafe {
-        q.byte_sub(core::mem::offset_of!(KeepaliveCacheItem, queue))
-            .cast()
-    }
+    unsafe { q.byte_sub(core::mem::offset_of!(KeepaliveCacheItem, queue)).cast() }
 }
 
 fn queue_empty(h: &ngx_queue_t) -> bool {

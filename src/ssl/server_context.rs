@@ -36,21 +36,9 @@ impl Drop for Entered {
 
 /// Runs `script` now, with `cscf` as the target of `add_listener`.
 /// Returns the exception report on failure.
-pub fn run(
-    cf: &mut ngx_conf_t,
-    cscf: *mut ngx_http_core_srv_conf_t,
-    vm: &Vm,
-    script: &Script,
-) -> Result<(), String> {
-    let proc_ = script
-        .current(vm.mrb(), true)
-        .map_err(|err| err.to_string())?;
-    let context = ServerContext {
-        cf: ptr::from_mut(cf),
-        cscf,
-    };
+pub fn run(cf: &mut ngx_conf_t, cscf: *mut ngx_http_core_srv_conf_t, vm: &Vm, script: &Script) -> Result<(), String> {
+    let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
+    let context = ServerContext { cf: ptr::from_mut(cf), cscf };
     let _entered = Entered(CURRENT.with(|c| c.replace(Some(context))));
-    vm.mrb()
-        .arena_scope(|| crate::vm::run::run(vm.mrb(), proc_).map(|_| ()))
-        .map_err(|failure| failure.report)
+    vm.mrb().arena_scope(|| crate::vm::run::run(vm.mrb(), proc_).map(|_| ())).map_err(|failure| failure.report)
 }

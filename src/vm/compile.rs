@@ -185,7 +185,8 @@ pub fn compile(mrb: Mrb, code: &[u8], filename: &str) -> Result<*mut RProc, Comp
         } else if (*parser).nerr > 0 {
             let first = &(*parser).error_buffer[0];
             let message = String::from_utf8_lossy(cstr_bytes(first.message)).into_owned();
-            let message = if message.starts_with("syntax error") { message } else { format!("syntax error, {message}") };
+            let message =
+                if message.starts_with("syntax error") { message } else { format!("syntax error, {message}") };
             Err(error(first.lineno as u32, message))
         } else {
             let proc_ = mrb_generate_code(mrb.as_ptr(), parser);

@@ -41,7 +41,8 @@ impl Vm {
         // SAFETY: raw is a fresh live state, owned (and closed) by the Vm.
         let mrb = unsafe { Mrb::from_ptr(raw) }.ok_or("mrb_open() failed: out of memory")?;
         crate::api::define(mrb)?;
-        let resumer = compile::compile(mrb, run::RESUMER_CODE.as_bytes(), "(fiber resumer)").map_err(|err| err.to_string())?;
+        let resumer =
+            compile::compile(mrb, run::RESUMER_CODE.as_bytes(), "(fiber resumer)").map_err(|err| err.to_string())?;
         let vm = Vm { mrb, baseline: RefCell::default(), resumer };
         vm.mark_globals_baseline();
         Ok(vm)

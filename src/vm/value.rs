@@ -385,7 +385,6 @@ impl Mrb {
         unsafe { mrb_define_module(self.as_ptr(), name.as_ptr()) }
     }
 
-
     pub(crate) fn define_method(self, class: *mut RClass, name: &CStr, func: mrb_func_t, aspec: mrb_aspec) {
         // SAFETY: live VM; class is live; name is NUL-terminated.
         unsafe { mrb_define_method(self.as_ptr(), class, name.as_ptr(), func, aspec) }
