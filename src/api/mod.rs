@@ -32,11 +32,19 @@ pub const ARGS_ANY: mrb_aspec = 1 << 12;
 /// The FFI edge of every Rust-defined method: collects the arguments, runs
 /// `method`, and raises its error in Ruby once Rust values are dropped.
 pub(crate) fn call_method(mrb: *mut mrb_state, self_: mrb_value, method: Method) -> mrb_value {
-    // SAFETY: mruby calls methods with its live state.
-    let Some(mrb) = (unsafe { Mrb::from_ptr(mrb) }) else {
+    let Some((mrb, args)) = method_call(mrb) else {
         // SAFETY: constructs an immediate value.
         return unsafe { mrbsys_nil_value() };
     };
+    let result = method(mrb, self_, args);
+    mrb.finish(result)
+}
+
+/// The VM and the arguments of the method call in progress (the shared
+/// start of every Rust-defined method's FFI edge).
+pub(crate) fn method_call<'a>(mrb: *mut mrb_state) -> Option<(Mrb, &'a [mrb_value])> {
+    // SAFETY: mruby calls methods with its live state.
+    let mrb = unsafe { Mrb::from_ptr(mrb) }?;
     // SAFETY: inside a method call, argv/argc describe the call's arguments.
     let args = unsafe {
         let argc = mrb_get_argc(mrb.as_ptr()) as usize;
@@ -47,8 +55,7 @@ pub(crate) fn call_method(mrb: *mut mrb_state, self_: mrb_value, method: Method)
             core::slice::from_raw_parts(argv, argc)
         }
     };
-    let result = method(mrb, self_, args);
-    mrb.finish(result)
+    Some((mrb, args))
 }
 
 /// Makes an `mrb_func_t` from a [`Method`].

@@ -59,20 +59,9 @@ pub type GemMethod = fn(Mrb, mrb_value, &[mrb_value]) -> GemResult;
 /// The FFI edge of every gem method: collects the arguments, runs `method`,
 /// and raises its error once the method's Rust values are dropped.
 pub(crate) fn call_gem_method(mrb: *mut mrb_state, self_: mrb_value, method: GemMethod) -> mrb_value {
-    // SAFETY: mruby calls methods with its live state.
-    let Some(mrb) = (unsafe { Mrb::from_ptr(mrb) }) else {
+    let Some((mrb, args)) = super::method_call(mrb) else {
         // SAFETY: constructs an immediate value.
         return unsafe { mrbsys_nil_value() };
-    };
-    // SAFETY: inside a method call, argv/argc describe the call's arguments.
-    let args = unsafe {
-        let argc = mrb_get_argc(mrb.as_ptr()) as usize;
-        let argv = mrb_get_argv(mrb.as_ptr());
-        if argc == 0 || argv.is_null() {
-            &[][..]
-        } else {
-            core::slice::from_raw_parts(argv, argc)
-        }
     };
     match method(mrb, self_, args) {
         Ok(value) => value,
