@@ -2,9 +2,8 @@
 //! with file:line) and again at run time when a non-cached file changed.
 
 use std::cell::Cell;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use mruby_sys::*;
@@ -49,12 +48,20 @@ struct FileStamp {
 
 impl FileStamp {
     fn of(path: &Path) -> std::io::Result<FileStamp> {
-        let meta = std::fs::metadata(path)?;
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        FileStamp::of_c(&c_path)
+    }
+
+    /// One plain `stat(2)`: this runs on every request of a file script
+    /// without `cache`, so no allocation and no statx probing.
+    fn of_c(path: &CStr) -> std::io::Result<FileStamp> {
+        let st = nix::sys::stat::stat(path).map_err(std::io::Error::from)?;
         Ok(FileStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
         })
     }
 }
@@ -66,6 +73,8 @@ pub struct Script {
     pub cache: bool,
     compiled: Cell<*mut RProc>,
     stamp: Cell<Option<FileStamp>>,
+    /// The file path as a C string, for the per-request `stat`.
+    c_path: Option<CString>,
     /// Whether the current bytecode runs in a Fiber (see [`suspendable`]).
     suspendable: Cell<bool>,
 }
@@ -78,11 +87,13 @@ impl Script {
             line: 0,
             message: format!("cannot open: {err}"),
         })?;
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes()).ok();
         let script = Script {
             source: ScriptSource::File(path),
             cache,
             compiled: Cell::new(core::ptr::null_mut()),
             stamp: Cell::new(Some(stamp)),
+            c_path,
             suspendable: Cell::new(false),
         };
         let proc_ = script.compile_source(mrb)?;
@@ -97,6 +108,7 @@ impl Script {
             cache: true,
             compiled: Cell::new(core::ptr::null_mut()),
             stamp: Cell::new(None),
+            c_path: None,
             suspendable: Cell::new(false),
         };
         let proc_ = script.compile_source(mrb)?;
@@ -122,7 +134,7 @@ impl Script {
         if self.cache || scope_cache {
             return Ok(self.compiled.get());
         }
-        let stamp = FileStamp::of(path).map_err(|err| CompileError {
+        let stamp = self.c_path.as_deref().map_or_else(|| FileStamp::of(path), FileStamp::of_c).map_err(|err| CompileError {
             file: path.display().to_string(),
             line: 0,
             message: format!("cannot open: {err}"),
