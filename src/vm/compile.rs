@@ -134,10 +134,8 @@ impl Script {
         if self.cache || scope_cache {
             return Ok(self.compiled.get());
         }
-        let stamp = self.c_path.as_deref().map_or_else(|| FileStamp::of(path), FileStamp::of_c).map_err(|err| CompileError {
-            file: path.display().to_string(),
-            line: 0,
-            message: format!("cannot open: {err}"),
+        let stamp = self.c_path.as_deref().map_or_else(|| FileStamp::of(path), FileStamp::of_c).map_err(|err| {
+            CompileError { file: path.display().to_string(), line: 0, message: format!("cannot open: {err}") }
         })?;
         if self.stamp.get() == Some(stamp) {
             return Ok(self.compiled.get());
