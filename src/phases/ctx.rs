@@ -167,18 +167,26 @@ impl RequestCtx {
         if bytes.is_empty() {
             return Ok(());
         }
-        // SAFETY: pool is the live request pool; buffer and link come from it.
+        // One pool allocation holds the chain link, the buffer header and
+        // the bytes (this runs for every rputs).
+        let header = core::mem::size_of::<ngx_chain_t>() + core::mem::size_of::<ngx_buf_t>();
+        // SAFETY: pool is the live request pool; the three parts do not overlap
+        // and the headers are suitably aligned at the start of the block.
         unsafe {
-            let buf = ngx_create_temp_buf(pool, bytes.len());
-            if buf.is_null() {
+            let block = ngx_palloc(pool, header + bytes.len()) as *mut u8;
+            if block.is_null() {
                 return Err(());
             }
-            ptr::copy_nonoverlapping(bytes.as_ptr(), (*buf).last, bytes.len());
-            (*buf).last = (*buf).last.add(bytes.len());
-            let link = ngx_alloc_chain_link(pool);
-            if link.is_null() {
-                return Err(());
-            }
+            let link = block as *mut ngx_chain_t;
+            let buf = block.add(core::mem::size_of::<ngx_chain_t>()) as *mut ngx_buf_t;
+            let data = block.add(header);
+            ptr::write_bytes(buf, 0, 1);
+            ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+            (*buf).start = data;
+            (*buf).pos = data;
+            (*buf).last = data.add(bytes.len());
+            (*buf).end = (*buf).last;
+            (*buf).set_temporary(1);
             (*link).buf = buf;
             (*link).next = ptr::null_mut();
             if self.out_tail.get().is_null() {

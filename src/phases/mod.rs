@@ -17,7 +17,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::conf::{HandlerSlot, LocConf};
 use crate::ngx_util::log;
-use crate::vm::run::run_to_end;
+use crate::vm::run::run_for_effect;
 use crate::vm::{Script, Vm};
 use crate::HttpMrubyModule;
 use ctx::{request_ctx, CurrentRequest, RequestCtx};
@@ -209,7 +209,7 @@ pub(crate) fn run_one(
     let _current = CurrentRequest::enter(r);
     let result = match waitable {
         Some(ctx) if script.suspendable() => vm.mrb().arena_scope(|| wait::start_script(r, vm, ctx, proc_)),
-        _ => vm.mrb().arena_scope(|| run_to_end(vm, proc_, script.suspendable()).map(|_| ScriptRun::Done)),
+        _ => run_for_effect(vm, proc_, script.suspendable()).map(|()| ScriptRun::Done),
     };
     if let Some(ctx) = ctx::existing_ctx(r) {
         if ctx::watch_globals(r, vm, ctx).is_err() {

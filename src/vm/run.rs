@@ -22,6 +22,19 @@ pub struct ScriptFailure {
 /// the GC arena restored, so nothing leaks into the next run; the result is
 /// kept in the arena for the caller, who restores it (`Mrb::arena_scope`).
 pub(crate) fn run(mrb: Mrb, proc_: *mut RProc) -> Result<mrb_value, ScriptFailure> {
+    execute(mrb, proc_, true)
+}
+
+/// Runs a script whose value nobody reads (phase handlers): the arena is
+/// left exactly as it was.
+pub fn run_for_effect(vm: &Vm, proc_: *mut RProc, suspendable: bool) -> Result<(), ScriptFailure> {
+    if suspendable {
+        return run_to_end(vm, proc_, true).map(|_| ());
+    }
+    execute(vm.mrb(), proc_, false).map(|_| ())
+}
+
+fn execute(mrb: Mrb, proc_: *mut RProc, keep_result: bool) -> Result<mrb_value, ScriptFailure> {
     let arena = mrb.arena_save();
     // SAFETY: live VM; proc_ is GC-registered bytecode of this VM.
     let value = unsafe { mrb_top_run(mrb.as_ptr(), proc_, mrb.top_self(), 0) };
@@ -31,7 +44,8 @@ pub(crate) fn run(mrb: Mrb, proc_: *mut RProc) -> Result<mrb_value, ScriptFailur
     };
     mrb.clear_exception();
     mrb.arena_restore(arena);
-    if let Ok(v) = result {
+    if let (true, Ok(v)) = (keep_result, &result) {
+        let v = *v;
         // keep the result alive in the arena for the caller's conversion
         // SAFETY: live VM; protects v until the caller's next arena restore.
         unsafe { mrb_gc_protect(mrb.as_ptr(), v) };
