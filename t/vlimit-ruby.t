@@ -36,3 +36,42 @@ __DATA__
 --- response_body eval
 ["1\n1\n0\n[2, \"ip:127.0.0.1=1/5,key:tenant-a=1/5\"]\n",
  "no vlimit zone \"nope\" (or an invalid key \"x\")|unknown vlimit kind \"planet\" (ip, file, host or key)|no vlimit zone \"nope\""]
+
+
+=== TEST 2: a file under root (no alias), a missing file, two zones and five limits are counted while the request runs
+--- http_config
+    vlimit_zone rz 64k;
+    vlimit_zone rz2 64k;
+--- config
+    location /r/ {
+        root $TEST_NGINX_HTML_DIR;
+        vlimit ip 5 zone=rz2;
+        vlimit key=$arg_k 5 zone=rz;
+        vlimit file 5 zone=rz;
+        vlimit host 5 zone=rz;
+        vlimit host 5 zone=rz2;
+        mruby_content_handler_code '
+            Nginx.echo [Nginx::Vlimit.count("rz", "$TEST_NGINX_HTML_DIR/r/ok.txt", :file),
+                        Nginx::Vlimit.count("rz", "$TEST_NGINX_HTML_DIR/r/link.txt", :file),
+                        Nginx::Vlimit.count("rz", "$TEST_NGINX_HTML_DIR/r/nope.txt", :file),
+                        Nginx::Vlimit.count("rz2", "127.0.0.1", :ip),
+                        Nginx::Vlimit.count("rz", "t1"),
+                        Nginx::Vlimit.count("rz", "localhost", :host),
+                        Nginx::Vlimit.count("rz2", "localhost", :host)].inspect
+        ';
+    }
+    location = /after {
+        mruby_content_handler_code '
+            Nginx.echo [Nginx::Vlimit.stats("rz")["keys"], Nginx::Vlimit.stats("rz2")["keys"]].inspect
+        ';
+    }
+--- user_files
+>>> r/ok.txt
+ok
+--- init
+unlink "$ENV{TEST_NGINX_HTML_DIR}/r/link.txt";
+symlink "$ENV{TEST_NGINX_HTML_DIR}/r/ok.txt", "$ENV{TEST_NGINX_HTML_DIR}/r/link.txt" or die "symlink: $!";
+--- request eval
+["GET /r/ok.txt?k=t1", "GET /r/link.txt?k=t1", "GET /r/nope.txt?k=t1", "GET /after"]
+--- response_body eval
+["[1, 1, 0, 1, 1, 1, 1]\n", "[1, 1, 0, 1, 1, 1, 1]\n", "[0, 0, 1, 1, 1, 1, 1]\n", "[0, 0]\n"]

@@ -96,6 +96,9 @@ pub struct LaLimit {
 pub struct LocConf {
     /// The limits of this scope; a scope with none inherits its parent's.
     pub limits: Vec<Limit>,
+    /// The distinct zones of `limits` (at most `MAX_ZONES`), worked out
+    /// once by the directive so a request does not.
+    pub limit_zones: Vec<*mut ngx_shm_zone_t>,
     pub dry_run: Option<bool>,
     /// `Some(None)` is `lalimit off`.
     pub lalimit: Option<Option<LaLimit>>,
@@ -113,6 +116,7 @@ impl Merge for LocConf {
     fn merge(&mut self, prev: &Self) -> Result<(), MergeConfigError> {
         if self.limits.is_empty() {
             self.limits = prev.limits.clone();
+            self.limit_zones = prev.limit_zones.clone();
         }
         self.dry_run = self.dry_run.or(prev.dry_run);
         if self.lalimit.is_none() {
@@ -288,11 +292,11 @@ fn set_limit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
         return Err(format!("vlimit: duplicate \"{}\" limit in zone \"{}\"", str_lossy(&a[0]), str_lossy(&name)));
     }
     conf.limits.push(Limit { kind, max, shm_zone, status });
-    let mut zones: Vec<*mut ngx_shm_zone_t> = conf.limits.iter().map(|l| l.shm_zone).collect();
-    zones.sort();
-    zones.dedup();
-    if zones.len() > super::counting::MAX_ZONES {
-        return Err(format!("vlimit: at most {} zones in one scope", super::counting::MAX_ZONES));
+    if !conf.limit_zones.contains(&shm_zone) {
+        if conf.limit_zones.len() == super::counting::MAX_ZONES {
+            return Err(format!("vlimit: at most {} zones in one scope", super::counting::MAX_ZONES));
+        }
+        conf.limit_zones.push(shm_zone);
     }
     // SAFETY: conf_file is set while a file is being parsed.
     let (file, line) = unsafe { (str_lossy(&(*cf.conf_file).file.name), (*cf.conf_file).line) };

@@ -2,10 +2,11 @@
 //! under the zone lock, and the pool cleanup that gives the counts back
 //! however the request ends.
 
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::{size_of, MaybeUninit};
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::ffi::CStr;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -13,7 +14,7 @@ use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use super::conf::{zone_ctx, Limit, LimitKind, LocConf};
-use super::zone::{key_hash, KeyKind, Table, ZoneCtx};
+use super::zone::{Key, KeyKind, Table, ZoneCtx};
 use super::{lalimit, rate_limited_log, HttpVlimitModule};
 use crate::ngx_util::str_bytes;
 
@@ -44,30 +45,20 @@ impl VlimitStatus {
 /// One limit's key for a request, computed before the lock is taken
 /// (filled in place, on the stack).
 struct RequestKey {
+    /// What the zone looks up; borrowed bytes (host, key, long path) live
+    /// in the request pool or the configuration, which outlive the key.
+    key: Key<'static>,
     /// The `vlimit` line (configuration memory, outlives the request).
     limit: *const Limit,
     zone: *const ZoneCtx,
-    hash: u64,
-    /// The key bytes when they are not `inline` (host, key, path).
-    borrowed: *const u8,
-    len: usize,
     /// Shown in logs and stats (the path of a file).
     label: *const u8,
     label_len: usize,
-    kind: KeyKind,
-    /// Address or device+inode.
-    inline: [u8; 16],
 }
 
 impl RequestKey {
     fn bytes(&self) -> &[u8] {
-        if self.borrowed.is_null() {
-            &self.inline[..self.len]
-        } else {
-            // SAFETY: borrowed points at len bytes of the request pool or
-            // configuration, which outlive the key.
-            unsafe { core::slice::from_raw_parts(self.borrowed, self.len) }
-        }
+        self.key.bytes()
     }
 
     fn label(&self) -> &[u8] {
@@ -106,9 +97,30 @@ pub struct RequestHold {
     pub count: u32,
     slot: u32,
     held_len: usize,
-    /// Room for one per limit of the location, right after this struct.
+    /// Room for one per limit of the location.
     held: *mut Held,
+    /// The one zone of every held count (null: see each `Held`).
+    zone: *const ZoneCtx,
+    /// The worker's reusable record this hold lives in (null: the request pool).
+    record: *mut HoldRecord,
 }
+
+/// A pool cleanup with its hold, reused by the requests of this worker, so
+/// the request path allocates nothing in the request pool (where one more
+/// allocation moves the request's later ones to a second pool block). It
+/// is linked into the request pool's cleanup chain and goes back to the
+/// free list when the cleanup has run; it is never freed (nginx reads the
+/// cleanup's `next` after the handler returns).
+#[repr(C)]
+struct HoldRecord {
+    cleanup: ngx_pool_cleanup_t,
+    hold: RequestHold,
+    held: [Held; STACK_KEYS],
+    next_free: *mut HoldRecord,
+}
+
+/// The worker's free hold records (the worker runs requests on one thread).
+static FREE_RECORDS: AtomicPtr<HoldRecord> = AtomicPtr::new(ptr::null_mut());
 
 impl RequestHold {
     fn held<'a>(&self) -> &'a [Held] {
@@ -123,6 +135,9 @@ pub fn worker_slot() -> u32 {
     let slot = unsafe { ngx_process_slot };
     (slot.max(0) as usize).min(super::zone::MAX_SLOTS - 1) as u32
 }
+
+/// `worker_slot()` of this worker, kept by `init_worker_state` for the request path.
+static WORKER_SLOT: AtomicU32 = AtomicU32::new(0);
 
 type CleanupFn = unsafe extern "C" fn(*mut c_void);
 
@@ -148,35 +163,78 @@ pub fn find_hold(r: &ngx_http_request_t) -> Option<&RequestHold> {
 }
 
 /// Adds the cleanup (before anything is counted, so a count is never
-/// taken without its release being registered). The pool cleanup, the hold
-/// and its `Held` array are one allocation, linked into the request pool's
-/// cleanup chain as `ngx_pool_cleanup_add` would.
+/// taken without its release being registered), linked into the request
+/// pool's cleanup chain as `ngx_pool_cleanup_add` would. Up to
+/// `STACK_KEYS` limits it uses a reusable record of the worker; more take
+/// one allocation from the request pool.
 fn new_hold<'a>(r: &ngx_http_request_t, capacity: usize) -> Option<&'a mut RequestHold> {
-    let size = size_of::<ngx_pool_cleanup_t>() + size_of::<RequestHold>() + capacity * size_of::<Held>();
-    // SAFETY: one allocation from the live request pool (aligned to a
-    // pointer, which all three parts need), initialised before use.
+    // SAFETY: records come from the free list or the heap and are owned by
+    // this request until its cleanup gives them back; the pool allocation
+    // is aligned to a pointer, which all parts need; everything is
+    // initialised before use.
     unsafe {
-        let cln = ngx_palloc(r.pool, size) as *mut ngx_pool_cleanup_t;
-        if cln.is_null() {
+        let (cln, hold) = if capacity <= STACK_KEYS {
+            let record = FREE_RECORDS.load(Ordering::Relaxed);
+            let record = if record.is_null() {
+                new_record()?
+            } else {
+                FREE_RECORDS.store((*record).next_free, Ordering::Relaxed);
+                record
+            };
+            // a record keeps its handler, data, slot and `held` between requests
+            let hold = ptr::addr_of_mut!((*record).hold);
+            (*hold).status = VlimitStatus::Passed;
+            (*hold).count = 0;
+            (*hold).held_len = 0;
+            (*hold).zone = ptr::null();
+            (ptr::addr_of_mut!((*record).cleanup), hold)
+        } else {
+            let size = size_of::<ngx_pool_cleanup_t>() + size_of::<RequestHold>() + capacity * size_of::<Held>();
+            let cln = ngx_palloc(r.pool, size) as *mut ngx_pool_cleanup_t;
+            if cln.is_null() {
+                return None;
+            }
+            let hold = cln.add(1) as *mut RequestHold;
+            init_hold(cln, hold, hold.add(1) as *mut Held, ptr::null_mut());
+            (cln, hold)
+        };
+        (*cln).next = (*r.pool).cleanup;
+        (*r.pool).cleanup = cln;
+        Some(&mut *hold)
+    }
+}
+
+/// A new record of the worker (the free list is empty).
+fn new_record() -> Option<*mut HoldRecord> {
+    // SAFETY: a heap allocation of the record's layout (never freed: see
+    // HoldRecord), initialised before use.
+    unsafe {
+        let record = std::alloc::alloc(std::alloc::Layout::new::<HoldRecord>()) as *mut HoldRecord;
+        if record.is_null() {
             return None;
         }
-        let hold = cln.add(1) as *mut RequestHold;
+        let held = ptr::addr_of_mut!((*record).held) as *mut Held;
+        init_hold(ptr::addr_of_mut!((*record).cleanup), ptr::addr_of_mut!((*record).hold), held, record);
+        Some(record)
+    }
+}
+
+/// Writes a hold and its pool cleanup (not yet linked into a pool).
+///
+/// # Safety
+/// The pointers are valid for writes; `held` has room for the location's limits.
+unsafe fn init_hold(cln: *mut ngx_pool_cleanup_t, hold: *mut RequestHold, held: *mut Held, record: *mut HoldRecord) {
+    let slot = WORKER_SLOT.load(Ordering::Relaxed);
+    // SAFETY: per the contract.
+    unsafe {
         ptr::write(
             hold,
-            RequestHold {
-                status: VlimitStatus::Passed,
-                count: 0,
-                slot: worker_slot(),
-                held_len: 0,
-                held: hold.add(1) as *mut Held,
-            },
+            RequestHold { status: VlimitStatus::Passed, count: 0, slot, held_len: 0, held, zone: ptr::null(), record },
         );
         ptr::write(
             cln,
-            ngx_pool_cleanup_t { handler: Some(CLEANUP), data: hold as *mut c_void, next: (*r.pool).cleanup },
+            ngx_pool_cleanup_t { handler: Some(CLEANUP), data: hold as *mut c_void, next: ptr::null_mut() },
         );
-        (*r.pool).cleanup = cln;
-        Some(&mut *hold)
     }
 }
 
@@ -185,10 +243,32 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
     // SAFETY: data is the RequestHold written by new_hold.
     let hold = unsafe { &mut *(data as *mut RequestHold) };
     release_all(hold);
+    let record = hold.record;
+    if !record.is_null() {
+        // SAFETY: the record is this request's; nginx still reads its
+        // `cleanup.next`, which the free list leaves alone.
+        unsafe { (*record).next_free = FREE_RECORDS.load(Ordering::Relaxed) };
+        FREE_RECORDS.store(record, Ordering::Relaxed);
+    }
 }
 
 fn release_all(hold: &mut RequestHold) {
     let held = hold.held();
+    if held.is_empty() {
+        return;
+    }
+    if !hold.zone.is_null() {
+        // every count is in one zone: one lock
+        // SAFETY: the zone context lives in the cycle pool, which outlives the request.
+        let zone = unsafe { &*hold.zone };
+        if let Some(mut locked) = zone.lock() {
+            for held in held {
+                locked.table.release(held.entry, hold.slot);
+            }
+        }
+        hold.held_len = 0;
+        return;
+    }
     let mut i = 0;
     while i < held.len() {
         // SAFETY: the zone context lives in the cycle pool, which outlives
@@ -236,43 +316,103 @@ pub fn display_key(kind: KeyKind, key: &[u8], label: &[u8]) -> String {
     }
 }
 
+/// Longest `$request_filename` built in the worker's path buffer (longer
+/// paths use the request pool).
+const PATH_BUF: usize = 4096;
+
+/// The worker's buffer for `$request_filename`. The `root` of the last
+/// location stays at its start, so the next request of that location
+/// copies only its URI.
+struct PathBuf {
+    /// `CONF_GENERATION` and location of the root in front (a reload in a
+    /// single-process nginx may reuse a location's address).
+    generation: u64,
+    clcf: *const ngx_http_core_loc_conf_t,
+    root_len: usize,
+    bytes: [u8; PATH_BUF],
+}
+
+/// A value only the worker's one thread touches (nginx runs a worker's
+/// requests on one thread, and never re-enters a phase handler).
+struct WorkerCell<T>(UnsafeCell<T>);
+
+// SAFETY: see WorkerCell: one thread per worker process uses it.
+unsafe impl<T> Sync for WorkerCell<T> {}
+
+static PATH_BUF_CELL: WorkerCell<PathBuf> =
+    WorkerCell(UnsafeCell::new(PathBuf { generation: 0, clcf: ptr::null(), root_len: 0, bytes: [0; PATH_BUF] }));
+
+/// Bumped by every configuration load, to invalidate per-worker caches.
+pub static CONF_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// `$request_filename` of `r`, NUL-terminated right after the returned
+/// bytes, which stay valid until the next request's handler. For a `root`
+/// without variables (the usual case) it is `root` + URI as
+/// `ngx_http_map_uri_to_path` would build it, without its pool allocation;
+/// `alias`, variables and long paths go through nginx's function.
+fn file_path<'b>(r: &mut ngx_http_request_t) -> Option<&'b [u8]> {
+    let clcf = NgxHttpCoreModule::location_conf(&*r)?;
+    let (root, uri) = (str_bytes(&clcf.root), str_bytes(&r.uri));
+    let len = root.len() + uri.len();
+    if clcf.alias == 0 && clcf.root_lengths.is_null() && len < PATH_BUF {
+        // SAFETY: only this thread uses the buffer, and no caller holds a
+        // path of an earlier request; root and URI fit with the NUL.
+        unsafe {
+            let buf = &mut *PATH_BUF_CELL.0.get();
+            let generation = CONF_GENERATION.load(Ordering::Relaxed);
+            if !ptr::eq(buf.clcf, clcf) || buf.generation != generation {
+                buf.bytes[..root.len()].copy_from_slice(root);
+                (buf.clcf, buf.generation, buf.root_len) = (clcf, generation, root.len());
+            }
+            let at = buf.bytes.as_mut_ptr();
+            ptr::copy_nonoverlapping(uri.as_ptr(), at.add(buf.root_len), uri.len());
+            *at.add(len) = 0;
+            return Some(core::slice::from_raw_parts(at, len));
+        }
+    }
+    let mut path = ngx_str_t { len: 0, data: ptr::null_mut() };
+    let mut root_len: usize = 0;
+    // SAFETY: maps the URI in r->pool; the result is NUL-terminated at `last`.
+    let last = unsafe { ngx_http_map_uri_to_path(r, &mut path, &mut root_len, 0) };
+    if last.is_null() {
+        return None;
+    }
+    // SAFETY: path.data..last is the path nginx wrote, in the request pool.
+    Some(unsafe { core::slice::from_raw_parts(path.data, last as usize - path.data as usize) })
+}
+
 /// Computes the key of `limit` for `r` into `key`; false when there is
 /// none to count (an empty `key=` value, as limit_conn does with an empty key).
 fn request_key(r: &mut ngx_http_request_t, limit: &Limit, key: &mut RequestKey) -> Result<bool, ()> {
     key.limit = limit;
     key.zone = zone_ctx(limit.shm_zone).ok_or(())?;
-    key.borrowed = ptr::null();
     key.label = ptr::null();
     key.label_len = 0;
-    let borrow = |key: &mut RequestKey, bytes: &[u8]| {
-        key.borrowed = bytes.as_ptr();
-        key.len = bytes.len();
-    };
     match limit.kind {
         LimitKind::Ip => {
-            key.kind = KeyKind::Ip;
+            key.key = Key::empty(KeyKind::Ip);
             // SAFETY: the connection and its sockaddr live as long as the request.
             let sa = unsafe { &*(*r.connection).sockaddr };
             match sa.sa_family as u32 {
                 AF_INET => {
                     // SAFETY: the family says this is a sockaddr_in.
                     let sin = unsafe { &*(sa as *const sockaddr as *const sockaddr_in) };
-                    key.inline[..4].copy_from_slice(&sin.sin_addr.s_addr.to_ne_bytes());
-                    key.len = 4;
+                    key.key.small_mut()[..4].copy_from_slice(&sin.sin_addr.s_addr.to_ne_bytes());
+                    key.key.len = 4;
                 }
                 AF_INET6 => {
                     // SAFETY: the family says this is a sockaddr_in6.
                     let sin6 = unsafe { &*(sa as *const sockaddr as *const sockaddr_in6) };
                     // SAFETY: in6_addr is 16 plain bytes whatever its union view.
-                    key.inline.copy_from_slice(unsafe { &sin6.sin6_addr.__in6_u.__u6_addr8 });
-                    key.len = 16;
+                    *key.key.small_mut() = unsafe { sin6.sin6_addr.__in6_u.__u6_addr8 };
+                    key.key.len = 16;
                 }
                 // unix sockets: all clients share one key
-                _ => borrow(key, b"unix:"),
+                _ => key.key.set_bytes(b"unix:"),
             }
         }
         LimitKind::Host => {
-            key.kind = KeyKind::Host;
+            key.key = Key::empty(KeyKind::Host);
             // nginx already lowercased the Host and cut its port and trailing dot
             let host = str_bytes(&r.headers_in.server);
             let host = if host.is_empty() {
@@ -281,10 +421,11 @@ fn request_key(r: &mut ngx_http_request_t, limit: &Limit, key: &mut RequestKey) 
             } else {
                 host
             };
-            borrow(key, host);
+            // SAFETY: the Host lives in the request, the server name in the configuration.
+            key.key.set_bytes(unsafe { detach(host) });
         }
         LimitKind::Key(cv) => {
-            key.kind = KeyKind::Key;
+            key.key = Key::empty(KeyKind::Key);
             let mut value = ngx_str_t { len: 0, data: ptr::null_mut() };
             // SAFETY: cv was compiled at configuration time; the result lives in r->pool.
             if unsafe { ngx_http_complex_value(r, cv, &mut value) } != NGX_OK as ngx_int_t {
@@ -293,39 +434,44 @@ fn request_key(r: &mut ngx_http_request_t, limit: &Limit, key: &mut RequestKey) 
             if value.len == 0 {
                 return Ok(false);
             }
-            borrow(key, str_bytes(&value));
+            // SAFETY: the value lives in the request pool.
+            key.key.set_bytes(unsafe { detach(str_bytes(&value)) });
         }
         LimitKind::File => {
-            let mut path = ngx_str_t { len: 0, data: ptr::null_mut() };
-            let mut root: usize = 0;
-            // SAFETY: maps the URI in r->pool; the result is NUL-terminated at `last`.
-            let last = unsafe { ngx_http_map_uri_to_path(r, &mut path, &mut root, 0) };
-            if last.is_null() {
-                return Err(());
-            }
-            path.len = last as usize - path.data as usize;
-            key.label = path.data;
-            key.label_len = path.len;
-            // SAFETY: ngx_http_map_uri_to_path wrote a NUL at `last`.
-            let cpath = unsafe { CStr::from_ptr(path.data as *const core::ffi::c_char) };
+            let path = file_path(r).ok_or(())?;
+            key.label = path.as_ptr();
+            key.label_len = path.len();
+            // SAFETY: file_path NUL-terminates the path right after its last byte.
+            let cpath = unsafe {
+                CStr::from_bytes_with_nul_unchecked(core::slice::from_raw_parts(path.as_ptr(), path.len() + 1))
+            };
             // stat follows symlinks: aliases of one file share its device+inode
-            match nix::sys::stat::stat(cpath) {
+            match nix::sys::stat::fstatat(None, cpath, nix::fcntl::AtFlags::empty()) {
                 Ok(st) => {
-                    key.kind = KeyKind::File;
-                    key.inline[..8].copy_from_slice(&(st.st_dev).to_ne_bytes());
-                    key.inline[8..].copy_from_slice(&(st.st_ino).to_ne_bytes());
-                    key.len = 16;
+                    key.key = Key::empty(KeyKind::File);
+                    key.key.words = [st.st_dev, st.st_ino];
+                    key.key.len = 16;
                 }
                 Err(_) => {
                     // no such file: count by the path so the limit still holds
-                    key.kind = KeyKind::Path;
-                    borrow(key, str_bytes(&path));
+                    key.key = Key::empty(KeyKind::Path);
+                    // SAFETY: the path lives in the worker's buffer or the request pool until the handler returns.
+                    key.key.set_bytes(unsafe { detach(path) });
                 }
             }
         }
     }
-    key.hash = key_hash(key.kind, key.bytes());
+    key.key.hash_it();
     Ok(true)
+}
+
+/// Bytes of the request or the configuration as a key's `'static` bytes.
+///
+/// # Safety
+/// The bytes outlive every `RequestKey` (which live on the handler's stack).
+unsafe fn detach(bytes: &[u8]) -> &'static [u8] {
+    // SAFETY: per the contract.
+    unsafe { core::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) }
 }
 
 /// The PREACCESS phase handler (vlimit and lalimit).
@@ -364,15 +510,16 @@ const TEST_SLEEP_KEY: &[u8] = b"vlimit-test-sleep-in-lock";
 /// once at worker start so the request path does not look at the environment.
 static TEST_LOCK_SLEEP_MS: AtomicU64 = AtomicU64::new(0);
 
-/// Reads the test hook's setting (`init_process`).
-pub fn init_test_hook() {
+/// Keeps the worker's slot and reads the test hook's setting (`init_process`).
+pub fn init_worker_state() {
+    WORKER_SLOT.store(worker_slot(), Ordering::Relaxed);
     let ms = std::env::var("VLIMIT_TEST_LOCK_SLEEP_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     TEST_LOCK_SLEEP_MS.store(ms, Ordering::Relaxed);
 }
 
 fn test_hook_sleep_in_lock(keys: &[RequestKey]) {
     let ms = TEST_LOCK_SLEEP_MS.load(Ordering::Relaxed);
-    if ms == 0 || !keys.iter().any(|k| k.kind == KeyKind::Key && k.bytes() == TEST_SLEEP_KEY) {
+    if ms == 0 || !keys.iter().any(|k| k.key.kind == KeyKind::Key && k.bytes() == TEST_SLEEP_KEY) {
         return;
     }
     std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -381,7 +528,8 @@ fn test_hook_sleep_in_lock(keys: &[RequestKey]) {
 /// Distinct zones one scope's limits may use (checked by the directive).
 pub const MAX_ZONES: usize = 4;
 
-/// Limits whose keys live on the stack; more go to the request pool.
+/// Limits whose keys live on the stack and whose hold fits a reusable
+/// record; more go to the request pool.
 const STACK_KEYS: usize = 4;
 
 /// Computes the keys of every limit of the location into `stack` or, for
@@ -426,36 +574,38 @@ struct Refusal {
 
 /// The zones of a request's keys, locked in address order (so two
 /// requests never wait on each other's zones); unlocked on drop.
-struct ZoneLocks<'z> {
-    zones: [&'z ZoneCtx; MAX_ZONES],
+struct ZoneLocks {
+    zones: [*const ZoneCtx; MAX_ZONES],
     locked: usize,
 }
 
-impl<'z> ZoneLocks<'z> {
-    /// Locks the zones of `keys` (at least one); `None` if one is not
-    /// initialised.
+impl ZoneLocks {
+    /// Locks the zones of the location's limits (worked out by the
+    /// directive), in the order of their shared memory addresses, which
+    /// every process and every configuration generation agree on; false
+    /// if one is not initialised (what was locked is unlocked on drop).
     #[inline]
-    fn lock(keys: &[RequestKey]) -> Option<ZoneLocks<'z>> {
-        let first = keys[0].zone();
-        let mut locks = ZoneLocks { zones: [first; MAX_ZONES], locked: 0 };
-        let mut len = 1;
+    fn lock(&mut self, lcf: &LocConf) -> bool {
+        let shm_zones = &lcf.limit_zones[..lcf.limit_zones.len().min(MAX_ZONES)];
+        for (i, &shm_zone) in shm_zones.iter().enumerate() {
+            let Some(zone) = zone_ctx(shm_zone) else {
+                return false;
+            };
+            self.zones[i] = zone;
+        }
         // usually every limit uses one zone
-        for key in &keys[1..] {
-            if !locks.zones[..len].iter().any(|&z| ptr::eq(z, key.zone)) && len < MAX_ZONES {
-                locks.zones[len] = key.zone();
-                len += 1;
+        if shm_zones.len() > 1 {
+            // SAFETY: the zone contexts live in the cycle pool.
+            self.zones[..shm_zones.len()].sort_unstable_by_key(|&z| unsafe { (*z).shpool } as usize);
+        }
+        for &zone in &self.zones[..shm_zones.len()] {
+            // SAFETY: as above.
+            if !unsafe { (*zone).lock_raw() } {
+                return false;
             }
+            self.locked += 1;
         }
-        if len > 1 {
-            locks.zones[..len].sort_unstable_by_key(|&z| z as *const ZoneCtx as usize);
-        }
-        for zone in &locks.zones[..len] {
-            if !zone.lock_raw() {
-                return None;
-            }
-            locks.locked += 1;
-        }
-        Some(locks)
+        self.locked > 0
     }
 
     /// The table of one of the locked zones.
@@ -467,60 +617,118 @@ impl<'z> ZoneLocks<'z> {
     }
 }
 
-impl Drop for ZoneLocks<'_> {
+impl Drop for ZoneLocks {
     fn drop(&mut self) {
-        for zone in &self.zones[..self.locked] {
+        for &zone in &self.zones[..self.locked] {
             // SAFETY: the first `locked` zones were locked by `ZoneLocks::lock`.
-            unsafe { zone.unlock_raw() };
+            unsafe { (*zone).unlock_raw() };
         }
     }
 }
 
-/// Counts the request on every key (all or nothing), under the zones' locks.
-fn count_keys(hold: &mut RequestHold, keys: &[RequestKey]) -> Result<(), Option<Refusal>> {
-    let slot = hold.slot;
-    let Some(locks) = ZoneLocks::lock(keys) else {
-        return Err(None);
-    };
-    let mut refusal = None;
-    let mut max_count = 0;
-    for (i, key) in keys.iter().enumerate() {
-        let mut table = locks.table(key.zone());
-        let bytes = key.bytes();
-        let idx = match table.find(key.kind, bytes, key.hash) {
+/// Counts the request on one key of a locked table: the entry's index and
+/// its count after this request, or why it cannot be counted.
+#[inline(always)]
+fn count_key(table: &mut Table, key: &RequestKey, slot: u32, key_index: usize) -> Result<(u32, u32), Refusal> {
+    let idx = match table.find(&key.key) {
+        Some(idx) => idx,
+        None => match table.insert(&key.key, key.label()) {
             Some(idx) => idx,
-            None => match table.insert(key.kind, bytes, key.label(), key.hash) {
-                Some(idx) => idx,
-                None => {
-                    table.header().zone_full += 1;
-                    refusal = Some(Refusal { key_index: i, count: 0, zone_full: true });
+            None => {
+                table.header().zone_full += 1;
+                return Err(Refusal { key_index, count: 0, zone_full: true });
+            }
+        },
+    };
+    let max = key.limit().max;
+    let entry = table.entry(idx);
+    if entry.count >= max {
+        entry.rejections = entry.rejections.saturating_add(1);
+        let count = entry.count;
+        table.header().rejections += 1;
+        return Err(Refusal { key_index, count, zone_full: false });
+    }
+    if !table.acquire(idx, slot) {
+        // the entry stays idle (reusable); only the ledger is full
+        table.header().zone_full += 1;
+        return Err(Refusal { key_index, count: 0, zone_full: true });
+    }
+    let entry = table.entry(idx);
+    // a limit is at most 65535 (checked by the directive)
+    entry.limit = max as u16;
+    Ok((idx, entry.count))
+}
+
+/// Counts the request on every key (all or nothing), under the zones'
+/// locks; the usual case, every limit in one zone, takes one lock and
+/// records that zone in the hold for the release.
+fn count_keys(hold: &mut RequestHold, lcf: &LocConf, keys: &[RequestKey]) -> Result<(), Option<Refusal>> {
+    let slot = hold.slot;
+    let held = hold.held;
+    let mut held_len = 0;
+    let mut max_count = 0;
+    if lcf.limit_zones.len() == 1 {
+        let zone = keys[0].zone();
+        if !zone.lock_raw() {
+            return Err(None);
+        }
+        // SAFETY: the zone is locked until the unlock below.
+        let mut table = unsafe { zone.table() };
+        let mut refusal = None;
+        for (i, key) in keys.iter().enumerate() {
+            match count_key(&mut table, key, slot, i) {
+                Ok((idx, count)) => {
+                    max_count = max_count.max(count);
+                    // SAFETY: held has room for one entry per limit of the location.
+                    unsafe { held.add(held_len).write(Held { zone: key.zone, entry: idx }) };
+                    held_len += 1;
+                }
+                Err(r) => {
+                    refusal = Some(r);
                     break;
                 }
-            },
+            }
+        }
+        test_hook_sleep_in_lock(keys);
+        hold.held_len = held_len;
+        hold.zone = zone;
+        if refusal.is_some() {
+            // nothing stays counted for a refused request
+            for held in hold.held() {
+                table.release(held.entry, slot);
+            }
+            hold.held_len = 0;
+        }
+        // SAFETY: locked above.
+        unsafe { zone.unlock_raw() };
+        return match refusal {
+            None => {
+                hold.count = max_count;
+                Ok(())
+            }
+            Some(refusal) => Err(Some(refusal)),
         };
-        let max = key.limit().max;
-        let entry = table.entry(idx);
-        if entry.count >= max {
-            entry.rejections = entry.rejections.saturating_add(1);
-            let count = entry.count;
-            table.header().rejections += 1;
-            refusal = Some(Refusal { key_index: i, count, zone_full: false });
-            break;
-        }
-        if !table.acquire(idx, slot) {
-            // the entry stays idle (reusable); only the ledger is full
-            table.header().zone_full += 1;
-            refusal = Some(Refusal { key_index: i, count: 0, zone_full: true });
-            break;
-        }
-        let entry = table.entry(idx);
-        // a limit is at most 65535 (checked by the directive)
-        entry.limit = max as u16;
-        max_count = max_count.max(entry.count);
-        // SAFETY: held has room for one entry per limit of the location.
-        unsafe { *hold.held.add(hold.held_len) = Held { zone: key.zone, entry: idx } };
-        hold.held_len += 1;
     }
+    let mut locks = ZoneLocks { zones: [ptr::null(); MAX_ZONES], locked: 0 };
+    if !locks.lock(lcf) {
+        return Err(None);
+    }
+    let mut refusal = None;
+    for (i, key) in keys.iter().enumerate() {
+        match count_key(&mut locks.table(key.zone()), key, slot, i) {
+            Ok((idx, count)) => {
+                max_count = max_count.max(count);
+                // SAFETY: held has room for one entry per limit of the location.
+                unsafe { held.add(held_len).write(Held { zone: key.zone, entry: idx }) };
+                held_len += 1;
+            }
+            Err(r) => {
+                refusal = Some(r);
+                break;
+            }
+        }
+    }
+    hold.held_len = held_len;
     test_hook_sleep_in_lock(keys);
     let Some(refusal) = refusal else {
         hold.count = max_count;
@@ -546,7 +754,7 @@ fn count_request(r: &mut ngx_http_request_t, lcf: &LocConf) -> ngx_int_t {
     if keys.is_empty() {
         return DECLINED;
     }
-    match count_keys(hold, keys) {
+    match count_keys(hold, lcf, keys) {
         Ok(()) => {
             hold.status = VlimitStatus::Passed;
             DECLINED
@@ -568,7 +776,7 @@ fn refuse(
 ) -> ngx_int_t {
     let (max, limit_status) = (key.limit().max, key.limit().status);
     let zone = key.zone();
-    let shown = display_key(key.kind, key.bytes(), key.label());
+    let shown = display_key(key.key.kind, key.bytes(), key.label());
     let dry_run = lcf.dry_run();
     let status = if refusal.zone_full { NGX_HTTP_SERVICE_UNAVAILABLE as ngx_uint_t } else { limit_status };
     hold.count = refusal.count;

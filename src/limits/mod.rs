@@ -22,7 +22,7 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModu
 
 use conf::{zone_ctx, MainConf};
 use counting::worker_slot;
-use zone::{key_hash, KeyKind, ZoneCtx};
+use zone::{Key, KeyKind, ZoneCtx};
 
 /// The module's type for the `ngx` crate's configuration helpers.
 pub struct HttpVlimitModule;
@@ -71,6 +71,7 @@ unsafe impl HttpModuleLocationConf for HttpVlimitModule {
 /// uses a limit.
 fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
     conf::check_zones(cf)?;
+    counting::CONF_GENERATION.fetch_add(1, Ordering::Relaxed);
     let used = HttpVlimitModule::main_conf(cf).is_some_and(|m| m.used);
     if !used {
         return Ok(());
@@ -132,7 +133,7 @@ extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: ngx_pid is set at process start.
     let my_pid = unsafe { ngx_pid };
     let my_slot = worker_slot() as usize;
-    counting::init_test_hook();
+    counting::init_worker_state();
     for zone in cycle_zones(cycle) {
         let mut reclaimed = Vec::new();
         if let Some(mut locked) = zone.lock() {
@@ -245,10 +246,10 @@ pub fn key_count(zone_name: &str, kind: &str, key: &str) -> Option<u64> {
         "key" => (KeyKind::Key, key.as_bytes().to_vec()),
         _ => return None,
     };
-    let hash = key_hash(kind, &bytes);
+    let key = Key::new(kind, &bytes);
     let mut locked = zone.lock()?;
     let table = &mut locked.table;
-    Some(table.find(kind, &bytes, hash).map_or(0, |idx| table.entry(idx).count as u64))
+    Some(table.find(&key).map_or(0, |idx| table.entry(idx).count as u64))
 }
 
 /// The stats JSON of one zone (as `vlimit_stats zone=<name>` shows it).

@@ -34,7 +34,9 @@ pub const MAX_SLOTS: usize = NGX_MAX_PROCESSES as usize;
 /// Key bytes stored in an entry; longer keys keep a prefix plus their hash.
 pub const KEY_INLINE: usize = 88;
 /// Marks a zone laid out by this version of the code.
-const MAGIC: u64 = 0x766c_696d_6974_0003;
+const MAGIC: u64 = 0x766c_696d_6974_0004;
+/// Keys up to this length are stored zero-padded to it and compared as two words.
+pub const KEY_SMALL: usize = 16;
 /// `Entry::reuse_next` of an entry that is not in the reusable FIFO.
 const NOT_QUEUED: u32 = u32::MAX - 1;
 
@@ -125,20 +127,27 @@ impl Entry {
 
     /// The display label (the path of a file key), possibly empty.
     pub fn label(&self) -> &[u8] {
-        let start = (self.key_len as usize).min(KEY_INLINE);
+        let start = label_start(self.key_len as usize);
         &self.bytes[start..start + self.label_len as usize]
     }
 
+    /// The first two words of the stored key (zero-padded when shorter).
     #[inline]
-    fn matches(&self, kind: KeyKind, key: &[u8], hash: u64) -> bool {
-        if self.kind != kind as u8 || self.hash != hash || self.key_len as usize != key.len() {
+    fn words(&self) -> [u64; 2] {
+        let word = |at: usize| u64::from_ne_bytes(self.bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+        [word(0), word(8)]
+    }
+
+    #[inline]
+    fn matches(&self, key: &Key) -> bool {
+        if self.kind != key.kind as u8 || self.hash != key.hash || self.key_len as usize != key.len {
             return false;
         }
-        if key.len() <= 16 {
-            // the loads cover every byte of a key this short
-            return small_words(&self.bytes[..key.len()]) == small_words(key);
+        if key.len <= KEY_SMALL {
+            // both sides are zero-padded: two compares cover the key
+            return self.words() == key.words;
         }
-        self.key() == &key[..key.len().min(KEY_INLINE)]
+        self.key() == &key.bytes()[..key.len.min(KEY_INLINE)]
     }
 }
 
@@ -181,6 +190,85 @@ pub struct ZoneShared {
     holds_off: u64,
 }
 
+/// Where an entry's label starts: after the key, and after the padding of a short key.
+fn label_start(key_len: usize) -> usize {
+    key_len.clamp(KEY_SMALL, KEY_INLINE)
+}
+
+/// A key as the table looks it up: kind, length, hash and bytes. A key
+/// of at most `KEY_SMALL` bytes lives zero-padded in `words` (so it is
+/// compared with two loads); a longer one is borrowed through `long`.
+#[derive(Clone, Copy)]
+pub struct Key<'a> {
+    pub kind: KeyKind,
+    pub len: usize,
+    pub hash: u64,
+    pub words: [u64; 2],
+    long: *const u8,
+    _bytes: core::marker::PhantomData<&'a [u8]>,
+}
+
+impl<'a> Key<'a> {
+    /// A key of `bytes` (borrowed when longer than `KEY_SMALL`).
+    pub fn new(kind: KeyKind, bytes: &'a [u8]) -> Key<'a> {
+        let mut key = Key::empty(kind);
+        key.set_bytes(bytes);
+        key.hash_it();
+        key
+    }
+
+    /// A zero-length key of `kind`, to fill in place.
+    #[inline]
+    pub fn empty(kind: KeyKind) -> Key<'a> {
+        Key { kind, len: 0, hash: 0, words: [0; 2], long: ptr::null(), _bytes: core::marker::PhantomData }
+    }
+
+    /// Sets the key's bytes (copied when short, borrowed otherwise).
+    #[inline]
+    pub fn set_bytes(&mut self, bytes: &'a [u8]) {
+        self.len = bytes.len();
+        if bytes.len() <= KEY_SMALL {
+            self.small_mut()[..bytes.len()].copy_from_slice(bytes);
+        } else {
+            self.long = bytes.as_ptr();
+        }
+    }
+
+    /// The zero-padded bytes of a short key, to write it in place.
+    #[inline]
+    pub fn small_mut(&mut self) -> &mut [u8; KEY_SMALL] {
+        // SAFETY: two u64 are 16 bytes, and u8 has no alignment.
+        unsafe { &mut *(self.words.as_mut_ptr() as *mut [u8; KEY_SMALL]) }
+    }
+
+    /// Computes `hash` once the bytes are set.
+    #[inline]
+    pub fn hash_it(&mut self) {
+        self.hash = if self.len <= KEY_SMALL {
+            small_key_hash(self.kind, self.len, self.words)
+        } else {
+            key_hash(self.kind, self.bytes())
+        };
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        if self.len <= KEY_SMALL {
+            // SAFETY: the words are 16 bytes, of which len are the key.
+            unsafe { core::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.len) }
+        } else {
+            // SAFETY: long points at len bytes borrowed for 'a.
+            unsafe { core::slice::from_raw_parts(self.long, self.len) }
+        }
+    }
+}
+
+/// The two words of a zero-padded short key.
+#[inline]
+pub fn padded_words(padded: &[u8; KEY_SMALL]) -> [u64; 2] {
+    let word = |at: usize| u64::from_ne_bytes(padded[at..at + 8].try_into().unwrap_or([0; 8]));
+    [word(0), word(8)]
+}
+
 const ENTRY_COST: usize = size_of::<Entry>() + 2 * size_of::<Hold>() + 2 * size_of::<u32>();
 
 /// Two words that together cover every byte of a key of at most 16 bytes
@@ -208,10 +296,24 @@ fn mum(a: u64, b: u64) -> u64 {
 
 const HASH_SEED: [u64; 3] = [0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db, 0x8ebc_6af0_9c88_c6e3];
 
+/// Hash of a key of at most `KEY_SMALL` bytes from its zero-padded words
+/// (what `key_hash` computes for it).
+#[inline]
+pub fn small_key_hash(kind: KeyKind, len: usize, words: [u64; 2]) -> u64 {
+    // one multiply: the kind and length only need to separate keys whose
+    // words are equal (the table compares both anyway)
+    mum(words[0] ^ HASH_SEED[1] ^ len as u64, words[1] ^ HASH_SEED[0] ^ (kind as u64) << 56)
+}
+
 /// Hash of the kind and the key (wyhash-style: one multiply for keys of
 /// up to 16 bytes, which are an address or a device+inode).
 #[inline]
 pub fn key_hash(kind: KeyKind, key: &[u8]) -> u64 {
+    if key.len() <= KEY_SMALL {
+        let mut padded = [0u8; KEY_SMALL];
+        padded[..key.len()].copy_from_slice(key);
+        return small_key_hash(kind, key.len(), padded_words(&padded));
+    }
     let mut seed = HASH_SEED[0] ^ (kind as u64) << 56;
     let mut rest = key;
     while rest.len() > 16 {
@@ -478,11 +580,11 @@ impl Table {
 
     /// The entry counting `key`, if any.
     #[inline]
-    pub fn find(&mut self, kind: KeyKind, key: &[u8], hash: u64) -> Option<u32> {
-        let mut idx = *self.bucket(hash);
+    pub fn find(&mut self, key: &Key) -> Option<u32> {
+        let mut idx = *self.bucket(key.hash);
         while idx != NIL {
             let entry = self.entry(idx);
-            if entry.matches(kind, key, hash) {
+            if entry.matches(key) {
                 return Some(idx);
             }
             idx = entry.next;
@@ -492,7 +594,8 @@ impl Table {
 
     /// Adds an entry with count 0 for a key `find` did not find, taking
     /// over the oldest reusable entry; `None` when every entry is live.
-    pub fn insert(&mut self, kind: KeyKind, key: &[u8], label: &[u8], hash: u64) -> Option<u32> {
+    pub fn insert(&mut self, key_ref: &Key, label: &[u8]) -> Option<u32> {
+        let (kind, key, hash) = (key_ref.kind, key_ref.bytes(), key_ref.hash);
         if key.len() > u16::MAX as usize {
             return None;
         }
@@ -509,11 +612,14 @@ impl Table {
         entry.key_len = key.len() as u16;
         entry.kind = kind as u8;
         let stored = key.len().min(KEY_INLINE);
+        // a short key is zero-padded, so `matches` compares two words
+        entry.bytes[..KEY_SMALL].fill(0);
         entry.bytes[..stored].copy_from_slice(&key[..stored]);
         // keep the tail of the label (the file name end of a path)
-        let room = KEY_INLINE - stored;
+        let start = label_start(key.len());
+        let room = KEY_INLINE - start;
         let label = &label[label.len().saturating_sub(room.min(u8::MAX as usize))..];
-        entry.bytes[stored..stored + label.len()].copy_from_slice(label);
+        entry.bytes[start..start + label.len()].copy_from_slice(label);
         entry.label_len = label.len() as u8;
         *self.bucket(hash) = idx;
         // idle until acquired: reusable again if the caller cannot count on it
