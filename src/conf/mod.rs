@@ -123,9 +123,13 @@ fn resolve_path(cf: &ngx_conf_t, name: &ngx_str_t) -> PathBuf {
     std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path)
 }
 
-/// `file [cache]`: the only valid second argument is the literal `cache`.
+/// `file [cache]` (the directive's arguments).
 pub(crate) fn parse_file_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<Rc<Script>, String> {
-    let args = args(cf);
+    parse_file_args(cf, cmd, args(cf))
+}
+
+/// `file [cache]` from `args`: the only valid second argument is the literal `cache`.
+fn parse_file_args(cf: &mut ngx_conf_t, cmd: &ngx_command_t, args: &[ngx_str_t]) -> Result<Rc<Script>, String> {
     let cache = match args.get(1) {
         None => false,
         Some(arg) if crate::ngx_util::str_bytes(arg) == b"cache" => true,
@@ -250,23 +254,11 @@ fn set_variable_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, inline: bool) -
         }
         parse_inline_script(cf, cmd, &all[1])?
     } else {
-        // shift so that parse_file_script sees `file [cache]`
         let file_args = &all[1..];
         if file_args.len() > 2 {
             return Err(String::from("takes a variable, a file and an optional \"cache\""));
         }
-        let cache = match file_args.get(1) {
-            None => false,
-            Some(arg) if crate::ngx_util::str_bytes(arg) == b"cache" => true,
-            Some(arg) => {
-                return Err(format!("invalid parameter \"{}\", valid parameter is only \"cache\"", str_lossy(arg)))
-            }
-        };
-        let path = resolve_path(cf, &file_args[0]);
-        let vm = conf_vm(cf)?;
-        Rc::new(
-            Script::from_file(vm.mrb(), path, cache).map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?,
-        )
+        parse_file_args(cf, cmd, file_args)?
     };
     crate::phases::set::register(cf, var_name, script)
 }
