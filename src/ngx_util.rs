@@ -87,3 +87,23 @@ pub fn read_file_range(fd: ngx_fd_t, start: off_t, end: off_t) -> Result<Vec<u8>
     bytes.truncate(done);
     Ok(bytes)
 }
+
+/// Every live (hash != 0) element of a header list, in order.
+pub(crate) fn header_elements(list: *mut ngx_list_t) -> Vec<*mut ngx_table_elt_t> {
+    let mut found = Vec::new();
+    // SAFETY: list is a live ngx_list_t of ngx_table_elt_t.
+    unsafe {
+        let mut part: *mut ngx_list_part_t = &mut (*list).part;
+        while !part.is_null() {
+            let elts = (*part).elts as *mut ngx_table_elt_t;
+            for i in 0..(*part).nelts {
+                let elt = elts.add(i);
+                if (*elt).hash != 0 {
+                    found.push(elt);
+                }
+            }
+            part = (*part).next;
+        }
+    }
+    found
+}

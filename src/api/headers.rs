@@ -10,7 +10,7 @@ use mruby_sys::*;
 use ngx::ffi::*;
 
 use super::{arity, current_request, to_s_bytes, ARGS_ANY};
-use crate::ngx_util::{pool_str, str_bytes};
+use crate::ngx_util::{header_elements, pool_str, str_bytes};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
 
@@ -27,30 +27,10 @@ fn list(r: &mut ngx_http_request_t, side: Side) -> *mut ngx_list_t {
     }
 }
 
-/// Every live element of a header list, in order, as raw pointers.
-fn elements(list: *mut ngx_list_t) -> Vec<*mut ngx_table_elt_t> {
-    let mut found = Vec::new();
-    // SAFETY: list is a live ngx_list_t of ngx_table_elt_t.
-    unsafe {
-        let mut part: *mut ngx_list_part_t = &mut (*list).part;
-        while !part.is_null() {
-            let elts = (*part).elts as *mut ngx_table_elt_t;
-            for i in 0..(*part).nelts {
-                let elt = elts.add(i);
-                if (*elt).hash != 0 {
-                    found.push(elt);
-                }
-            }
-            part = (*part).next;
-        }
-    }
-    found
-}
-
 fn matching(list: *mut ngx_list_t, name: &[u8]) -> Vec<*mut ngx_table_elt_t> {
-    elements(list)
+    header_elements(list)
         .into_iter()
-        // SAFETY: elements() returns live elements.
+        // SAFETY: header_elements() returns live elements.
         .filter(|elt| unsafe { str_bytes(&(**elt).key) }.eq_ignore_ascii_case(name))
         .collect()
 }
@@ -135,8 +115,8 @@ fn all(mrb: Mrb, side: Side, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     let r = current_request()?;
     let hash = mrb.hash_new();
-    for elt in elements(list(r, side)) {
-        // SAFETY: elements() returns live elements.
+    for elt in header_elements(list(r, side)) {
+        // SAFETY: header_elements() returns live elements.
         let (key, value) = unsafe { (str_bytes(&(*elt).key), str_bytes(&(*elt).value)) };
         mrb.hash_set(hash, mrb.str(key), mrb.str(value));
     }
@@ -203,7 +183,7 @@ fn remove_in(r: &mut ngx_http_request_t, target: *mut ngx_table_elt_t) {
                     }
                 };
                 // fix `next` chains and the named pointer fields first
-                for elt in elements(&mut r.headers_in.headers) {
+                for elt in header_elements(&mut r.headers_in.headers) {
                     (*elt).next = remap((*elt).next);
                 }
                 let base = (&mut r.headers_in as *mut ngx_http_headers_in_t).cast::<u8>();

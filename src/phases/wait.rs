@@ -16,7 +16,7 @@ use ngx::ffi::*;
 use super::ctx::{existing_ctx, CurrentRequest, RequestCtx};
 use super::ScriptRun;
 use crate::conf::HandlerSlot;
-use crate::ngx_util::{log, pool_str, str_bytes};
+use crate::ngx_util::{header_elements, log, pool_str, str_bytes};
 use crate::vm::run::{resume, start, Completion, ScriptFailure};
 use crate::vm::Vm;
 
@@ -279,21 +279,11 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, _data: *mut c_
     } else {
         NGX_HTTP_INTERNAL_SERVER_ERROR as i64
     };
-    let mut headers = Vec::new();
-    // SAFETY: the subrequest's header list and output buffer are live here.
-    unsafe {
-        let mut part: *mut ngx_list_part_t = &mut sub.headers_out.headers.part;
-        while !part.is_null() {
-            let elts = (*part).elts as *const ngx_table_elt_t;
-            for i in 0..(*part).nelts {
-                let elt = &*elts.add(i);
-                if elt.hash != 0 {
-                    headers.push((str_bytes(&elt.key).to_vec(), str_bytes(&elt.value).to_vec()));
-                }
-            }
-            part = (*part).next;
-        }
-    }
+    let mut headers: Vec<(Vec<u8>, Vec<u8>)> = header_elements(&mut sub.headers_out.headers)
+        .into_iter()
+        // SAFETY: header_elements returns live elements of the subrequest.
+        .map(|elt| unsafe { (str_bytes(&(*elt).key).to_vec(), str_bytes(&(*elt).value).to_vec()) })
+        .collect();
     if sub.headers_out.content_type.len > 0 {
         headers.push((b"Content-Type".to_vec(), str_bytes(&sub.headers_out.content_type).to_vec()));
     }
