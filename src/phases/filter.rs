@@ -158,10 +158,7 @@ fn collect(input: *mut ngx_chain_t, collected: &mut Vec<u8>, is_main: bool) -> R
                     Err(_) => return Err(()),
                 }
             }
-            (*buf).pos = (*buf).last;
-            if (*buf).in_file() != 0 {
-                (*buf).file_pos = (*buf).file_last;
-            }
+            mark_consumed(buf);
             if (*buf).last_buf() != 0 || (!is_main && (*buf).last_in_chain() != 0) {
                 finished = true;
             }
@@ -171,16 +168,26 @@ fn collect(input: *mut ngx_chain_t, collected: &mut Vec<u8>, is_main: bool) -> R
     Ok(finished)
 }
 
+/// Tells the producer a buffer was used up, so it can reuse it.
+///
+/// # Safety
+/// `buf` must be a live buffer of the chain being filtered.
+unsafe fn mark_consumed(buf: *mut ngx_buf_t) {
+    // SAFETY: the caller passes a live buffer.
+    unsafe {
+        (*buf).pos = (*buf).last;
+        if (*buf).in_file() != 0 {
+            (*buf).file_pos = (*buf).file_last;
+        }
+    }
+}
+
 fn consume(input: *mut ngx_chain_t) {
     let mut link = input;
     // SAFETY: the chain and its buffers are live for this call.
     unsafe {
         while !link.is_null() {
-            let buf = (*link).buf;
-            (*buf).pos = (*buf).last;
-            if (*buf).in_file() != 0 {
-                (*buf).file_pos = (*buf).file_last;
-            }
+            mark_consumed((*link).buf);
             link = (*link).next;
         }
     }
