@@ -295,3 +295,14 @@ worker_pid() {
     done
     die "no worker under nginx master $1"
 }
+
+# set_pinning: with 2+ CPUs (and BENCH_PIN not 0), nginx runs on CPU 0 and
+# wrk on CPU 1, so they do not compete; sets NGX_PIN and WRK_PIN (prefixes).
+set_pinning() {
+    NGX_PIN=()
+    WRK_PIN=()
+    if [[ ${BENCH_PIN:-1} == 1 ]] && command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
+        NGX_PIN=(taskset -c 0)
+        WRK_PIN=(taskset -c 1)
+    fi
+}

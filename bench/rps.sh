@@ -25,12 +25,7 @@ read -r -a cases <<<"${BENCH_CASES:-${CASES[*]}}"
 require_build
 require_tools wrk curl "$PYTHON"
 
-NGX_PIN=()
-WRK_PIN=()
-if [[ ${BENCH_PIN:-1} == 1 ]] && command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
-    NGX_PIN=(taskset -c 0)
-    WRK_PIN=(taskset -c 1)
-fi
+set_pinning
 
 mkdir -p "$OUT"
 rm -rf "$OUT/rps"

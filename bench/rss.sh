@@ -22,12 +22,7 @@ CASE=${BENCH_RSS_CASE:-c}
 require_build
 require_tools wrk curl "$PYTHON"
 
-NGX_PIN=()
-WRK_PIN=()
-if [[ ${BENCH_PIN:-1} == 1 ]] && command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
-    NGX_PIN=(taskset -c 0)
-    WRK_PIN=(taskset -c 1)
-fi
+set_pinning
 
 dir=$OUT/rss
 rm -rf "$dir"
