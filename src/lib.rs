@@ -79,6 +79,36 @@ pub static mut ngx_http_mruby_module: ngx_module_t = ngx_module_t {
     ..ngx_module_t::default()
 };
 
+/// `ngx::ngx_modules!` for several modules: the `ngx` 0.5.1 macro's
+/// argument counter fails for more than one module, so this one counts
+/// with an array length. Emits `ngx_modules`, `ngx_module_names` and
+/// `ngx_module_order`, which `load_module` reads. A module declared in a
+/// submodule is named with `in`: `ngx_http_vlimit_module in limits`.
+#[macro_export]
+macro_rules! ngx_modules_list {
+    ($( $mod:ident $(in $($seg:ident)::+)? ),+ $(,)?) => {
+        const NGX_MODULES_COUNT: usize = [$( stringify!($mod) ),+].len();
+
+        #[no_mangle]
+        #[allow(non_upper_case_globals)]
+        pub static mut ngx_modules: [*const ::ngx::ffi::ngx_module_t; NGX_MODULES_COUNT + 1] = [
+            $( ::core::ptr::addr_of!($( $($seg::)+ )? $mod), )+
+            ::core::ptr::null()
+        ];
+
+        #[no_mangle]
+        #[allow(non_upper_case_globals)]
+        pub static mut ngx_module_names: [*const ::core::ffi::c_char; NGX_MODULES_COUNT + 1] = [
+            $( concat!(stringify!($mod), "\0").as_ptr() as *const ::core::ffi::c_char, )+
+            ::core::ptr::null()
+        ];
+
+        #[no_mangle]
+        #[allow(non_upper_case_globals)]
+        pub static mut ngx_module_order: [*const ::core::ffi::c_char; 1] = [::core::ptr::null()];
+    };
+}
+
 #[cfg(feature = "export-modules")]
 crate::ngx_modules_list!(ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in ssl);
 
