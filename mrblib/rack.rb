@@ -8,10 +8,26 @@ class Nginx
       notice: Nginx::LOG_NOTICE, info: Nginx::LOG_INFO, debug: Nginx::LOG_DEBUG
     }
 
-    # rack.logger: logger.info("msg") etc. write to nginx's error_log
+    # rack.logger: logger.info("msg") or, as Ruby's Logger, logger.info {
+    # "msg" } and logger.info("progname") { "msg" }; lines go to error_log.
     class Logger
       LOGGER_LEVELS.each do |name, level|
-        define_method(name) { |message| Nginx.log(level, message) }
+        define_method(name) do |*args, &block|
+          if args.size > 1
+            raise ArgumentError, "wrong number of arguments (given #{args.size}, expected 0..1)"
+          end
+          message =
+            if block
+              text = block.call.to_s
+              args.empty? ? text : "#{args[0]}: #{text}"
+            elsif args.empty?
+              raise ArgumentError, "rack.logger.#{name} needs a message or a block"
+            else
+              args[0].to_s
+            end
+          Nginx.log(level, message)
+          true
+        end
       end
     end
 
@@ -69,27 +85,55 @@ class Nginx
       env
     end
 
+    # Checks the whole response against the Rack contract before anything
+    # reaches nginx: a broken response is a TypeError (500, one log line
+    # saying what was wrong), never a half-sent or garbled reply.
     def self.respond(response)
       unless response.is_a?(Array) && response.size == 3
-        raise TypeError, "a Rack app must return [status, headers, body], got #{response.inspect}"
+        raise TypeError, "a Rack app must return [status, headers, body], got #{brief(response)}"
       end
       status, headers, body = response
-      unless status.nil? || status.is_a?(Integer)
-        raise TypeError, "Rack status must be an Integer, got #{status.class}"
+      # nil keeps the status nginx would send (ngx_mruby's rack-based-api)
+      unless status.nil? || (status.is_a?(Integer) && status >= 100 && status <= 999)
+        raise TypeError, "Rack status must be an Integer in 100-999, got #{brief(status)}"
       end
-      unless headers.is_a?(Hash) || headers.is_a?(Array)
-        raise TypeError, "Rack headers must be a Hash or an Array of pairs, got #{headers.class}"
+      pairs = header_pairs(headers)
+      unless body.respond_to?(:each)
+        raise TypeError, "Rack body must respond to each, got #{brief(body)}"
       end
       out = Nginx::Headers_out.new
-      headers.each do |name, value|
+      pairs.each do |name, value|
         out[name.to_s] = value.is_a?(Array) ? value.map(&:to_s) : value.to_s
-      end
-      unless body.respond_to?(:each)
-        raise TypeError, "Rack body must respond to each, got #{body.class}"
       end
       body.each { |part| Nginx.rputs part.to_s }
       body.close if body.respond_to?(:close)
       Nginx.return status unless status.nil?
+    end
+
+    # A Hash, or (as ngx_mruby accepts) an Array of [name, value] pairs;
+    # header names are Strings or Symbols.
+    def self.header_pairs(headers)
+      pairs =
+        if headers.is_a?(Hash)
+          headers.to_a
+        elsif headers.is_a?(Array) && headers.all? { |pair| pair.is_a?(Array) && pair.size == 2 }
+          headers
+        else
+          raise TypeError, "Rack headers must be a Hash, got #{brief(headers)}"
+        end
+      pairs.each do |name, _value|
+        unless name.is_a?(String) || name.is_a?(Symbol)
+          raise TypeError, "Rack header names must be Strings, got #{brief(name)}"
+        end
+      end
+      pairs
+    end
+
+    # `Class value` with the value cut short, for the error line.
+    def self.brief(value)
+      text = value.inspect
+      text = text[0, 60] + "..." if text.size > 63
+      "#{value.class} #{text}"
     end
   end
 end

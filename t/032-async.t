@@ -203,3 +203,44 @@ Test::More::like($first_resp, qr/first sees first\z/, "the first request keeps i
 GET /t?third
 --- response_body chomp
 third sees third
+
+
+=== TEST 11: a subrequest that ends in nginx's error page gives its status and an empty body (as ngx_mruby)
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            res = Nginx::Async::HTTP.sub_request "/files/missing.html"
+            same = Nginx::Async::HTTP.last_response
+            Nginx.rputs "#{res.status} [#{res.body}] #{res.headers.size} #{same.status} #{same.body.size}"
+        ';
+    }
+    location = /custom {
+        mruby_content_handler_code '
+            res = Nginx::Async::HTTP.sub_request "/custom404"
+            Nginx.rputs "#{res.status} [#{res.body}]"
+        ';
+    }
+    location = /custom404 { mruby_content_handler_code 'Nginx.rputs "own page"; Nginx.return 404'; }
+    location /files/ { root html; }
+--- request eval
+["GET /t", "GET /custom"]
+--- response_body eval
+["404 [] 0 404 0", "404 [own page]"]
+
+
+=== TEST 12: a rewrite handler writing an error subrequest's body writes nothing and the request goes on to its 404
+--- config
+    location /files/ {
+        root html;
+        mruby_rewrite_handler_code '
+            if Nginx::Request.new.uri == "/files/page.html"
+              Nginx.rputs Nginx::Async::HTTP.sub_request("/files/gone.html").body
+            end
+        ';
+    }
+--- request
+GET /files/page.html
+--- error_code: 404
+--- response_body_like: 404 Not Found
+--- error_log
+files/page.html" failed (2: No such file or directory)

@@ -127,3 +127,73 @@ no such thing
 [500, 500, 500]
 --- error_log eval
 [qr/a Rack app must return \[status, headers, body\].*\(TypeError\)/, qr/Rack status must be an Integer.*\(TypeError\)/, qr/Rack headers must be a Hash.*\(TypeError\)/]
+
+
+=== TEST 7: rack.logger takes a block, and a progname with a block, as Ruby's Logger does
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            run(lambda do |env|
+              log = env["rack.logger"]
+              log.info { "message from a block" }
+              log.warn("myapp") { "with a progname" }
+              log.error "plain message"
+              [200, {}, ["logged"]]
+            end)
+        ';
+    }
+--- request
+GET /t
+--- response_body chomp
+logged
+--- error_log
+message from a block
+myapp: with a progname
+plain message
+--- no_error_log
+ArgumentError
+
+
+=== TEST 8: a response breaking the Rack contract is a 500 with a log line saying what was wrong
+--- config
+    location = /hdr_array { mruby_content_handler_code 'run(lambda { |env| [200, [{"x" => "y"}], ["app-body"]] })'; }
+    location = /hdr_string { mruby_content_handler_code 'run(lambda { |env| [200, "X-A: 1", ["app-body"]] })'; }
+    location = /hdr_name { mruby_content_handler_code 'run(lambda { |env| [200, {42 => "y"}, ["app-body"]] })'; }
+    location = /status_big { mruby_content_handler_code 'run(lambda { |env| [1000, {}, ["app-body"]] })'; }
+    location = /status_small { mruby_content_handler_code 'run(lambda { |env| [42, {}, ["app-body"]] })'; }
+    location = /status_float { mruby_content_handler_code 'run(lambda { |env| [200.0, {}, ["app-body"]] })'; }
+    location = /body { mruby_content_handler_code 'run(lambda { |env| [200, {"X-Leak" => "1"}, 42] })'; }
+--- request eval
+["GET /hdr_array", "GET /hdr_string", "GET /hdr_name", "GET /status_big", "GET /status_small", "GET /status_float", "GET /body"]
+--- error_code eval
+[500, 500, 500, 500, 500, 500, 500]
+--- raw_response_headers_unlike eval
+[qr/X-Leak/i, qr/X-Leak/i, qr/X-Leak/i, qr/X-Leak/i, qr/X-Leak/i, qr/X-Leak/i, qr/X-Leak/i]
+--- response_body_unlike eval
+[qr/app-body/, qr/app-body/, qr/app-body/, qr/app-body/, qr/app-body/, qr/app-body/, qr/app-body/]
+--- error_log eval
+[
+qr/\[error\].*mruby_content_handler: .*Rack headers must be a Hash, got Array \[\{"x" ?=> ?"y"\}\] \(TypeError\)/,
+qr/\[error\].*Rack headers must be a Hash, got String "X-A: 1" \(TypeError\)/,
+qr/\[error\].*Rack header names must be Strings, got Integer 42 \(TypeError\)/,
+qr/\[error\].*Rack status must be an Integer in 100-999, got Integer 1000 \(TypeError\)/,
+qr/\[error\].*Rack status must be an Integer in 100-999, got Integer 42 \(TypeError\)/,
+qr/\[error\].*Rack status must be an Integer in 100-999, got Float 200(\.0)? \(TypeError\)/,
+qr/\[error\].*Rack body must respond to each, got Integer 42 \(TypeError\)/,
+]
+
+
+=== TEST 9: one log line per broken response, and the worker keeps serving valid ones
+--- config
+    location = /bad { mruby_content_handler_code 'run(lambda { |env| [200, [{"x" => "y"}], ["body"]] })'; }
+    location = /good { mruby_content_handler_code 'run(lambda { |env| [200, [["X-Pair", "1"]], ["good"]] })'; }
+--- request eval
+["GET /bad", "GET /good"]
+--- error_code eval
+[500, 200]
+--- response_body eval
+[qr/500 Internal Server Error/, "good"]
+--- grep_error_log eval
+qr/\[error\].*/
+--- grep_error_log_out eval
+qr/\A[^\n]*Rack headers must be a Hash[^\n]*\n\z/

@@ -27,6 +27,9 @@ pub struct SubResponse {
     pub status: i64,
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// The subrequest nginx finalized with an error code (its error page is
+    /// not captured), or NULL.
+    pub error_page_of: *mut ngx_http_request_t,
 }
 
 /// Starts a suspendable script in its Fiber.
@@ -272,6 +275,22 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, _data: *mut c_
     let Some(ctx) = existing_ctx(parent) else {
         return rc;
     };
+    // nginx calls this once with the error code and, after generating its
+    // error page, again: the first call's record (empty body) stands.
+    let kept = ctx.sub_response.get();
+    // SAFETY: sub_response is NULL or a SubResponse in the parent's pool.
+    if !kept.is_null() && unsafe { (*kept).error_page_of == sr } {
+        return rc;
+    }
+    if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        // ngx_mruby never captured nginx's own error page: status only
+        return record_response(
+            parent,
+            ctx,
+            SubResponse { status: rc as i64, headers: Vec::new(), body: Vec::new(), error_page_of: sr },
+            rc,
+        );
+    }
     let status = if sub.headers_out.status != 0 {
         sub.headers_out.status as i64
     } else if rc >= 100 {
@@ -302,9 +321,19 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, _data: *mut c_
             link = (*link).next;
         }
     }
+    record_response(parent, ctx, SubResponse { status, headers, body, error_page_of: ptr::null_mut() }, rc)
+}
+
+/// Keeps `response` for the parent's `last_response` and lets it resume.
+fn record_response(
+    parent: *mut ngx_http_request_t,
+    ctx: &RequestCtx,
+    response: SubResponse,
+    rc: ngx_int_t,
+) -> ngx_int_t {
     // SAFETY: the parent's pool outlives its subrequests.
     let pool = unsafe { Pool::from_ngx_pool((*parent).pool) };
-    ctx.sub_response.set(pool.allocate(SubResponse { status, headers, body }));
+    ctx.sub_response.set(pool.allocate(response));
     ctx.async_pending.set(false);
     rc
 }
