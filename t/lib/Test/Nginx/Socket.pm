@@ -50,7 +50,7 @@ our @EXPORT = qw(
     worker_connections env_to_nginx add_block_preprocessor
     add_response_body_check config_preamble check_accum_error_log
     server_port server_port_for_client server_addr server_name
-    html_dir server_root get_servroot
+    html_dir server_root get_servroot stream_port stream_exchange
     nginx_pid worker_pids bail_out
 );
 
@@ -89,6 +89,10 @@ our $ServerPort = $Randomize
     ? pick_free_port()
     : ($ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984);
 our $ServerPortForClient = $ENV{TEST_NGINX_CLIENT_PORT} || $ServerPort;
+# The stream{} server of blocks with stream_* sections (stream mode).
+our $StreamPort = $Randomize
+    ? pick_free_port($ServerPort)
+    : ($ENV{TEST_NGINX_STREAM_PORT} || $ServerPort + 1);
 
 our $ServRoot = $Randomize
     ? "$RepoRoot/t/servroot_$ServerPort"
@@ -107,6 +111,7 @@ our @LoadModules = find_load_modules();
 
 # Make these visible to `$TEST_NGINX_*` expansion and to test-file code.
 $ENV{TEST_NGINX_SERVER_PORT} = $ServerPort;
+$ENV{TEST_NGINX_STREAM_PORT} = $StreamPort;
 $ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;
 $ENV{TEST_NGINX_HTML_DIR}    = $HtmlDir;
 
@@ -155,6 +160,7 @@ sub add_block_preprocessor { push @BlockPreprocessors, shift }
 sub add_response_body_check { push @ResponseBodyChecks, shift }
 sub server_port { return $ServerPort }
 sub server_port_for_client { return $ServerPortForClient }
+sub stream_port { return $StreamPort }
 sub server_addr { return $ServerAddr }
 sub server_name { return $ServerName }
 sub server_root { return $ServRoot }
@@ -398,8 +404,9 @@ sub stop_nginx {
     $NginxRunning = 0;
     # Wait for the listening socket to go away (it may belong to a process
     # we did not see, e.g. a worker of an older run).
-    unless (wait_until(sub { !port_listening($ServerPort) }, 3)) {
-        Test::More::diag("port $ServerPort is still in use after stopping nginx");
+    for my $port ($ServerPort, $StreamPort) {
+        next if wait_until(sub { !port_listening($port) }, 3);
+        Test::More::diag("port $port is still in use after stopping nginx");
     }
 }
 
@@ -488,7 +495,7 @@ sub temp_path_lines {
 sub write_config_file {
     my ($block, $name) = @_;
     my %sec = map { $_ => expand_env_in_text(section($block, $_) // '', $name) }
-              qw(config http_config main_config post_main_config);
+              qw(config http_config main_config post_main_config stream_config stream_server_config);
     my $preamble  = expand_env_in_text($ConfigPreamble, $name);
     my $level     = section($block, 'log_level') // $LogLevel;
     $level =~ s/^\s+|\s+$//g;
@@ -505,6 +512,19 @@ sub write_config_file {
         }
 _EOC_
     my $user = $> == 0 ? "user root;\n" : '';
+    my $stream = !is_stream_block($block) ? '' : <<"_EOC_";
+stream {
+$sec{stream_config}
+
+    server {
+        listen $ServerAddr:$StreamPort;
+
+        # Begin stream server config...
+$sec{stream_server_config}
+        # End stream server config.
+    }
+}
+_EOC_
 
     spew($ConfFile, <<"_EOC_");
 worker_processes  $Workers;
@@ -540,6 +560,7 @@ $sec{config}
 $root_loc    }
 }
 
+$stream
 $sec{post_main_config}
 
 events {
@@ -599,6 +620,7 @@ sub start_nginx {
         my $pid = nginx_pid() or return 0;
         return $died = 1 unless process_alive($pid);
         return 0 unless port_listening($ServerPort);
+        return 0 if is_stream_block($block) && !port_listening($StreamPort);
         # The master binds before forking workers; tests that look at
         # worker_pids() right away need them to exist.
         my @kids = $MasterProcessEnabled ? child_pids($pid) : ();
@@ -1211,6 +1233,8 @@ my %KnownSections = map { $_ => 1 } qw(
     access_log no_access_log
     skip_nginx skip_nginx2 skip_eval
     no_check_leak no_http2 http2 no_http3 skip_openssl server_name
+    stream_config stream_server_config stream_request stream_response
+    stream_response_like
 );
 
 sub warn_unknown_sections {
@@ -1225,7 +1249,14 @@ sub warn_unknown_sections {
 sub needs_restart {
     my $block = shift;
     return grep { exists $block->{$_} }
-        qw(config http_config main_config post_main_config user_files must_die log_level);
+        qw(config http_config main_config post_main_config user_files must_die log_level
+           stream_config stream_server_config);
+}
+
+# Stream mode: the block configures a stream{} server (raw TCP).
+sub is_stream_block {
+    my $block = shift;
+    return grep { exists $block->{$_} } qw(stream_config stream_server_config);
 }
 
 sub run_test {
@@ -1275,6 +1306,7 @@ sub run_test {
             run_perl_snippet($init, "$name - init");
         }
         run_requests($block, $name, $repeat, $timeout);
+        run_stream_requests($block, $name, $timeout);
 
         if (has_log_checks($block)) {
             Time::HiRes::sleep(List::Util::max(0.1, 3 * $NginxSleep));
@@ -1311,6 +1343,74 @@ sub run_requests {
             $idx++;
         }
     }
+}
+
+# --- stream_request: bytes sent on one raw TCP connection to the stream
+# server (an eval arrayref: one connection each, in order); the client then
+# half-closes and reads until nginx closes. --- stream_response (exact) and
+# --- stream_response_like (regex) check what came back, per connection.
+sub run_stream_requests {
+    my ($block, $name, $timeout) = @_;
+    my $spec = section($block, 'stream_request');
+    my $want = section($block, 'stream_response');
+    my $like = section($block, 'stream_response_like');
+    return unless defined $spec || defined $want || defined $like;
+    my @sends = ref $spec eq 'ARRAY' ? @$spec : ($spec // '');
+    for my $i (0 .. $#sends) {
+        my $cname = @sends > 1 ? "$name (stream conn $i)" : $name;
+        my $st = stream_exchange(data => expand_env_in_text($sends[$i], $name), timeout => $timeout);
+        Test::More::diag("$cname - $st->{error}") if $st->{error};
+        if ($st->{timed_out} && !exists $block->{abort}) {
+            Test::More::fail("$cname - ERROR: stream client socket timed out");
+        }
+        my $exp = pick($want, $i);
+        if (defined $exp) {
+            Test::More::is($st->{raw}, expand_expected($exp, $name), "$cname - stream_response - response is expected");
+        }
+        my $pat = pick($like, $i);
+        if (defined $pat) {
+            my $re = ref $pat eq 'Regexp' ? $pat : do { my $p = expand_expected($pat, $name); qr/$p/s };
+            Test::More::like($st->{raw}, $re, "$cname - stream_response_like - response is expected");
+        }
+    }
+}
+
+# One raw TCP exchange with the stream server: send, half-close, read to EOF.
+sub stream_exchange {
+    my (%o) = @_;    # data, timeout, port
+    local $SIG{PIPE} = 'IGNORE';
+    my $timeout = $o{timeout} // $Timeout;
+    my $port = $o{port} // $StreamPort;
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => $ServerAddr, PeerPort => $port, Proto => 'tcp', Timeout => $timeout,
+    ) or return { raw => '', error => "cannot connect to $ServerAddr:$port: $@" };
+    binmode $sock;
+    $sock->blocking(0);
+    my $sel = IO::Select->new($sock);
+    my %st = (raw => '', timed_out => 0);
+    my $buf = $o{data} // '';
+    while (length $buf) {
+        unless ($sel->can_write($timeout)) { $st{timed_out} = 1; last }
+        my $n = syswrite($sock, $buf);
+        if (!defined $n) {
+            next if $!{EAGAIN} || $!{EINTR};
+            last;    # nginx closed: read what it said
+        }
+        substr($buf, 0, $n, '');
+    }
+    shutdown($sock, 1);
+    until ($st{timed_out}) {
+        unless ($sel->can_read($timeout)) { $st{timed_out} = 1; last }
+        my $n = sysread($sock, my $chunk, 65536);
+        if (!defined $n) {
+            next if $!{EAGAIN} || $!{EINTR};
+            last;    # ECONNRESET: the connection was aborted
+        }
+        last if $n == 0;
+        $st{raw} .= $chunk;
+    }
+    close $sock;
+    return \%st;
 }
 
 sub run_must_die {
@@ -1406,6 +1506,16 @@ no_error_log grep_error_log grep_error_log_out access_log no_access_log
 skip_eval skip_nginx skip_nginx2 ONLY SKIP LAST. Unknown sections produce
 a warning (they are probably typos).
 
+Stream mode (raw TCP): stream_config (inside stream{}, before the server)
+and stream_server_config (inside a stream server listening on
+127.0.0.1:$TEST_NGINX_STREAM_PORT) add a stream{} block and restart nginx.
+stream_request is sent on one connection (an eval arrayref: one connection
+per element, in order), the client half-closes and reads until nginx closes;
+stream_response (exact) and stream_response_like (regex), one value or an
+arrayref per connection, check what came back. A timeout fails unless the
+block has --- abort. stream_exchange(data => ..., port => ...) and
+stream_port() are exported for --- init code.
+
 Log checks see the lines written since the repeat started; for the first
 repeat after a restart that includes nginx's startup lines, and with
 check_accum_error_log every repeat sees everything since the block started.
@@ -1415,7 +1525,8 @@ check_accum_error_log every repeat sees everything since the block started.
 TEST_NGINX_BINARY (default <repo>/build/sbin/nginx, else nginx on PATH),
 TEST_NGINX_LOAD_MODULES (default <repo>/build/modules/ngx_http_mruby_module.so
 if present; empty = none), TEST_NGINX_PORT / TEST_NGINX_SERVER_PORT (1984),
-TEST_NGINX_CLIENT_PORT, TEST_NGINX_SERVROOT (<repo>/t/servroot),
+TEST_NGINX_CLIENT_PORT, TEST_NGINX_STREAM_PORT (server port + 1),
+TEST_NGINX_SERVROOT (<repo>/t/servroot),
 TEST_NGINX_TIMEOUT (3), TEST_NGINX_SLEEP, TEST_NGINX_LOG_LEVEL (debug),
 TEST_NGINX_MASTER_PROCESS (off), TEST_NGINX_NO_CLEAN, TEST_NGINX_RANDOMIZE
 (random port and servroot, for prove -jN).
