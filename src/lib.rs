@@ -6,10 +6,13 @@
 
 pub mod api;
 pub mod conf;
+pub mod host;
 pub mod limits;
 pub mod ngx_util;
 pub mod phases;
-pub mod ssl;
+pub mod shm;
+pub mod tls;
+pub mod upstream;
 pub mod vm;
 
 use core::ffi::c_void;
@@ -110,7 +113,7 @@ macro_rules! ngx_modules_list {
 }
 
 #[cfg(feature = "export-modules")]
-crate::ngx_modules_list!(ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in ssl);
+crate::ngx_modules_list!(ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in tls);
 
 /// `init_process`: runs `mruby_init_worker` in each worker.
 extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {

@@ -2,20 +2,8 @@
 //! binding Ruby method names to Rust functions; `mrblib/` adds the parts
 //! written in Ruby.
 
-pub mod async_;
-pub mod connection;
-pub mod filter;
-pub mod gems;
-pub mod headers;
-pub mod kernel;
-pub mod listener;
-pub mod nginx;
-pub mod request;
-pub mod server;
-pub mod ssl;
-pub mod upstream;
-pub mod var;
-pub mod vlimit;
+pub mod core;
+pub mod http;
 
 use mruby_sys::*;
 use ngx::ffi::ngx_http_request_t;
@@ -52,7 +40,7 @@ pub(crate) fn method_call<'a>(mrb: *mut mrb_state) -> Option<(Mrb, &'a [mrb_valu
         if argc == 0 || argv.is_null() {
             &[][..]
         } else {
-            core::slice::from_raw_parts(argv, argc)
+            ::core::slice::from_raw_parts(argv, argc)
         }
     };
     Some((mrb, args))
@@ -132,20 +120,20 @@ const MRBLIB: &[(&str, &str)] = &[
 /// Defines the whole API in a fresh VM.
 pub fn define(mrb: Mrb) -> Result<(), String> {
     let arena = mrb.arena_save();
-    nginx::init(mrb);
-    request::init(mrb);
-    var::init(mrb);
-    vlimit::init(mrb);
-    headers::init(mrb);
-    connection::init(mrb);
-    filter::init(mrb);
-    async_::init(mrb);
-    server::init(mrb);
-    ssl::init(mrb);
-    upstream::init(mrb);
-    listener::init(mrb);
-    kernel::init(mrb);
-    gems::init(mrb);
+    core::nginx::init(mrb);
+    http::request::init(mrb);
+    http::var::init(mrb);
+    http::vlimit::init(mrb);
+    http::headers::init(mrb);
+    http::connection::init(mrb);
+    http::filter::init(mrb);
+    http::async_::init(mrb);
+    http::server::init(mrb);
+    http::ssl::init(mrb);
+    http::upstream::init(mrb);
+    http::listener::init(mrb);
+    core::kernel::init(mrb);
+    core::gems::init(mrb);
     mrb.arena_restore(arena);
     for (name, source) in MRBLIB {
         let proc_ = crate::vm::compile::compile(mrb, source.as_bytes(), name).map_err(|err| err.to_string())?;

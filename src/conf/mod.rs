@@ -2,6 +2,7 @@
 //! config-time hooks (postconfiguration, init_worker, exit_worker).
 
 mod handlers;
+pub mod listen;
 
 use core::ffi::{c_char, c_void};
 use core::ptr;

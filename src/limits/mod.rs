@@ -10,7 +10,7 @@ pub mod counting;
 pub mod lalimit;
 pub mod stats;
 pub mod variables;
-pub mod zone;
+pub use crate::shm::table as zone;
 
 use core::ffi::c_void;
 use core::ptr::{addr_of, addr_of_mut};

@@ -5,10 +5,11 @@
 //! location without Ruby pays one config lookup at most.
 
 pub mod body;
-pub mod ctx;
 pub mod filter;
 pub mod set;
-pub mod wait;
+
+pub use crate::host::request as ctx;
+pub use crate::host::wait;
 
 use core::ptr;
 

@@ -9,7 +9,7 @@ use core::ptr;
 use mruby_sys::*;
 use ngx::ffi::*;
 
-use super::{arity, current_request, to_s_bytes, ARGS_ANY};
+use crate::api::{arity, current_request, to_s_bytes, ARGS_ANY};
 use crate::ngx_util::{header_elements, pool_str, str_bytes};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
@@ -45,7 +45,7 @@ fn check_header_text(what: &str, bytes: &[u8]) -> Result<(), RubyError> {
 fn header_name(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, RubyError> {
     let name = match mrb.to_sym(value) {
         Some(sym) => mrb.sym_name(sym).to_vec(),
-        None => super::arg_bytes(mrb, value, "header name")?.to_vec(),
+        None => crate::api::arg_bytes(mrb, value, "header name")?.to_vec(),
     };
     if name.is_empty() {
         return Err(RubyError::argument("header name must not be empty"));

@@ -3,7 +3,7 @@
 use mruby_sys::*;
 
 use super::var::get_variable;
-use super::{arity, current_request, ARGS_ANY};
+use crate::api::{arity, current_request, ARGS_ANY};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyResult};
 

@@ -7,10 +7,10 @@
 
 use mruby_sys::*;
 
-use super::{arg_bytes, arg_int, arity, to_s_bytes, ARGS_ANY};
+use crate::api::{arg_bytes, arg_int, arity, to_s_bytes, ARGS_ANY};
 use crate::ngx_util::log;
 use crate::ruby_fn;
-use crate::ssl::handshake::{resolve_path, with_current, Handshake, PemSource};
+use crate::tls::handshake::{resolve_path, with_current, Handshake, PemSource};
 use crate::vm::{Mrb, RubyError, RubyResult};
 
 /// Runs `f` on the handshake in progress, or raises RuntimeError.

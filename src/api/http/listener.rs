@@ -5,10 +5,10 @@
 use mruby_sys::*;
 use ngx::ffi::*;
 
-use super::{arity, ARGS_ANY};
+use crate::api::{arity, ARGS_ANY};
+use crate::conf::listen as server_context;
 use crate::ngx_util::{pool_str, str_lossy};
 use crate::ruby_fn;
-use crate::ssl::server_context;
 use crate::vm::{Mrb, RubyError, RubyResult};
 
 /// An option of the Hash, by Symbol or String key (nil when absent).

@@ -13,10 +13,10 @@ use core::ptr;
 use ngx::core::Pool;
 use ngx::ffi::*;
 
-use super::ctx::{existing_ctx, CurrentRequest, RequestCtx};
-use super::ScriptRun;
+use super::request::{existing_ctx, CurrentRequest, RequestCtx};
 use crate::conf::HandlerSlot;
 use crate::ngx_util::{header_elements, log, pool_str, str_bytes};
+use crate::phases::ScriptRun;
 use crate::vm::run::{resume, start, Completion, ScriptFailure};
 use crate::vm::Vm;
 
@@ -58,7 +58,7 @@ pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCt
         })
     });
     ctx.in_fiber.set(false);
-    if super::ctx::watch_globals(r, vm, ctx).is_err() {
+    if super::request::watch_globals(r, vm, ctx).is_err() {
         return ScriptRun::Failed;
     }
     match after_run(r, vm, ctx, result) {

@@ -5,7 +5,7 @@ use mruby_sys::*;
 use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
-use super::{arg_bytes, arity, current_request, to_s_bytes, ARGS_ANY};
+use crate::api::{arg_bytes, arity, current_request, to_s_bytes, ARGS_ANY};
 use crate::ngx_util::{log, pool_str};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};

@@ -59,7 +59,7 @@ pub type GemMethod = fn(Mrb, mrb_value, &[mrb_value]) -> GemResult;
 /// The FFI edge of every gem method: collects the arguments, runs `method`,
 /// and raises its error once the method's Rust values are dropped.
 pub(crate) fn call_gem_method(mrb: *mut mrb_state, self_: mrb_value, method: GemMethod) -> mrb_value {
-    let Some((mrb, args)) = super::method_call(mrb) else {
+    let Some((mrb, args)) = crate::api::method_call(mrb) else {
         // SAFETY: constructs an immediate value.
         return unsafe { mrbsys_nil_value() };
     };
@@ -77,7 +77,7 @@ macro_rules! gem_fn {
             mrb: *mut mruby_sys::mrb_state,
             self_: mruby_sys::mrb_value,
         ) -> mruby_sys::mrb_value {
-            $crate::api::gems::call_gem_method(mrb, self_, $method)
+            $crate::api::core::gems::call_gem_method(mrb, self_, $method)
         }
         Some(
             trampoline as unsafe extern "C" fn(*mut mruby_sys::mrb_state, mruby_sys::mrb_value) -> mruby_sys::mrb_value,

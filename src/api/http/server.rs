@@ -4,7 +4,7 @@
 use mruby_sys::*;
 
 use super::connection::variable_value;
-use super::ARGS_ANY;
+use crate::api::ARGS_ANY;
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyResult};
 

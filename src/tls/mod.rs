@@ -12,8 +12,6 @@
 
 pub mod conf;
 pub mod handshake;
-pub mod keepalive;
-pub mod server_context;
 
 use core::ffi::c_void;
 use core::ptr::{addr_of, addr_of_mut};

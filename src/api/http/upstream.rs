@@ -12,10 +12,10 @@ use mruby_sys::*;
 use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
-use super::{arg_bytes, arg_int, arity, ARGS_ANY};
+use crate::api::{arg_bytes, arg_int, arity, ARGS_ANY};
 use crate::ngx_util::str_bytes;
 use crate::ruby_fn;
-use crate::ssl::keepalive;
+use crate::upstream::keepalive;
 use crate::vm::{Mrb, RubyError, RubyResult};
 
 const NAME_IVAR: &str = "@upstream_name";

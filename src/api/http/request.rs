@@ -4,7 +4,7 @@
 use mruby_sys::*;
 use ngx::ffi::*;
 
-use super::{arity, current_request, to_s_bytes, ARGS_ANY};
+use crate::api::{arity, current_request, to_s_bytes, ARGS_ANY};
 use crate::ngx_util::{pool_str, str_bytes};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};

@@ -2,7 +2,7 @@
 
 use mruby_sys::*;
 
-use super::{arity, current_request, to_s_bytes, ARGS_ANY};
+use crate::api::{arity, current_request, to_s_bytes, ARGS_ANY};
 use crate::phases::filter::{filter_body, set_filter_output};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};

@@ -3,7 +3,7 @@
 
 use mruby_sys::*;
 
-use super::{arg_bytes, arity, ARGS_ANY};
+use crate::api::{arg_bytes, arity, ARGS_ANY};
 use crate::limits::{key_count, stats_json};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};

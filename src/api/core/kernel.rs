@@ -2,7 +2,7 @@
 
 use mruby_sys::*;
 
-use super::ARGS_ANY;
+use crate::api::ARGS_ANY;
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyResult};
 

@@ -65,7 +65,7 @@ fn run_server_context(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), St
     let vm = conf_vm(cf)?;
     let cscf: *mut ngx_http_core_srv_conf_t =
         NgxHttpCoreModule::server_conf_mut(cf).ok_or("mruby_server_context_handler_code: no server conf")?;
-    let result = super::server_context::run(cf, cscf, &vm, &script);
+    let result = crate::conf::listen::run(cf, cscf, &vm, &script);
     script.release(vm.mrb());
     result.map_err(|report| format!("{} failed: {report}", str_lossy(&cmd.name)))
 }
@@ -138,6 +138,10 @@ pub static mut COMMANDS: [ngx_command_t; 5] = [
     command(ngx_string!("mruby_ssl_handshake_handler"), SRV | NGX_CONF_TAKE12, set_handshake_file),
     command(ngx_string!("mruby_ssl_handshake_handler_code"), SRV | NGX_CONF_TAKE1, set_handshake_inline),
     command(ngx_string!("mruby_server_context_handler_code"), SRV | NGX_CONF_TAKE1, set_server_context),
-    command(ngx_string!("mruby_upstream_keepalive"), UPS | NGX_CONF_TAKE1, super::keepalive::set_upstream_keepalive),
+    command(
+        ngx_string!("mruby_upstream_keepalive"),
+        UPS | NGX_CONF_TAKE1,
+        crate::upstream::keepalive::set_upstream_keepalive,
+    ),
     ngx_command_t::empty(),
 ];

@@ -3,7 +3,7 @@
 
 use mruby_sys::*;
 
-use super::{arg_bytes, arg_int, arity, current_request, ARGS_ANY};
+use crate::api::{arg_bytes, arg_int, arity, current_request, ARGS_ANY};
 use crate::phases::wait::{last_response, start_sleep, start_subrequest};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};

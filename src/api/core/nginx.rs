@@ -3,7 +3,7 @@
 use mruby_sys::*;
 use ngx::ffi::*;
 
-use super::{arg_int, arity, current_request, to_s_bytes, ARGS_ANY};
+use crate::api::{arg_int, arity, current_request, to_s_bytes, ARGS_ANY};
 use crate::ngx_util::{log, pool_str};
 use crate::phases::ctx::existing_ctx;
 use crate::ruby_fn;
@@ -86,7 +86,7 @@ fn log_message(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
 /// `Nginx.redirect(uri, status = 302)`: external with a scheme, else internal.
 fn redirect(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
-    let uri = super::arg_bytes(mrb, args[0], "uri")?.to_vec();
+    let uri = crate::api::arg_bytes(mrb, args[0], "uri")?.to_vec();
     if uri.is_empty() {
         return Ok(mrb.nil());
     }
@@ -98,7 +98,7 @@ fn redirect(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let ctx = existing_ctx(r).ok_or_else(|| RubyError::runtime("no request context"))?;
     let external = [&b"http://"[..], b"https://", b"$scheme"].iter().any(|prefix| uri.starts_with(prefix));
     if external {
-        super::headers::set_location(r, &uri)?;
+        crate::api::http::headers::set_location(r, &uri)?;
         ctx.status.set(status as ngx_int_t);
         ctx.status_set.set(true);
         r.headers_out.status = status as ngx_uint_t;
@@ -133,7 +133,7 @@ fn remove_global_variable(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> Rub
     arity(args, 1, 1)?;
     let sym = match mrb.to_sym(args[0]) {
         Some(sym) => sym,
-        None => mrb.sym(&String::from_utf8_lossy(super::arg_bytes(mrb, args[0], "name")?)),
+        None => mrb.sym(&String::from_utf8_lossy(crate::api::arg_bytes(mrb, args[0], "name")?)),
     };
     mrb.gv_remove(sym);
     // SAFETY: live VM; Kernel#global_variables does not raise.

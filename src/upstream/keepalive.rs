@@ -97,7 +97,7 @@ fn upstream_keepalive(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), St
     Ok(())
 }
 
-pub(super) extern "C" fn set_upstream_keepalive(
+pub(crate) extern "C" fn set_upstream_keepalive(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     _conf: *mut c_void,

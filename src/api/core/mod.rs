@@ -1,0 +1,3 @@
+pub mod gems;
+pub mod kernel;
+pub mod nginx;

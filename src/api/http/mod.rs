@@ -1,0 +1,11 @@
+pub mod async_;
+pub mod connection;
+pub mod filter;
+pub mod headers;
+pub mod listener;
+pub mod request;
+pub mod server;
+pub mod ssl;
+pub mod upstream;
+pub mod var;
+pub mod vlimit;
