@@ -18,7 +18,7 @@ APT_PACKAGES := build-essential pkg-config libclang-dev clang libmruby-dev mruby
 	libhttp-message-perl libtext-diff-perl liblist-moreutils-perl \
 	valgrind wrk curl openssl procps iproute2
 
-.PHONY: setup build run test bench clean check
+.PHONY: setup build run test bench clean check check-layout
 
 setup:
 	apt-get update
@@ -42,9 +42,27 @@ test: build
 bench: build
 	bench/run.sh
 
-check:
+check: check-layout
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace -- -D warnings
+
+# The layering of src/ (README "Layout"): a folder may not import the
+# folders above it. Fails on the first forbidden `crate::<folder>` path.
+LAYOUT_RULES := \
+	vm:api,host,phases,conf,tls,upstream,limits,shm \
+	host:api,phases,conf,tls \
+	api:phases,conf,tls \
+	shm:api,host,phases,conf,tls,vm,limits \
+	limits:api,host,phases,conf,tls,vm \
+	upstream:api,host,phases,conf,tls
+
+check-layout:
+	@status=0; for rule in $(LAYOUT_RULES); do \
+		dir=$${rule%%:*}; banned=$$(echo $${rule#*:} | tr , '|'); \
+		if grep -rnE "crate::($$banned)\b" src/$$dir; then \
+			echo "layout: src/$$dir/ must not import $$banned (see README Layout)"; status=1; \
+		fi; \
+	done; exit $$status
 
 clean:
 	rm -rf $(BUILD) t/servroot*

@@ -1,8 +1,11 @@
 //! ngx-mruby-rs: ngx_mruby-compatible Ruby scripting for nginx.
 //!
-//! This file holds the module table and the lifecycle hooks only; directives
-//! live in `conf/`, the VM in `vm/`, phase handlers in `phases/`, and the
-//! Ruby API in `api/`.
+//! This file holds the module table and the lifecycle hooks only, and is
+//! where the layers meet (see README "Layout"): directives live in `conf/`,
+//! the VM in `vm/`, whom Ruby runs for in `host/`, the Ruby API in `api/`,
+//! phase and filter handlers in `phases/`, the TLS handshake hook in `tls/`,
+//! upstream keepalive in `upstream/`, vlimit/lalimit in `limits/` on the
+//! shared table of `shm/`.
 
 pub mod api;
 pub mod conf;
@@ -33,10 +36,29 @@ impl HttpModule for HttpMrubyModule {
         unsafe { &*addr_of!(ngx_http_mruby_module) }
     }
 
+    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        // SAFETY: nginx passes a live configuration context; main confs exist by now.
+        let cf = unsafe { &mut *cf };
+        // `conf/` appends mruby_set codes while parsing; the code they run is the phases'
+        match HttpMrubyModule::main_conf_mut(cf) {
+            Some(main) => {
+                main.set_code_runner = Some(phases::set::run_set_code);
+                Status::NGX_OK.into()
+            }
+            None => Status::NGX_ERROR.into(),
+        }
+    }
+
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes a live configuration context.
         let cf = unsafe { &mut *cf };
-        match conf::postconfiguration(cf) {
+        // handlers only for the phases some scope uses, then mruby_init
+        let used = HttpMrubyModule::main_conf(cf).map(|main| main.used_slots);
+        let registered = match used {
+            Some(used) => phases::register(cf, &used),
+            None => Ok(()),
+        };
+        match registered.and_then(|()| conf::postconfiguration(cf)) {
             Ok(()) => Status::NGX_OK.into(),
             Err(()) => Status::NGX_ERROR.into(),
         }

@@ -1,6 +1,7 @@
 //! Small conversions between nginx's C types and Rust values.
 
 use core::ffi::c_char;
+use core::ptr;
 
 use ngx::ffi::*;
 
@@ -106,4 +107,25 @@ pub(crate) fn header_elements(list: *mut ngx_list_t) -> Vec<*mut ngx_table_elt_t
         }
     }
     found
+}
+
+/// The directive arguments of the command being parsed (without its name).
+pub fn conf_args<'a>(cf: &ngx_conf_t) -> &'a [ngx_str_t] {
+    // SAFETY: cf->args is the array nginx filled for this directive.
+    unsafe {
+        let array = &*cf.args;
+        let all = core::slice::from_raw_parts(array.elts as *const ngx_str_t, array.nelts);
+        &all[1..]
+    }
+}
+
+/// Turns a parse result into nginx's directive return value, logging the error.
+pub fn conf_result(cf: *mut ngx_conf_t, result: Result<(), String>) -> *mut c_char {
+    match result {
+        Ok(()) => ptr::null_mut(),
+        Err(message) => {
+            conf_log(cf, NGX_LOG_EMERG, &message);
+            ngx::core::NGX_CONF_ERROR as *mut c_char
+        }
+    }
 }

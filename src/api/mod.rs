@@ -1,14 +1,22 @@
 //! The Ruby API: one file per class. Each file ends with `init`, the table
 //! binding Ruby method names to Rust functions; `mrblib/` adds the parts
-//! written in Ruby.
+//! written in Ruby. `core/` is what every host can use (Kernel, `Nginx`
+//! constants/versions/log, the Ruby library in `gems/`); `http/` is what
+//! an HTTP request (or handshake, or server block) offers.
+//!
+//! A method learns whom it runs for from `host::current()` (or
+//! [`current_request`] / `host::require(contexts)`), never from phase code.
+//!
+//! May import: `vm/`, `host/`, and the leaf services it exposes (`limits/`
+//! for `Nginx::Vlimit`, `upstream/` for `Nginx::Upstream`). Never
+//! `phases/`, `conf/` or `tls/` (`make check` greps for it).
 
 pub mod core;
 pub mod http;
 
-use mruby_sys::*;
-use ngx::ffi::ngx_http_request_t;
-
+use crate::host::{self, RequestCtx};
 use crate::vm::{Mrb, RubyError, RubyResult};
+use mruby_sys::*;
 
 /// A Ruby method implemented in Rust: receiver and arguments in, value or
 /// exception out.
@@ -18,7 +26,8 @@ pub type Method = fn(Mrb, mrb_value, &[mrb_value]) -> RubyResult;
 pub const ARGS_ANY: mrb_aspec = 1 << 12;
 
 /// The FFI edge of every Rust-defined method: collects the arguments, runs
-/// `method`, and raises its error in Ruby once Rust values are dropped.
+/// `method`, and raises its error in Ruby once Rust values are dropped
+/// (`Mrb::finish`, the one place a Rust error becomes a Ruby exception).
 pub(crate) fn call_method(mrb: *mut mrb_state, self_: mrb_value, method: Method) -> mrb_value {
     let Some((mrb, args)) = method_call(mrb) else {
         // SAFETY: constructs an immediate value.
@@ -94,12 +103,21 @@ pub fn to_s_bytes(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, RubyError> {
     }
 }
 
+fn not_in_request() -> RubyError {
+    RubyError::runtime("can't use this method at this phase. only use at request phase")
+}
+
 /// The request the running script serves; RuntimeError outside a request.
-pub fn current_request<'a>() -> Result<&'a mut ngx_http_request_t, RubyError> {
-    let r = crate::phases::ctx::current_request()
-        .ok_or_else(|| RubyError::runtime("can't use this method at this phase. only use at request phase"))?;
-    // SAFETY: the pointer is set only while a handler runs for this live request.
-    Ok(unsafe { &mut *r })
+#[inline]
+pub fn current_request<'a>() -> Result<&'a mut ngx::ffi::ngx_http_request_t, RubyError> {
+    host::current_request().map(|request| request.request()).ok_or_else(not_in_request)
+}
+
+/// The request and its state (output, status, filter, waits); RuntimeError
+/// outside a request.
+#[inline]
+pub fn current_request_state<'a>() -> Result<(&'a mut ngx::ffi::ngx_http_request_t, &'a RequestCtx), RubyError> {
+    host::current_request().map(|request| (request.request(), request.state())).ok_or_else(not_in_request)
 }
 
 /// Ruby sources of the API (`mrblib/`), loaded after the Rust classes.
@@ -117,10 +135,11 @@ const MRBLIB: &[(&str, &str)] = &[
     ("mrblib/vlimit.rb", include_str!("../../mrblib/vlimit.rb")),
 ];
 
-/// Defines the whole API in a fresh VM.
-pub fn define(mrb: Mrb) -> Result<(), String> {
+/// Defines the whole API in a fresh VM (the installer `Vm::open` receives).
+pub fn install(mrb: Mrb) -> Result<(), String> {
     let arena = mrb.arena_save();
     core::nginx::init(mrb);
+    http::response::init(mrb);
     http::request::init(mrb);
     http::var::init(mrb);
     http::vlimit::init(mrb);

@@ -1,5 +1,7 @@
 //! The phases a Ruby handler can be attached to.
 
+use crate::host::Context;
+
 /// A handler slot: one per nginx phase (and later per filter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
@@ -42,6 +44,20 @@ impl HandlerSlot {
             HandlerSlot::Log => "mruby_log_handler",
             HandlerSlot::HeaderFilter => "mruby_output_header_filter",
             HandlerSlot::BodyFilter => "mruby_output_body_filter",
+        }
+    }
+
+    /// The host context a script of this slot runs in.
+    pub fn context(self) -> Context {
+        match self {
+            HandlerSlot::PostRead => Context::POST_READ,
+            HandlerSlot::ServerRewrite => Context::SERVER_REWRITE,
+            HandlerSlot::Rewrite => Context::REWRITE,
+            HandlerSlot::Access => Context::ACCESS,
+            HandlerSlot::Content => Context::CONTENT,
+            HandlerSlot::Log => Context::LOG,
+            HandlerSlot::HeaderFilter => Context::HEADER_FILTER,
+            HandlerSlot::BodyFilter => Context::BODY_FILTER,
         }
     }
 }

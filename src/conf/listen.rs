@@ -1,44 +1,111 @@
-//! `mruby_server_context_handler_code`: the server block being parsed, made
-//! available to `Nginx::Server#add_listener` while the code runs.
+//! `mruby_server_context_handler_code`: Ruby runs while the server block
+//! is parsed, with a server-configuration host installed, and
+//! `Nginx::Server#add_listener` adds listening sockets to that server here,
+//! as a `listen` directive would.
 
-use core::cell::Cell;
 use core::ptr;
 
-use ngx::ffi::{ngx_conf_t, ngx_http_core_srv_conf_t};
+use ngx::ffi::*;
+use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule};
 
-use crate::vm::{Script, Vm};
+use super::{args, conf_vm, parse_inline_script};
+use crate::host::server_config::{ListenSpec, ListenerTarget, ServerConfigHost};
+use crate::host::{self, Host};
+use crate::ngx_util::{conf_result, pool_str, str_lossy};
+use crate::vm::RubyError;
 
 /// The configuration context and the server being parsed.
-#[derive(Clone, Copy)]
-pub struct ServerContext {
-    pub cf: *mut ngx_conf_t,
-    pub cscf: *mut ngx_http_core_srv_conf_t,
+struct ServerBeingParsed {
+    cf: *mut ngx_conf_t,
+    cscf: *mut ngx_http_core_srv_conf_t,
 }
 
-thread_local! {
-    /// Set only while a `mruby_server_context_handler_code` script runs.
-    static CURRENT: Cell<Option<ServerContext>> = const { Cell::new(None) };
-}
-
-/// The server being parsed, when called from a server context script.
-pub fn current() -> Option<ServerContext> {
-    CURRENT.with(Cell::get)
-}
-
-/// Clears the context however the run ends.
-struct Entered(Option<ServerContext>);
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.0));
+impl ListenerTarget for ServerBeingParsed {
+    fn add_listener(&self, spec: &ListenSpec) -> Result<(), RubyError> {
+        let ListenSpec { address, ssl, http2 } = spec;
+        let (ssl, http2) = (*ssl, *http2);
+        let shown = String::from_utf8_lossy(address).into_owned();
+        // SAFETY: a ServerBeingParsed exists only while its directive runs, so
+        // cf and cscf are the live configuration and the server being parsed.
+        let (cf, cscf) = unsafe { (&mut *self.cf, &mut *self.cscf) };
+        let url = pool_str(cf.pool, address).ok_or_else(|| RubyError::runtime("out of memory"))?;
+        // SAFETY: ngx_url_t is a plain C struct; all-zero is its initial state.
+        let mut u: ngx_url_t = unsafe { core::mem::zeroed() };
+        u.url = url;
+        u.set_listen(1);
+        u.default_port = 80;
+        // SAFETY: cf.pool is the configuration pool; u is initialised above.
+        if unsafe { ngx_parse_url(cf.pool, &mut u) } != NGX_OK as ngx_int_t {
+            let reason = if u.err.is_null() {
+                String::from("invalid address")
+            } else {
+                // SAFETY: u.err is a static NUL-terminated message.
+                unsafe { core::ffi::CStr::from_ptr(u.err) }.to_string_lossy().into_owned()
+            };
+            return Err(RubyError::argument(format!("add_listener: {reason} in \"{shown}\"")));
+        }
+        // SAFETY: all-zero is the state ngx_http_core_listen starts from.
+        let mut lsopt: ngx_http_listen_opt_t = unsafe { core::mem::zeroed() };
+        lsopt.backlog = NGX_LISTEN_BACKLOG as i32;
+        lsopt.type_ = __socket_type_SOCK_STREAM as i32;
+        lsopt.rcvbuf = -1;
+        lsopt.sndbuf = -1;
+        lsopt.fastopen = -1;
+        lsopt.set_ipv6only(1);
+        lsopt.set_ssl(u32::from(ssl));
+        lsopt.set_http2(u32::from(http2));
+        cscf.set_listen(1);
+        // SAFETY: u.addrs holds u.naddrs parsed addresses in cf.pool.
+        let addrs = unsafe { core::slice::from_raw_parts(u.addrs, u.naddrs) };
+        for (n, addr) in addrs.iter().enumerate() {
+            // SAFETY: the sockaddrs are the parsed addresses, live in cf.pool.
+            let duplicate = addrs[..n]
+                .iter()
+                .any(|earlier| unsafe { ngx_cmp_sockaddr(addr.sockaddr, addr.socklen, earlier.sockaddr, earlier.socklen, 1) } == NGX_OK as ngx_int_t);
+            if duplicate {
+                continue;
+            }
+            lsopt.sockaddr = addr.sockaddr;
+            lsopt.socklen = addr.socklen;
+            lsopt.addr_text = addr.name;
+            // SAFETY: sockaddr is a parsed address.
+            lsopt.set_wildcard(unsafe { ngx_inet_wildcard(addr.sockaddr) } as u32);
+            // SAFETY: cf/cscf are live (see above); nginx copies what it keeps.
+            if unsafe { ngx_http_add_listen(cf, cscf, &mut lsopt) } != NGX_OK as ngx_int_t {
+                return Err(RubyError::runtime(format!(
+                    "add_listener: cannot listen on \"{}\" (see the previous error)",
+                    str_lossy(&addr.name)
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
-/// Runs `script` now, with `cscf` as the target of `add_listener`.
-/// Returns the exception report on failure.
-pub fn run(cf: &mut ngx_conf_t, cscf: *mut ngx_http_core_srv_conf_t, vm: &Vm, script: &Script) -> Result<(), String> {
-    let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
-    let context = ServerContext { cf: ptr::from_mut(cf), cscf };
-    let _entered = Entered(CURRENT.with(|c| c.replace(Some(context))));
-    vm.mrb().arena_scope(|| crate::vm::run::run(vm.mrb(), proc_).map(|_| ())).map_err(|failure| failure.report)
+/// `mruby_server_context_handler_code 'code'`: runs now, with the server
+/// being parsed as the target of `Nginx::Server#add_listener`.
+fn run_server_context(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), String> {
+    let script = parse_inline_script(cf, cmd, &args(cf)[0])?;
+    let vm = conf_vm(cf)?;
+    let cscf: *mut ngx_http_core_srv_conf_t =
+        NgxHttpCoreModule::server_conf_mut(cf).ok_or("mruby_server_context_handler_code: no server conf")?;
+    let server = ServerBeingParsed { cf: ptr::from_mut(cf), cscf };
+    let result = script.current(vm.mrb(), true).map_err(|err| err.to_string()).and_then(|proc_| {
+        host::enter(&Host::ServerConfig(&ServerConfigHost::new(&server)), || {
+            vm.mrb().arena_scope(|| crate::vm::run::run(vm.mrb(), proc_).map(|_| ()))
+        })
+        .map_err(|failure| failure.report)
+    });
+    script.release(vm.mrb());
+    result.map_err(|report| format!("{} failed: {report}", str_lossy(&cmd.name)))
+}
+
+pub(crate) extern "C" fn set_server_context(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    _conf: *mut core::ffi::c_void,
+) -> *mut core::ffi::c_char {
+    // SAFETY: nginx passes the live cf and this command.
+    let (cf_ref, cmd) = unsafe { (&mut *cf, &*cmd) };
+    conf_result(cf, run_server_context(cf_ref, cmd))
 }

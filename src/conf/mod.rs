@@ -1,8 +1,16 @@
 //! Directives: the command table, the configuration structs, and the
-//! config-time hooks (postconfiguration, init_worker, exit_worker).
+//! config-time hooks (postconfiguration, init_worker, exit_worker) that run
+//! the process scripts with a process host. `set.rs` emits `mruby_set`
+//! codes, `listen.rs` runs `mruby_server_context_handler_code` and adds
+//! the listeners it asks for.
+//!
+//! May import: `vm/`, `host/`, `api/` (only `api::install`, handed to
+//! `Vm::open`), `upstream/` (its directive). Never `phases/` or `tls/`:
+//! what they need from here flows one way (`lib.rs` wires the rest).
 
 mod handlers;
 pub mod listen;
+pub mod set;
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
@@ -13,6 +21,8 @@ use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
 use ngx::ngx_string;
 
+use crate::host::{self, Context, Host};
+pub(crate) use crate::ngx_util::{conf_args as args, conf_result};
 use crate::ngx_util::{conf_log, log, str_lossy};
 use crate::vm::{Script, Vm};
 use crate::HttpMrubyModule;
@@ -28,11 +38,21 @@ pub struct MainConf {
     pub exit_worker: Option<Rc<Script>>,
     /// Which phases any scope put Ruby in; only those get a phase handler.
     pub used_slots: [bool; HandlerSlot::COUNT],
+    /// The function `mruby_set` codes call (`phases/set.rs`), set by
+    /// `lib.rs` at preconfiguration.
+    pub set_code_runner: Option<unsafe extern "C" fn(*mut ngx_http_script_engine_t)>,
 }
 
 impl Default for MainConf {
     fn default() -> Self {
-        MainConf { vm: None, init: None, init_worker: None, exit_worker: None, used_slots: [false; HandlerSlot::COUNT] }
+        MainConf {
+            vm: None,
+            init: None,
+            init_worker: None,
+            exit_worker: None,
+            used_slots: [false; HandlerSlot::COUNT],
+            set_code_runner: None,
+        }
     }
 }
 
@@ -82,16 +102,6 @@ impl Merge for LocConf {
     }
 }
 
-/// The directive arguments of the command being parsed (without its name).
-pub(crate) fn args<'a>(cf: &ngx_conf_t) -> &'a [ngx_str_t] {
-    // SAFETY: cf->args is the array nginx filled for this directive.
-    unsafe {
-        let array = &*cf.args;
-        let all = core::slice::from_raw_parts(array.elts as *const ngx_str_t, array.nelts);
-        &all[1..]
-    }
-}
-
 /// The directive's name, for messages.
 fn directive_name(cmd: &ngx_command_t) -> String {
     str_lossy(&cmd.name)
@@ -103,7 +113,7 @@ pub fn conf_vm(cf: &mut ngx_conf_t) -> Result<Rc<Vm>, String> {
     if let Some(vm) = &main.vm {
         return Ok(vm.clone());
     }
-    let vm = Rc::new(Vm::open()?);
+    let vm = Rc::new(Vm::open(crate::api::install)?);
     main.vm = Some(vm.clone());
     Ok(vm)
 }
@@ -158,17 +168,6 @@ pub(crate) fn parse_inline_script(
     let script = Script::from_inline(vm.mrb(), str_lossy(code), label)
         .map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?;
     Ok(Rc::new(script))
-}
-
-/// Turns a parse result into nginx's directive return value, logging the error.
-pub(crate) fn conf_result(cf: *mut ngx_conf_t, result: Result<(), String>) -> *mut c_char {
-    match result {
-        Ok(()) => ptr::null_mut(),
-        Err(message) => {
-            conf_log(cf, NGX_LOG_EMERG, &message);
-            ngx::core::NGX_CONF_ERROR as *mut c_char
-        }
-    }
 }
 
 /// Which process-wide hook a main-level directive sets.
@@ -261,7 +260,7 @@ fn set_variable_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, inline: bool) -
         }
         parse_file_args(cf, cmd, file_args)?
     };
-    crate::phases::set::register(cf, var_name, script)
+    set::register(cf, var_name, script)
 }
 
 extern "C" fn set_var_file(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
@@ -328,6 +327,7 @@ const ANY: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NG
 const SRV_LOC: u32 = NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 const LOC_OFF: ngx_uint_t = NGX_HTTP_LOC_CONF_OFFSET as ngx_uint_t;
 const MAIN_OFF: ngx_uint_t = NGX_HTTP_MAIN_CONF_OFFSET as ngx_uint_t;
+const SRV_OFF: ngx_uint_t = NGX_HTTP_SRV_CONF_OFFSET as ngx_uint_t;
 
 type SetFn = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
 
@@ -348,7 +348,7 @@ const BF: ngx_uint_t = HandlerSlot::BodyFilter as ngx_uint_t;
 
 /// The directive table, in ngx_mruby's order. `offset` carries our own
 /// selector (hook, phase slot or flag), not a struct offset.
-pub static mut COMMANDS: [ngx_command_t; 31] = [
+pub static mut COMMANDS: [ngx_command_t; 33] = [
     command(ngx_string!("mruby_init"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_worker"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::InitWorker as _),
@@ -382,38 +382,52 @@ pub static mut COMMANDS: [ngx_command_t; 31] = [
     command(ngx_string!("mruby_cache"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 0),
     command(ngx_string!("mruby_add_handler"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 1),
     command(ngx_string!("mruby_enable_read_request_body"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 2),
+    command(
+        ngx_string!("mruby_server_context_handler_code"),
+        NGX_HTTP_SRV_CONF | CODE,
+        listen::set_server_context,
+        SRV_OFF,
+        0,
+    ),
+    command(
+        ngx_string!("mruby_upstream_keepalive"),
+        NGX_HTTP_UPS_CONF | CODE,
+        crate::upstream::keepalive::set_upstream_keepalive,
+        SRV_OFF,
+        0,
+    ),
     command(ngx_string!("mruby_output_filter"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
     command(ngx_string!("mruby_output_filter_code"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
     ngx_command_t::empty(),
     ngx_command_t::empty(),
 ];
 
-/// Registers a phase handler only for phases some scope uses, then runs
-/// `mruby_init` (in the master, before workers fork).
+/// Runs `mruby_init` (in the master, before workers fork), after `lib.rs`
+/// registered the phase handlers.
 pub(crate) fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
     let Some(main) = HttpMrubyModule::main_conf_mut(cf) else {
         return Ok(());
     };
-    let used = main.used_slots;
     let vm = main.vm.clone();
     let init = main.init.clone();
-    crate::phases::register(cf, &used)?;
     let (Some(vm), Some(init)) = (vm, init) else {
         if let Some(vm) = HttpMrubyModule::main_conf(cf).and_then(|m| m.vm.clone()) {
             vm.mark_globals_baseline();
         }
         return Ok(());
     };
-    let result = run_hook(&vm, &init);
+    let result = run_hook(&vm, &init, Context::INIT);
     vm.mark_globals_baseline();
     result.map_err(|report| conf_log(cf, NGX_LOG_EMERG, &format!("mruby_init failed: {report}")))
 }
 
-fn run_hook(vm: &Vm, script: &Script) -> Result<(), String> {
+/// Runs a process hook's script with a process host installed.
+fn run_hook(vm: &Vm, script: &Script, context: Context) -> Result<(), String> {
     let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
-    vm.mrb()
-        .arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
-        .map_err(|failure| failure.report)
+    host::enter(&Host::Process(context), || {
+        vm.mrb().arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
+    })
+    .map_err(|failure| failure.report)
 }
 
 fn cycle_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {
@@ -431,7 +445,7 @@ pub(crate) fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
         return Ok(());
     };
     let result = match &main.init_worker {
-        Some(script) => run_hook(vm, script),
+        Some(script) => run_hook(vm, script, Context::INIT_WORKER),
         None => Ok(()),
     };
     vm.mark_globals_baseline();
@@ -447,7 +461,7 @@ pub fn exit_worker(cycle: &mut ngx_cycle_t) {
         return;
     };
     if let (Some(vm), Some(script)) = (&main.vm, &main.exit_worker) {
-        if let Err(report) = run_hook(vm, script) {
+        if let Err(report) = run_hook(vm, script, Context::EXIT_WORKER) {
             log(cycle.log, NGX_LOG_ERR, &format!("mruby_exit_worker failed: {report}"));
         }
     }

@@ -1,44 +1,15 @@
-//! Per-request state: the current request for the Ruby API, the buffered
-//! `rputs` output, the status a script chose, and the end-of-request cleanup
-//! that removes the globals the request created.
+//! The request host: the HTTP request a script runs for, and the state the
+//! request keeps across its scripts ([`RequestCtx`]): the buffered `rputs`
+//! output and the status a script chose, the redirect, and the fields the
+//! body filter, the waits and the held-aside globals use (their logic is in
+//! `filter.rs`, `wait.rs` and `globals.rs`).
 
 use core::cell::Cell;
-use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
 
 use ngx::ffi::*;
 
-use crate::vm::Vm;
-use crate::HttpMrubyModule;
-use ngx::http::HttpModule;
-
-/// The request whose script is running (nginx workers are single-threaded;
-/// the atomic only makes the global safe Rust).
-static CURRENT_REQUEST: AtomicPtr<ngx_http_request_t> = AtomicPtr::new(ptr::null_mut());
-
-/// Sets the current request for the Ruby API; restores the previous on drop.
-pub struct CurrentRequest {
-    previous: *mut ngx_http_request_t,
-}
-
-impl CurrentRequest {
-    pub(crate) fn enter(r: *mut ngx_http_request_t) -> CurrentRequest {
-        CurrentRequest { previous: CURRENT_REQUEST.swap(r, Ordering::Relaxed) }
-    }
-}
-
-impl Drop for CurrentRequest {
-    fn drop(&mut self) {
-        CURRENT_REQUEST.store(self.previous, Ordering::Relaxed);
-    }
-}
-
-/// The request a Ruby method is running for, if any.
-pub(crate) fn current_request() -> Option<*mut ngx_http_request_t> {
-    let r = CURRENT_REQUEST.load(Ordering::Relaxed);
-    (!r.is_null()).then_some(r)
-}
+use super::Context;
 
 /// Where reading the request body stands; zeroed memory is `NotStarted`.
 #[repr(u8)]
@@ -72,6 +43,8 @@ pub enum FilterState {
 /// borrowed exclusively. All-zero bytes are a valid initial state.
 #[repr(C)]
 pub struct RequestCtx {
+    /// The request this context belongs to (set when the phases create it).
+    pub request: Cell<*mut ngx_http_request_t>,
     /// Body written with `rputs`/`echo`, not yet sent.
     pub out_head: Cell<*mut ngx_chain_t>,
     pub out_tail: Cell<*mut ngx_chain_t>,
@@ -106,59 +79,46 @@ pub struct RequestCtx {
     pub cleanup_registered: Cell<bool>,
 }
 
-/// The module ctx of `r`, created on first use.
-pub(crate) fn request_ctx<'a>(r: *mut ngx_http_request_t, _vm: &Vm) -> Option<&'a RequestCtx> {
-    let index = HttpMrubyModule::module().ctx_index;
-    // SAFETY: r is a live request; ctx is an array of per-module pointers.
-    unsafe {
-        let slot = (*r).ctx.add(index);
-        if !(*slot).is_null() {
-            return Some(&*((*slot) as *const RequestCtx));
-        }
-        let ctx = ngx_pcalloc((*r).pool, core::mem::size_of::<RequestCtx>()) as *mut RequestCtx;
-        if ctx.is_null() {
-            return None;
-        }
-        *slot = ctx.cast();
-        Some(&*ctx)
-    }
+/// The request host: the request, its context, and where the script runs.
+pub struct RequestHost {
+    r: *mut ngx_http_request_t,
+    ctx: *const RequestCtx,
+    context: Context,
 }
 
-/// After a script ran: if it created globals, make sure they are removed
-/// when the request ends, however it ends. A request that creates none
-/// (the common case) pays one comparison, no pool cleanup.
-pub(crate) fn watch_globals(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx) -> Result<(), ()> {
-    if ctx.cleanup_registered.get() || !vm.has_request_globals() {
-        return Ok(());
+impl RequestHost {
+    /// A host for `r` in `context`; `ctx` is the request's module context.
+    pub fn new(r: *mut ngx_http_request_t, ctx: &RequestCtx, context: Context) -> RequestHost {
+        RequestHost { r, ctx, context }
     }
-    // SAFETY: r and r->main are live; the VM outlives the request.
-    unsafe {
-        let cleanup = ngx_pool_cleanup_add((*(*r).main).pool, 0);
-        if cleanup.is_null() {
-            return Err(());
-        }
-        (*cleanup).handler = Some(remove_request_globals);
-        (*cleanup).data = (vm as *const Vm).cast_mut().cast();
-    }
-    ctx.cleanup_registered.set(true);
-    Ok(())
-}
 
-/// The existing ctx of `r` (for the Ruby API, which runs after creation).
-pub(crate) fn existing_ctx<'a>(r: *mut ngx_http_request_t) -> Option<&'a RequestCtx> {
-    let index = HttpMrubyModule::module().ctx_index;
-    // SAFETY: r is a live request; the slot is NULL or our RequestCtx.
-    unsafe {
-        let ctx = *(*r).ctx.add(index);
-        (!ctx.is_null()).then(|| &*(ctx as *const RequestCtx))
+    pub fn context(&self) -> Context {
+        self.context
     }
-}
 
-/// Pool cleanup: runs however the request ends (normal, abort, timeout...).
-extern "C" fn remove_request_globals(data: *mut c_void) {
-    // SAFETY: data is the cycle's Vm, which outlives every request of the cycle.
-    let vm = unsafe { &*(data as *const Vm) };
-    vm.remove_request_globals();
+    pub fn as_ptr(&self) -> *mut ngx_http_request_t {
+        self.r
+    }
+
+    /// The request. Every API method reaches it through here.
+    #[allow(clippy::mut_from_ref)]
+    pub fn request<'a>(&self) -> &'a mut ngx_http_request_t {
+        // SAFETY: a request host is installed only while a script runs for
+        // this live request (see `host::enter`); workers are single-threaded.
+        unsafe { &mut *self.r }
+    }
+
+    /// The request's state kept across its scripts.
+    pub fn state<'a>(&self) -> &'a RequestCtx {
+        // SAFETY: the context lives in the request pool, as long as the request.
+        unsafe { &*self.ctx }
+    }
+
+    /// The request's connection log.
+    pub fn log(&self) -> *mut ngx_log_t {
+        // SAFETY: the request and its connection are live while it runs.
+        unsafe { (*(*self.r).connection).log }
+    }
 }
 
 impl RequestCtx {

@@ -1,11 +1,12 @@
-//! Scripts that wait: `Nginx::Async.sleep` and `Nginx::Async::HTTP.sub_request`.
+//! Pending waits of a request: `Nginx::Async.sleep` and
+//! `Nginx::Async::HTTP.sub_request`, the Fiber of the waiting script, and the
+//! last subrequest response.
 //!
 //! A script that uses `Async` runs in a Fiber. When it waits, the phase
-//! handler returns NGX_DONE holding a request reference, and a timer or the
-//! subrequest's completion re-runs the phase engine, which calls the same
-//! handler again; it resumes the Fiber. The worker serves other requests
-//! meanwhile. Works in every phase that can wait: post_read, server_rewrite,
-//! rewrite, access, content.
+//! handler returns NGX_DONE holding a request reference (`phases/`), and a
+//! timer or the subrequest's completion re-runs the phase engine, which
+//! calls the same handler again; it resumes the Fiber here. The worker
+//! serves other requests meanwhile.
 
 use core::ffi::c_void;
 use core::ptr;
@@ -13,14 +14,18 @@ use core::ptr;
 use ngx::core::Pool;
 use ngx::ffi::*;
 
-use super::request::{existing_ctx, CurrentRequest, RequestCtx};
-use crate::conf::HandlerSlot;
-use crate::ngx_util::{header_elements, log, pool_str, str_bytes};
-use crate::phases::ScriptRun;
+use super::globals;
+use super::request::RequestCtx;
+use crate::ngx_util::{header_elements, pool_str, str_bytes};
 use crate::vm::run::{resume, start, Completion, ScriptFailure};
 use crate::vm::Vm;
 
-const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
+/// How one script run ended.
+pub enum ScriptRun {
+    Done,
+    Failed,
+    Suspended,
+}
 
 /// A finished subrequest, kept for `Nginx::Async::HTTP.last_response`.
 pub struct SubResponse {
@@ -45,10 +50,9 @@ pub(crate) fn start_script(
     after_run(r, vm, ctx, result)
 }
 
-/// Resumes the waiting script of `r`.
-pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx, slot: HandlerSlot) -> ScriptRun {
-    let _current = CurrentRequest::enter(r);
-    restore_globals(vm, ctx);
+/// Resumes the waiting script of `r` (the caller installed its host).
+pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx) -> Result<ScriptRun, ScriptFailure> {
+    globals::put_back(vm, ctx);
     ctx.in_fiber.set(true);
     let result = vm.mrb().arena_scope(|| {
         resume(vm, ctx.fiber.get()).map(|completion| match completion {
@@ -58,17 +62,10 @@ pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCt
         })
     });
     ctx.in_fiber.set(false);
-    if super::request::watch_globals(r, vm, ctx).is_err() {
-        return ScriptRun::Failed;
+    if globals::watch(r, vm, ctx).is_err() {
+        return Ok(ScriptRun::Failed);
     }
-    match after_run(r, vm, ctx, result) {
-        Ok(run) => run,
-        Err(failure) => {
-            // SAFETY: r is live.
-            log(unsafe { (*(*r).connection).log }, NGX_LOG_ERR, &format!("{}: {}", slot.directive(), failure.report));
-            ScriptRun::Failed
-        }
-    }
+    after_run(r, vm, ctx, result)
 }
 
 fn after_run(
@@ -95,10 +92,7 @@ fn after_run(
                 ctx.suspended.set(true);
                 register_cleanup(r, vm, ctx).map_err(|()| ScriptFailure { report: "out of memory".into() })?;
             }
-            if let Some(stash) = vm.stash_request_globals() {
-                ctx.stashed_globals.set(stash);
-                ctx.has_stash.set(true);
-            }
+            globals::hold_aside(vm, ctx);
             Ok(ScriptRun::Suspended)
         }
         Err(failure) => {
@@ -108,40 +102,10 @@ fn after_run(
     }
 }
 
-fn restore_globals(vm: &Vm, ctx: &RequestCtx) {
-    if ctx.has_stash.replace(false) {
-        vm.restore_request_globals(ctx.stashed_globals.get());
-    }
-}
-
 fn release_fiber(vm: &Vm, ctx: &RequestCtx) {
     if ctx.suspended.get() {
         vm.mrb().gc_unregister(ctx.fiber.get());
         ctx.suspended.set(false);
-    }
-}
-
-/// The handler steps aside: hold a request reference and return NGX_DONE.
-pub(crate) fn suspend(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: r and r->main are live.
-    unsafe {
-        let main = (*r).main;
-        (*main).set_count((*main).count() + 1);
-    }
-    DONE
-}
-
-/// Called again by the phase engine: give back the reference `suspend`
-/// took, except in the content phase, whose checker already did by
-/// finalizing with NGX_DONE.
-pub(crate) fn reenter(r: *mut ngx_http_request_t, slot: HandlerSlot) {
-    if slot == HandlerSlot::Content {
-        return;
-    }
-    // SAFETY: r and r->main are live; suspend() incremented count.
-    unsafe {
-        let main = (*r).main;
-        (*main).set_count((*main).count() - 1);
     }
 }
 
@@ -179,9 +143,7 @@ unsafe extern "C" fn wait_cleanup(data: *mut c_void) {
             ngx_del_timer(ctx.timer.get());
         }
         release_fiber(&*cleanup.vm, ctx);
-        if ctx.has_stash.replace(false) {
-            (*cleanup.vm).mrb().gc_unregister(ctx.stashed_globals.get());
-        }
+        globals::drop_held(&*cleanup.vm, ctx);
     }
 }
 
@@ -192,8 +154,7 @@ fn not_waitable() -> String {
 }
 
 /// `Nginx::Async.sleep(ms)`: arms the timer; the Ruby side then yields.
-pub(crate) fn start_sleep(r: *mut ngx_http_request_t, ms: u64) -> Result<(), String> {
-    let ctx = existing_ctx(r).ok_or_else(not_waitable)?;
+pub(crate) fn start_sleep(r: *mut ngx_http_request_t, ctx: &RequestCtx, ms: u64) -> Result<(), String> {
     if !ctx.in_fiber.get() {
         return Err(not_waitable());
     }
@@ -205,7 +166,7 @@ pub(crate) fn start_sleep(r: *mut ngx_http_request_t, ms: u64) -> Result<(), Str
                 return Err("out of memory".into());
             }
             (*ev).handler = Some(sleep_done);
-            (*ev).data = r.cast();
+            (*ev).data = ptr::from_ref(ctx).cast_mut().cast();
             (*ev).log = (*(*r).connection).log;
             ctx.timer.set(ev);
         }
@@ -216,12 +177,11 @@ pub(crate) fn start_sleep(r: *mut ngx_http_request_t, ms: u64) -> Result<(), Str
 }
 
 unsafe extern "C" fn sleep_done(ev: *mut ngx_event_t) {
-    // SAFETY: the timer's data is its live request (the cleanup removes the timer first).
-    let r = unsafe { (*ev).data as *mut ngx_http_request_t };
-    if let Some(ctx) = existing_ctx(r) {
-        ctx.async_pending.set(false);
-    }
-    wake(r);
+    // SAFETY: the timer's data is its request's live context (the cleanup
+    // removes the timer before the request pool goes).
+    let ctx = unsafe { &*((*ev).data as *const RequestCtx) };
+    ctx.async_pending.set(false);
+    wake(ctx.request.get());
 }
 
 /// Runs the phase engine again for `r`, which resumes the waiting handler.
@@ -235,8 +195,12 @@ fn wake(r: *mut ngx_http_request_t) {
 }
 
 /// `Nginx::Async::HTTP.sub_request(path, query)`: starts an in-memory subrequest.
-pub(crate) fn start_subrequest(r: *mut ngx_http_request_t, path: &[u8], query: Option<&[u8]>) -> Result<(), String> {
-    let ctx = existing_ctx(r).ok_or_else(not_waitable)?;
+pub(crate) fn start_subrequest(
+    r: *mut ngx_http_request_t,
+    ctx: &RequestCtx,
+    path: &[u8],
+    query: Option<&[u8]>,
+) -> Result<(), String> {
     if !ctx.in_fiber.get() {
         return Err(not_waitable());
     }
@@ -254,7 +218,7 @@ pub(crate) fn start_subrequest(r: *mut ngx_http_request_t, path: &[u8], query: O
             return Err("out of memory".into());
         }
         (*ps).handler = Some(subrequest_done);
-        (*ps).data = ptr::null_mut();
+        (*ps).data = ptr::from_ref(ctx).cast_mut().cast();
         let mut sr: *mut ngx_http_request_t = ptr::null_mut();
         let args_ptr = args.as_mut().map_or(ptr::null_mut(), |a| a as *mut ngx_str_t);
         let flags = (NGX_HTTP_SUBREQUEST_IN_MEMORY | NGX_HTTP_SUBREQUEST_WAITED) as ngx_uint_t;
@@ -268,13 +232,12 @@ pub(crate) fn start_subrequest(r: *mut ngx_http_request_t, path: &[u8], query: O
 
 /// Post-subrequest handler: keeps status, headers and body for the parent;
 /// nginx then posts the parent, whose phase handler resumes the script.
-unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, _data: *mut c_void, rc: ngx_int_t) -> ngx_int_t {
+unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_void, rc: ngx_int_t) -> ngx_int_t {
     // SAFETY: nginx passes the finished, still-live subrequest.
     let sub = unsafe { &mut *sr };
     let parent = sub.parent;
-    let Some(ctx) = existing_ctx(parent) else {
-        return rc;
-    };
+    // SAFETY: data is the parent's context (start_subrequest), in the parent's pool.
+    let ctx = unsafe { &*(data as *const RequestCtx) };
     // nginx calls this once with the error code and, after generating its
     // error page, again: the first call's record (empty body) stands.
     let kept = ctx.sub_response.get();
@@ -338,9 +301,8 @@ fn record_response(
     rc
 }
 
-/// The last finished subrequest of `r`.
-pub fn last_response<'a>(r: *mut ngx_http_request_t) -> Option<&'a SubResponse> {
-    let ctx = existing_ctx(r)?;
+/// The last finished subrequest of the request.
+pub(crate) fn last_response(ctx: &RequestCtx) -> Option<&SubResponse> {
     // SAFETY: allocated in the request pool by subrequest_done.
     (!ctx.sub_response.get().is_null()).then(|| unsafe { &*ctx.sub_response.get() })
 }

@@ -201,7 +201,7 @@ fn set_zone(cf: &mut ngx_conf_t) -> Result<(), String> {
     }
     // SAFETY: cf->pool is the live configuration pool.
     let pool = unsafe { Pool::from_ngx_pool(cf.pool) };
-    let ctx = pool.allocate(ZoneCtx::new(str_lossy(name), size as usize));
+    let ctx = pool.allocate(ZoneCtx::new("vlimit_zone", str_lossy(name), size as usize));
     if ctx.is_null() {
         return Err(String::from("vlimit_zone: out of memory"));
     }

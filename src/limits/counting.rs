@@ -14,7 +14,8 @@ use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use super::conf::{zone_ctx, Limit, LimitKind, LocConf};
-use super::zone::{Key, KeyKind, Table, ZoneCtx};
+use super::key::KeyKind;
+use super::zone::{Key, Table, ZoneCtx};
 use super::{lalimit, rate_limited_log, HttpVlimitModule};
 use crate::ngx_util::str_bytes;
 
@@ -390,7 +391,7 @@ fn request_key(r: &mut ngx_http_request_t, limit: &Limit, key: &mut RequestKey) 
     key.label_len = 0;
     match limit.kind {
         LimitKind::Ip => {
-            key.key = Key::empty(KeyKind::Ip);
+            key.key = Key::empty(KeyKind::Ip.tag());
             // SAFETY: the connection and its sockaddr live as long as the request.
             let sa = unsafe { &*(*r.connection).sockaddr };
             match sa.sa_family as u32 {
@@ -412,7 +413,7 @@ fn request_key(r: &mut ngx_http_request_t, limit: &Limit, key: &mut RequestKey) 
             }
         }
         LimitKind::Host => {
-            key.key = Key::empty(KeyKind::Host);
+            key.key = Key::empty(KeyKind::Host.tag());
             // nginx already lowercased the Host and cut its port and trailing dot
             let host = str_bytes(&r.headers_in.server);
             let host = if host.is_empty() {
@@ -425,7 +426,7 @@ fn request_key(r: &mut ngx_http_request_t, limit: &Limit, key: &mut RequestKey) 
             key.key.set_bytes(unsafe { detach(host) });
         }
         LimitKind::Key(cv) => {
-            key.key = Key::empty(KeyKind::Key);
+            key.key = Key::empty(KeyKind::Key.tag());
             let mut value = ngx_str_t { len: 0, data: ptr::null_mut() };
             // SAFETY: cv was compiled at configuration time; the result lives in r->pool.
             if unsafe { ngx_http_complex_value(r, cv, &mut value) } != NGX_OK as ngx_int_t {
@@ -448,13 +449,13 @@ fn request_key(r: &mut ngx_http_request_t, limit: &Limit, key: &mut RequestKey) 
             // stat follows symlinks: aliases of one file share its device+inode
             match nix::sys::stat::fstatat(None, cpath, nix::fcntl::AtFlags::empty()) {
                 Ok(st) => {
-                    key.key = Key::empty(KeyKind::File);
+                    key.key = Key::empty(KeyKind::File.tag());
                     key.key.words = [st.st_dev, st.st_ino];
                     key.key.len = 16;
                 }
                 Err(_) => {
                     // no such file: count by the path so the limit still holds
-                    key.key = Key::empty(KeyKind::Path);
+                    key.key = Key::empty(KeyKind::Path.tag());
                     // SAFETY: the path lives in the worker's buffer or the request pool until the handler returns.
                     key.key.set_bytes(unsafe { detach(path) });
                 }
@@ -519,7 +520,7 @@ pub fn init_worker_state() {
 
 fn test_hook_sleep_in_lock(keys: &[RequestKey]) {
     let ms = TEST_LOCK_SLEEP_MS.load(Ordering::Relaxed);
-    if ms == 0 || !keys.iter().any(|k| k.key.kind == KeyKind::Key && k.bytes() == TEST_SLEEP_KEY) {
+    if ms == 0 || !keys.iter().any(|k| k.key.kind == KeyKind::Key.tag() && k.bytes() == TEST_SLEEP_KEY) {
         return;
     }
     std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -776,7 +777,8 @@ fn refuse(
 ) -> ngx_int_t {
     let (max, limit_status) = (key.limit().max, key.limit().status);
     let zone = key.zone();
-    let shown = display_key(key.key.kind, key.bytes(), key.label());
+    let shown =
+        KeyKind::from_tag(key.key.kind).map(|kind| display_key(kind, key.bytes(), key.label())).unwrap_or_default();
     let dry_run = lcf.dry_run();
     let status = if refusal.zone_full { NGX_HTTP_SERVICE_UNAVAILABLE as ngx_uint_t } else { limit_status };
     hold.count = refusal.count;

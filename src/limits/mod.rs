@@ -2,11 +2,15 @@
 //! (`vlimit_*`) and load-average limits (`lalimit*`).
 //!
 //! This file holds the module table, the lifecycle hooks and the small
-//! public API for the Ruby side; directives are in `conf.rs`, the zone in
-//! `zone.rs`, the request path in `counting.rs`.
+//! public API for the Ruby side; directives are in `conf.rs`, the request
+//! path in `counting.rs`, what a key counts in `key.rs`; the counters live
+//! in the shared table of `shm/` (`zone` here).
+//!
+//! May import: `shm/` and `ngx_util` only.
 
 pub mod conf;
 pub mod counting;
+pub mod key;
 pub mod lalimit;
 pub mod stats;
 pub mod variables;
@@ -22,7 +26,8 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModu
 
 use conf::{zone_ctx, MainConf};
 use counting::worker_slot;
-use zone::{Key, KeyKind, ZoneCtx};
+use key::KeyKind;
+use zone::{Key, ZoneCtx};
 
 /// The module's type for the `ngx` crate's configuration helpers.
 pub struct HttpVlimitModule;
@@ -246,7 +251,7 @@ pub fn key_count(zone_name: &str, kind: &str, key: &str) -> Option<u64> {
         "key" => (KeyKind::Key, key.as_bytes().to_vec()),
         _ => return None,
     };
-    let key = Key::new(kind, &bytes);
+    let key = Key::new(kind.tag(), &bytes);
     let mut locked = zone.lock()?;
     let table = &mut locked.table;
     Some(table.find(&key).map_or(0, |idx| table.entry(idx).count as u64))

@@ -7,7 +7,8 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
 use super::conf::{zone_ctx, MainConf};
 use super::counting::{display_key, file_id};
-use super::zone::{KeyKind, ZoneCtx};
+use super::key::KeyKind;
+use super::zone::ZoneCtx;
 use super::HttpVlimitModule;
 
 /// One zone's figures and live keys.
@@ -26,7 +27,7 @@ pub fn zone_json(zone: &ZoneCtx) -> Option<Value> {
     );
     let mut keys = Vec::with_capacity(live as usize);
     table.for_each(|entry| {
-        let Some(kind) = entry.kind() else { return };
+        let Some(kind) = entry.kind().and_then(KeyKind::from_tag) else { return };
         let mut key = Map::new();
         key.insert("kind".into(), json!(kind.name()));
         let shown = match kind {

@@ -9,13 +9,15 @@
 
 use core::ptr;
 
-use ngx::core::Pool;
 use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 
-use super::ctx::{existing_ctx, request_ctx, FilterState, RequestCtx};
-use super::{run_one, ScriptRun};
+use super::module_ctx::{existing_ctx, request_ctx};
+use super::run_one;
 use crate::conf::HandlerSlot;
+use crate::host::filter::new_buffer;
+use crate::host::request::{FilterState, RequestCtx};
+use crate::host::wait::ScriptRun;
 use crate::ngx_util::{log, read_file_range};
 use crate::HttpMrubyModule;
 
@@ -70,7 +72,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.as_deref()) else {
         return next_header(r);
     };
-    let Some(ctx) = request_ctx(r, vm) else {
+    let Some(ctx) = request_ctx(r) else {
         return ERROR;
     };
     if ctx.filter.get() == FilterState::Bypass {
@@ -78,7 +80,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     if has_header {
         for script in [&header_scripts.inline, &header_scripts.file].into_iter().flatten() {
-            if !matches!(run_one(r, vm, script, loc.cache(), HandlerSlot::HeaderFilter, None), ScriptRun::Done) {
+            if !matches!(run_one(r, vm, script, loc.cache(), HandlerSlot::HeaderFilter, ctx, false), ScriptRun::Done) {
                 break;
             }
         }
@@ -97,13 +99,6 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
         return OK;
     }
     next_header(r)
-}
-
-fn new_buffer(pool: *mut ngx_pool_t) -> Option<*mut Vec<u8>> {
-    // SAFETY: pool is the live request pool; allocate() registers the drop.
-    let pool = unsafe { Pool::from_ngx_pool(pool) };
-    let buffer = pool.allocate(Vec::<u8>::new());
-    (!buffer.is_null()).then_some(buffer)
 }
 
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ngx_int_t {
@@ -205,7 +200,7 @@ fn send_filtered(r: *mut ngx_http_request_t, ctx: &RequestCtx) -> ngx_int_t {
     let scripts = loc.scripts(HandlerSlot::BodyFilter);
     let mut failed = false;
     for script in [&scripts.inline, &scripts.file].into_iter().flatten() {
-        if !matches!(run_one(r, &vm, script, loc.cache(), HandlerSlot::BodyFilter, None), ScriptRun::Done) {
+        if !matches!(run_one(r, &vm, script, loc.cache(), HandlerSlot::BodyFilter, ctx, false), ScriptRun::Done) {
             failed = true;
             break;
         }
@@ -274,32 +269,6 @@ fn send_filtered(r: *mut ngx_http_request_t, ctx: &RequestCtx) -> ngx_int_t {
         let mut out = ngx_chain_t { buf, next: ptr::null_mut() };
         next_body(r, &mut out)
     }
-}
-
-/// `Nginx::Filter#body`: the collected response body.
-pub fn filter_body<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8]> {
-    let ctx = existing_ctx(r)?;
-    if ctx.filter_body.get().is_null() || ctx.filter.get() != FilterState::Done {
-        return None;
-    }
-    // SAFETY: allocated in header_filter for this request.
-    Some(unsafe { &*ctx.filter_body.get() })
-}
-
-/// `Nginx::Filter#body=`: the body to send instead.
-pub(crate) fn set_filter_output(r: *mut ngx_http_request_t, bytes: Vec<u8>) -> Result<(), String> {
-    let ctx = existing_ctx(r).ok_or("Nginx::Filter is only available in mruby_output_body_filter")?;
-    if ctx.filter.get() != FilterState::Done {
-        return Err("Nginx::Filter is only available in mruby_output_body_filter".into());
-    }
-    if ctx.filter_output.get().is_null() {
-        // SAFETY: r is live.
-        ctx.filter_output.set(new_buffer(unsafe { (*r).pool }).ok_or("out of memory")?);
-    }
-    // SAFETY: allocated just above or earlier for this request.
-    let output = unsafe { &mut *ctx.filter_output.get() };
-    *output = bytes;
-    Ok(())
 }
 
 fn unsafe_log(r: *mut ngx_http_request_t) -> *mut ngx_log_t {

@@ -1,15 +1,18 @@
-//! Phase handlers: nginx calls these; they pick the scope's scripts, run
-//! them in the VM and turn what the script did into the phase's result.
+//! Phase and filter handlers: nginx calls these; they decide when to run
+//! which script, build the request host, enter the VM, and turn what the
+//! script did into the phase's result. What a script reads and writes lives
+//! in the host (`host/`), not here.
 //!
 //! Handlers are registered only for phases some scope configured, so a
 //! location without Ruby pays one config lookup at most.
+//!
+//! May import: `conf/` (the scripts of a scope), `host/`, `vm/`. Nothing
+//! imports `phases/` but `lib.rs`.
 
 pub mod body;
 pub mod filter;
+mod module_ctx;
 pub mod set;
-
-pub use crate::host::request as ctx;
-pub use crate::host::wait;
 
 use core::ptr;
 
@@ -17,11 +20,13 @@ use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::conf::{HandlerSlot, LocConf};
+use crate::host::wait::{self, ScriptRun};
+use crate::host::{self, globals, Host, RequestCtx, RequestHost};
 use crate::ngx_util::log;
 use crate::vm::run::run_for_effect;
 use crate::vm::{Script, Vm};
 use crate::HttpMrubyModule;
-use ctx::{request_ctx, CurrentRequest, RequestCtx};
+use module_ctx::request_ctx;
 
 const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
 const OK: ngx_int_t = NGX_OK as ngx_int_t;
@@ -94,13 +99,6 @@ enum Outcome {
     Suspended,
 }
 
-/// How one script run ended.
-pub enum ScriptRun {
-    Done,
-    Failed,
-    Suspended,
-}
-
 fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let request = unsafe { &mut *r };
@@ -115,7 +113,7 @@ fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
     let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.as_deref()) else {
         return DECLINED;
     };
-    let Some(ctx) = request_ctx(r, vm) else {
+    let Some(ctx) = request_ctx(r) else {
         return ERROR;
     };
     if ctx.suspended.get() {
@@ -138,7 +136,7 @@ fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
 
 fn conclude(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx, outcome: Outcome) -> ngx_int_t {
     match outcome {
-        Outcome::Suspended => wait::suspend(r),
+        Outcome::Suspended => suspend(r),
         Outcome::Ran | Outcome::Failed => finish(r, slot, ctx, outcome),
     }
 }
@@ -146,12 +144,18 @@ fn conclude(r: *mut ngx_http_request_t, slot: HandlerSlot, ctx: &RequestCtx, out
 /// The phase engine called us again while a script of this phase waits:
 /// resume it if what it waited for is done.
 fn resume_phase(r: *mut ngx_http_request_t, vm: &Vm, loc: &LocConf, slot: HandlerSlot, ctx: &RequestCtx) -> ngx_int_t {
-    wait::reenter(r, slot);
+    reenter(r, slot);
     if ctx.async_pending.get() {
         // woken by something else (a write event): keep waiting
-        return wait::suspend(r);
+        return suspend(r);
     }
-    let outcome = match wait::resume_script(r, vm, ctx, slot) {
+    let host = Host::Request(RequestHost::new(r, ctx, slot.context()));
+    let resumed = host::enter(&host, || wait::resume_script(r, vm, ctx)).unwrap_or_else(|failure| {
+        // SAFETY: r is live.
+        log(unsafe { (*(*r).connection).log }, NGX_LOG_ERR, &format!("{}: {}", slot.directive(), failure.report));
+        ScriptRun::Failed
+    });
+    let outcome = match resumed {
         ScriptRun::Suspended => Outcome::Suspended,
         ScriptRun::Failed => Outcome::Failed,
         ScriptRun::Done if ctx.has_output() || ctx.status_set.get() => Outcome::Ran,
@@ -176,7 +180,7 @@ fn run_phase_scripts(
             continue;
         };
         ctx.script_index.set(index as u8);
-        match run_one(r, vm, script, loc.cache(), slot, Some(ctx)) {
+        match run_one(r, vm, script, loc.cache(), slot, ctx, true) {
             ScriptRun::Failed => return Outcome::Failed,
             ScriptRun::Suspended => return Outcome::Suspended,
             ScriptRun::Done => {}
@@ -188,15 +192,17 @@ fn run_phase_scripts(
     Outcome::Ran
 }
 
-/// Runs one script for `r`, logging an exception. With `waitable`, a script
-/// that uses Nginx::Async may suspend; elsewhere waiting is an error.
+/// Runs one script for `r` with its request host installed, logging an
+/// exception. With `waitable`, a script that uses Nginx::Async may suspend;
+/// elsewhere waiting is an error.
 pub(crate) fn run_one(
     r: *mut ngx_http_request_t,
     vm: &Vm,
     script: &Script,
     scope_cache: bool,
     slot: HandlerSlot,
-    waitable: Option<&RequestCtx>,
+    ctx: &RequestCtx,
+    waitable: bool,
 ) -> ScriptRun {
     // SAFETY: r is live; its connection log is valid for the request.
     let request_log = unsafe { (*(*r).connection).log };
@@ -207,15 +213,16 @@ pub(crate) fn run_one(
             return ScriptRun::Failed;
         }
     };
-    let _current = CurrentRequest::enter(r);
-    let result = match waitable {
-        Some(ctx) if script.suspendable() => vm.mrb().arena_scope(|| wait::start_script(r, vm, ctx, proc_)),
-        _ => run_for_effect(vm, proc_, script.suspendable()).map(|()| ScriptRun::Done),
-    };
-    if let Some(ctx) = ctx::existing_ctx(r) {
-        if ctx::watch_globals(r, vm, ctx).is_err() {
-            return ScriptRun::Failed;
+    let host = Host::Request(RequestHost::new(r, ctx, slot.context()));
+    let result = host::enter(&host, || {
+        if waitable && script.suspendable() {
+            vm.mrb().arena_scope(|| wait::start_script(r, vm, ctx, proc_))
+        } else {
+            run_for_effect(vm, proc_, script.suspendable()).map(|()| ScriptRun::Done)
         }
+    });
+    if globals::watch(r, vm, ctx).is_err() {
+        return ScriptRun::Failed;
     }
     match result {
         Ok(run) => run,
@@ -227,7 +234,7 @@ pub(crate) fn run_one(
 }
 
 /// `mruby_add_handler on`: the requested `.rb` file is the content script.
-fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, _ctx: &RequestCtx) -> Outcome {
+fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx) -> Outcome {
     let mut root: usize = 0;
     let mut path = ngx_str_t { len: 0, data: ptr::null_mut() };
     // SAFETY: r is live; map_uri_to_path allocates the path in r->pool.
@@ -242,10 +249,8 @@ fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, _ctx: &RequestCtx) ->
     if !file.is_file() {
         // SAFETY: r is live.
         unsafe { (*r).headers_out.status = HTTP_NOT_FOUND as ngx_uint_t };
-        if let Some(ctx) = ctx::existing_ctx(r) {
-            ctx.status.set(HTTP_NOT_FOUND);
-            ctx.status_set.set(true);
-        }
+        ctx.status.set(HTTP_NOT_FOUND);
+        ctx.status_set.set(true);
         return Outcome::Ran;
     }
     let script = match Script::from_file(vm.mrb(), file, true) {
@@ -256,7 +261,7 @@ fn run_requested_file(r: *mut ngx_http_request_t, vm: &Vm, _ctx: &RequestCtx) ->
             return Outcome::Failed;
         }
     };
-    let run = run_one(r, vm, &script, true, HandlerSlot::Content, None);
+    let run = run_one(r, vm, &script, true, HandlerSlot::Content, ctx, false);
     script.release(vm.mrb());
     match run {
         ScriptRun::Done => Outcome::Ran,
@@ -377,5 +382,29 @@ fn send_response(r: *mut ngx_http_request_t, ctx: &RequestCtx, status: ngx_int_t
         }
         (*tail_buf).set_last_in_chain(1);
         ngx_http_output_filter(r, head)
+    }
+}
+
+/// The handler steps aside: hold a request reference and return NGX_DONE.
+pub(crate) fn suspend(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: r and r->main are live.
+    unsafe {
+        let main = (*r).main;
+        (*main).set_count((*main).count() + 1);
+    }
+    DONE
+}
+
+/// Called again by the phase engine: give back the reference `suspend`
+/// took, except in the content phase, whose checker already did by
+/// finalizing with NGX_DONE.
+fn reenter(r: *mut ngx_http_request_t, slot: HandlerSlot) {
+    if slot == HandlerSlot::Content {
+        return;
+    }
+    // SAFETY: r and r->main are live; suspend() incremented count.
+    unsafe {
+        let main = (*r).main;
+        (*main).set_count((*main).count() - 1);
     }
 }

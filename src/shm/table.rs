@@ -1,5 +1,6 @@
-//! The `vlimit_zone` shared memory: a fixed-size hash table of fixed-size
-//! counters plus a per-worker ledger, all inside one slab allocation.
+//! A shared-memory table of counters (vlimit's `vlimit_zone`): a fixed-size
+//! hash table of fixed-size counters plus a per-worker ledger, all inside
+//! one slab allocation.
 //!
 //! Layout (one block from the zone's slab pool, allocated at zone init):
 //! `ZoneShared` header | buckets `[u32]` | entries `[Entry]` | holds `[Hold]`.
@@ -40,44 +41,9 @@ pub const KEY_SMALL: usize = 16;
 /// `Entry::reuse_next` of an entry that is not in the reusable FIFO.
 const NOT_QUEUED: u32 = u32::MAX - 1;
 
-/// What a counter counts; part of its identity in the zone.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u8)]
-pub enum KeyKind {
-    /// Client address, 4 or 16 binary bytes.
-    Ip = 1,
-    /// Device + inode of the file, 16 bytes.
-    File = 2,
-    /// Request file that does not exist: its path.
-    Path = 3,
-    /// Normalised virtual host name.
-    Host = 4,
-    /// Value of a `key=` complex value.
-    Key = 5,
-}
-
-impl KeyKind {
-    fn from_u8(v: u8) -> Option<KeyKind> {
-        Some(match v {
-            1 => KeyKind::Ip,
-            2 => KeyKind::File,
-            3 => KeyKind::Path,
-            4 => KeyKind::Host,
-            5 => KeyKind::Key,
-            _ => return None,
-        })
-    }
-
-    /// The name used in logs and stats.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyKind::Ip => "ip",
-            KeyKind::File | KeyKind::Path => "file",
-            KeyKind::Host => "host",
-            KeyKind::Key => "key",
-        }
-    }
-}
+/// What a counter counts, chosen by the table's user (vlimit: `limits::KeyKind`);
+/// part of a key's identity. 0 is reserved: it marks a never used entry.
+pub type KeyTag = u8;
 
 /// One counter. `kind == 0` marks a never used entry; `count == 0` an
 /// idle one (still findable, reusable by any key).
@@ -110,9 +76,9 @@ pub struct Entry {
 const _: () = assert!(size_of::<Entry>() == 128);
 
 impl Entry {
-    /// The kind, `None` for a free entry.
-    pub fn kind(&self) -> Option<KeyKind> {
-        KeyKind::from_u8(self.kind)
+    /// The key's tag, `None` for a free entry.
+    pub fn kind(&self) -> Option<KeyTag> {
+        (self.kind != 0).then_some(self.kind)
     }
 
     /// The stored key bytes (a prefix when the key was longer than `KEY_INLINE`).
@@ -140,7 +106,7 @@ impl Entry {
 
     #[inline]
     fn matches(&self, key: &Key) -> bool {
-        if self.kind != key.kind as u8 || self.hash != key.hash || self.key_len as usize != key.len {
+        if self.kind != key.kind || self.hash != key.hash || self.key_len as usize != key.len {
             return false;
         }
         if key.len <= KEY_SMALL {
@@ -200,7 +166,7 @@ fn label_start(key_len: usize) -> usize {
 /// compared with two loads); a longer one is borrowed through `long`.
 #[derive(Clone, Copy)]
 pub struct Key<'a> {
-    pub kind: KeyKind,
+    pub kind: KeyTag,
     pub len: usize,
     pub hash: u64,
     pub words: [u64; 2],
@@ -210,7 +176,7 @@ pub struct Key<'a> {
 
 impl<'a> Key<'a> {
     /// A key of `bytes` (borrowed when longer than `KEY_SMALL`).
-    pub fn new(kind: KeyKind, bytes: &'a [u8]) -> Key<'a> {
+    pub fn new(kind: KeyTag, bytes: &'a [u8]) -> Key<'a> {
         let mut key = Key::empty(kind);
         key.set_bytes(bytes);
         key.hash_it();
@@ -219,7 +185,7 @@ impl<'a> Key<'a> {
 
     /// A zero-length key of `kind`, to fill in place.
     #[inline]
-    pub fn empty(kind: KeyKind) -> Key<'a> {
+    pub fn empty(kind: KeyTag) -> Key<'a> {
         Key { kind, len: 0, hash: 0, words: [0; 2], long: ptr::null(), _bytes: core::marker::PhantomData }
     }
 
@@ -299,7 +265,7 @@ const HASH_SEED: [u64; 3] = [0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db, 0x8eb
 /// Hash of a key of at most `KEY_SMALL` bytes from its zero-padded words
 /// (what `key_hash` computes for it).
 #[inline]
-pub fn small_key_hash(kind: KeyKind, len: usize, words: [u64; 2]) -> u64 {
+pub fn small_key_hash(kind: KeyTag, len: usize, words: [u64; 2]) -> u64 {
     // one multiply: the kind and length only need to separate keys whose
     // words are equal (the table compares both anyway)
     mum(words[0] ^ HASH_SEED[1] ^ len as u64, words[1] ^ HASH_SEED[0] ^ (kind as u64) << 56)
@@ -308,7 +274,7 @@ pub fn small_key_hash(kind: KeyKind, len: usize, words: [u64; 2]) -> u64 {
 /// Hash of the kind and the key (wyhash-style: one multiply for keys of
 /// up to 16 bytes, which are an address or a device+inode).
 #[inline]
-pub fn key_hash(kind: KeyKind, key: &[u8]) -> u64 {
+pub fn key_hash(kind: KeyTag, key: &[u8]) -> u64 {
     if key.len() <= KEY_SMALL {
         let mut padded = [0u8; KEY_SMALL];
         padded[..key.len()].copy_from_slice(key);
@@ -386,6 +352,8 @@ unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize) -> Option<
 
 /// Per-cycle handle on a zone: what `shm_zone->data` points at.
 pub struct ZoneCtx {
+    /// The directive that declared the zone (`vlimit_zone`), for messages.
+    pub directive: &'static str,
     pub name: String,
     pub size: usize,
     /// Set by the zone init callback.
@@ -397,8 +365,9 @@ pub struct ZoneCtx {
 }
 
 impl ZoneCtx {
-    pub fn new(name: String, size: usize) -> ZoneCtx {
+    pub fn new(directive: &'static str, name: String, size: usize) -> ZoneCtx {
         ZoneCtx {
+            directive,
             name,
             size,
             shpool: ptr::null_mut(),
@@ -610,7 +579,7 @@ impl Table {
         entry.rejections = 0;
         entry.hash = hash;
         entry.key_len = key.len() as u16;
-        entry.kind = kind as u8;
+        entry.kind = kind;
         let stored = key.len().min(KEY_INLINE);
         // a short key is zero-padded, so `matches` compares two words
         entry.bytes[..KEY_SMALL].fill(0);
@@ -911,7 +880,7 @@ fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -
         ctx.set_shared(ctx.shared);
         return Ok(());
     }
-    let label = format!(" in vlimit_zone \"{}\"\0", ctx.name);
+    let label = format!(" in {} \"{}\"\0", ctx.directive, ctx.name);
     // SAFETY: ngx_slab_alloc locks the pool itself; sizes are in bytes.
     unsafe {
         let log_ctx = ngx_slab_alloc(shpool, label.len()) as *mut u8;
@@ -931,10 +900,10 @@ fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -
             pages -= 1;
         }
         if block.is_null() {
-            return Err(format!("vlimit_zone \"{}\" is too small", ctx.name));
+            return Err(format!("{} \"{}\" is too small", ctx.directive, ctx.name));
         }
         let shared = format(block, pages * pagesize, zone.shm.size)
-            .ok_or_else(|| format!("vlimit_zone \"{}\" is too small", ctx.name))?;
+            .ok_or_else(|| format!("{} \"{}\" is too small", ctx.directive, ctx.name))?;
         pool.data = shared as *mut c_void;
         ctx.set_shared(shared);
     }
@@ -944,7 +913,7 @@ fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -
 fn check_magic(ctx: &ZoneCtx) -> Result<(), String> {
     // SAFETY: an existing zone's data points at a header of some layout.
     if ctx.shared.is_null() || unsafe { (*ctx.shared).magic } != MAGIC {
-        return Err(format!("vlimit_zone \"{}\" has an unknown layout", ctx.name));
+        return Err(format!("{} \"{}\" has an unknown layout", ctx.directive, ctx.name));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use core::ptr;
 use std::rc::Rc;
 
 use ngx::ffi::*;
-use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule, NgxHttpSslModule};
+use ngx::http::{HttpModuleServerConf, NgxHttpSslModule};
 use ngx::ngx_string;
 
 use crate::conf::{args, conf_result, conf_vm, parse_file_script, parse_inline_script};
@@ -58,24 +58,6 @@ extern "C" fn set_handshake_inline(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t,
     conf_result(cf, set_handshake(cf_ref, cmd, conf, true))
 }
 
-/// `mruby_server_context_handler_code 'code'`: runs now, with the server
-/// being parsed as the target of `Nginx::Server#add_listener`.
-fn run_server_context(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), String> {
-    let script = parse_inline_script(cf, cmd, &args(cf)[0])?;
-    let vm = conf_vm(cf)?;
-    let cscf: *mut ngx_http_core_srv_conf_t =
-        NgxHttpCoreModule::server_conf_mut(cf).ok_or("mruby_server_context_handler_code: no server conf")?;
-    let result = crate::conf::listen::run(cf, cscf, &vm, &script);
-    script.release(vm.mrb());
-    result.map_err(|report| format!("{} failed: {report}", str_lossy(&cmd.name)))
-}
-
-extern "C" fn set_server_context(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
-    // SAFETY: nginx passes the live cf and this command.
-    let (cf_ref, cmd) = unsafe { (&mut *cf, &*cmd) };
-    conf_result(cf, run_server_context(cf_ref, cmd))
-}
-
 /// `merge_srv_conf`: nginx's SSL module (a static module, merged before us)
 /// has built this server's `SSL_CTX` by now; hook the handshake into it.
 ///
@@ -124,7 +106,6 @@ fn install_handshake_hook(cf: &mut ngx_conf_t, conf: &mut SslSrvConf) -> Result<
 }
 
 const SRV: u32 = NGX_HTTP_SRV_CONF;
-const UPS: u32 = NGX_HTTP_UPS_CONF;
 const SRV_OFF: ngx_uint_t = NGX_HTTP_SRV_CONF_OFFSET as ngx_uint_t;
 
 type SetFn = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
@@ -134,14 +115,8 @@ const fn command(name: ngx_str_t, kind: u32, set: SetFn) -> ngx_command_t {
 }
 
 /// The directive table.
-pub static mut COMMANDS: [ngx_command_t; 5] = [
+pub static mut COMMANDS: [ngx_command_t; 3] = [
     command(ngx_string!("mruby_ssl_handshake_handler"), SRV | NGX_CONF_TAKE12, set_handshake_file),
     command(ngx_string!("mruby_ssl_handshake_handler_code"), SRV | NGX_CONF_TAKE1, set_handshake_inline),
-    command(ngx_string!("mruby_server_context_handler_code"), SRV | NGX_CONF_TAKE1, set_server_context),
-    command(
-        ngx_string!("mruby_upstream_keepalive"),
-        UPS | NGX_CONF_TAKE1,
-        crate::upstream::keepalive::set_upstream_keepalive,
-    ),
     ngx_command_t::empty(),
 ];

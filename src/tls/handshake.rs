@@ -2,111 +2,21 @@
 //! script, then installs the certificate and key the script chose on this
 //! connection only.
 //!
-//! Unlike ngx_mruby, the choice lives in a per-handshake [`Handshake`], not
-//! in the server configuration, so nothing carries over to the next
-//! handshake; outside a handshake `Nginx::SSL` raises instead of reading
+//! The script runs with a [`HandshakeHost`] installed (`host/handshake.rs`):
+//! the choice lives there, per handshake, so nothing carries over to the
+//! next one; outside a handshake `Nginx::SSL` raises instead of reading
 //! stale state (ngx_mruby #339).
 
-use core::cell::RefCell;
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
-use std::path::PathBuf;
 
 use ngx::ffi::*;
 
 use super::SslSrvConf;
-use crate::ngx_util::{log, str_lossy};
+use crate::host::handshake::{HandshakeHost, PemSource};
+use crate::host::{self, Host};
+use crate::ngx_util::log;
 use crate::vm::run::run;
-
-/// Where a certificate or key the script chose comes from.
-#[derive(Clone)]
-pub enum PemSource {
-    /// `certificate=` / `certificate_key=`: a PEM file.
-    File(PathBuf),
-    /// `certificate_data=` / `certificate_key_data=`: PEM text.
-    Data(Vec<u8>),
-}
-
-/// One handshake in progress, as `Nginx::SSL` sees it.
-pub struct Handshake {
-    ssl: *mut SSL,
-    connection: *mut ngx_connection_t,
-    pub certificate: Option<PemSource>,
-    pub certificate_key: Option<PemSource>,
-}
-
-thread_local! {
-    /// Set only while a handshake script runs (workers run Ruby on one thread).
-    static CURRENT: RefCell<Option<Handshake>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` on the handshake in progress; `None` outside a handshake.
-/// `f` must not run Ruby code (a raise would skip the borrow's release).
-pub fn with_current<R>(f: impl FnOnce(&mut Handshake) -> R) -> Option<R> {
-    CURRENT.with(|cell| cell.try_borrow_mut().ok().and_then(|mut current| current.as_mut().map(f)))
-}
-
-fn set_current(handshake: Option<Handshake>) -> Option<Handshake> {
-    CURRENT.with(|cell| {
-        cell.try_borrow_mut().map(|mut current| core::mem::replace(&mut *current, handshake)).ok().flatten()
-    })
-}
-
-impl Handshake {
-    /// The SNI name the client sent, or empty.
-    pub fn servername(&self) -> Vec<u8> {
-        // SAFETY: ssl is the live SSL object of the handshake; the name is NUL-terminated.
-        unsafe {
-            let name = SSL_get_servername(self.ssl, TLSEXT_NAMETYPE_host_name as c_int);
-            if name.is_null() {
-                return Vec::new();
-            }
-            CStr::from_ptr(name).to_bytes().to_vec()
-        }
-    }
-
-    /// The port the client connected to.
-    pub fn local_port(&self) -> i64 {
-        // SAFETY: connection is live during its handshake; the call fills
-        // local_sockaddr when the listener was a wildcard.
-        unsafe {
-            if ngx_connection_local_sockaddr(self.connection, ptr::null_mut(), 0) != NGX_OK as ngx_int_t {
-                return 0;
-            }
-            i64::from(ngx_inet_get_port((*self.connection).local_sockaddr))
-        }
-    }
-
-    /// The negotiated protocol, e.g. `TLSv1.3`.
-    pub fn tls_version(&self) -> Vec<u8> {
-        // SAFETY: ssl is live; SSL_get_version returns a static string.
-        unsafe {
-            let version = SSL_get_version(self.ssl);
-            if version.is_null() {
-                return Vec::new();
-            }
-            CStr::from_ptr(version).to_bytes().to_vec()
-        }
-    }
-
-    /// The connection's log, for `Nginx::SSL.log`.
-    pub fn log(&self) -> *mut ngx_log_t {
-        // SAFETY: connection is live during its handshake.
-        unsafe { (*self.connection).log }
-    }
-}
-
-/// Resolves a certificate path the way nginx resolves `ssl_certificate`:
-/// relative paths are relative to the configuration prefix.
-pub fn resolve_path(path: &[u8]) -> PathBuf {
-    let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
-    if path.is_absolute() {
-        return path;
-    }
-    // SAFETY: ngx_cycle is the running cycle.
-    let prefix = unsafe { str_lossy(&(*ngx_cycle).conf_prefix) };
-    PathBuf::from(prefix).join(path)
-}
 
 /// `SSL_CTX_set_cert_cb` callback: 1 continues the handshake, 0 fails it.
 ///
@@ -140,18 +50,15 @@ fn run_handshake(ssl: *mut SSL, connection: *mut ngx_connection_t, conf: &SslSrv
     // a request between phases may have globals in the VM: keep them out of
     // the handshake's sight, and the handshake's globals out of the request
     let request_globals = vm.stash_request_globals();
-    let previous = set_current(Some(Handshake { ssl, connection, certificate: None, certificate_key: None }));
-    let result = vm.mrb().arena_scope(|| run(vm.mrb(), proc_).map(|_| ()));
-    let chosen = set_current(previous);
+    let handshake = HandshakeHost::new(ssl, connection);
+    let result =
+        host::enter(&Host::Handshake(&handshake), || vm.mrb().arena_scope(|| run(vm.mrb(), proc_).map(|_| ())));
     vm.remove_request_globals();
     if let Some(stash) = request_globals {
         vm.restore_request_globals(stash);
     }
     result.map_err(|failure| failure.report)?;
-    let Some(chosen) = chosen else {
-        return Ok(());
-    };
-    match (chosen.certificate, chosen.certificate_key) {
+    match (handshake.certificate.take(), handshake.certificate_key.take()) {
         (None, None) => Ok(()),
         (Some(certificate), Some(key)) => {
             let certificate = read_pem(&certificate, "cert")?;

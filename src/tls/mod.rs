@@ -1,14 +1,10 @@
-//! `ngx_http_mruby_ssl_module`: the config-time and connection-level hooks
-//! that ngx_mruby keeps outside the request phases.
-//!
-//! * `mruby_ssl_handshake_handler[_code]` (server): Ruby chooses the
-//!   certificate during the TLS handshake (`handshake.rs`, `Nginx::SSL`).
-//! * `mruby_server_context_handler_code` (server): Ruby runs while the server
-//!   block is parsed, for `Nginx::Server#add_listener` (`server_context.rs`).
-//! * `mruby_upstream_keepalive N` (upstream): nginx's own `keepalive N`, so
-//!   `Nginx::Upstream#keepalive_cache` can read and resize it (`keepalive.rs`).
+//! `ngx_http_mruby_ssl_module`: the TLS handshake hook.
+//! `mruby_ssl_handshake_handler[_code]` (server): Ruby chooses the
+//! certificate during the TLS handshake (`handshake.rs`), with a handshake
+//! host installed (`host/handshake.rs`, what `Nginx::SSL` reads and sets).
 //!
 //! This file holds the module table only; directives are in `conf.rs`.
+//! May import: `conf/` (script parsing), `host/`, `vm/`.
 
 pub mod conf;
 pub mod handshake;

@@ -14,8 +14,8 @@ use core::ptr;
 
 use ngx::ffi::*;
 
-use crate::conf::{args, conf_result};
 use crate::ngx_util::str_lossy;
+use crate::ngx_util::{conf_args as args, conf_result};
 
 extern "C" {
     /// nginx's keepalive module (static, exported by the nginx binary).

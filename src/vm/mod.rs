@@ -1,8 +1,15 @@
 //! The mruby VM: one per `http{}` configuration, created while the config is
 //! parsed (so `mruby_init` state reaches workers through fork), closed when
-//! the configuration's pool is destroyed (reload or exit).
+//! the configuration's pool is destroyed (reload or exit). Compiling,
+//! running and resuming scripts, the typed value handle, the one FFI error
+//! type, and the globals baseline.
+//!
+//! May import: nothing of the crate (it is the bottom layer); the API is
+//! defined by the installer `Vm::open` receives, so `vm/` never imports
+//! `api/`, and whom a script runs for is `host/`'s business.
 
 pub mod compile;
+pub mod error;
 pub mod run;
 pub mod value;
 
@@ -12,7 +19,8 @@ use std::collections::HashSet;
 use mruby_sys::{mrb_close, mrb_open, mrb_sym};
 
 pub use compile::{CompileError, Script, ScriptSource};
-pub use value::{Mrb, RubyError, RubyResult};
+pub use error::{RubyError, RubyResult};
+pub use value::Mrb;
 
 /// The globals a regexp match sets; always per request.
 const MATCH_GLOBALS: [&str; 14] = ["$~", "$&", "$`", "$'", "$+", "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9"];
@@ -34,13 +42,14 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Opens a VM and defines the Ruby API (Rust classes, then `mrblib/`).
-    pub fn open() -> Result<Vm, String> {
+    /// Opens a VM and defines the Ruby API in it with `install_api`
+    /// (`api::install`, given by the configuration code).
+    pub fn open(install_api: fn(Mrb) -> Result<(), String>) -> Result<Vm, String> {
         // SAFETY: mrb_open returns a fresh state or NULL.
         let raw = unsafe { mrb_open() };
         // SAFETY: raw is a fresh live state, owned (and closed) by the Vm.
         let mrb = unsafe { Mrb::from_ptr(raw) }.ok_or("mrb_open() failed: out of memory")?;
-        crate::api::define(mrb)?;
+        install_api(mrb)?;
         let resumer =
             compile::compile(mrb, run::RESUMER_CODE.as_bytes(), "(fiber resumer)").map_err(|err| err.to_string())?;
         let vm = Vm { mrb, baseline: RefCell::default(), resumer };

@@ -9,37 +9,7 @@ use core::ptr::NonNull;
 
 use mruby_sys::*;
 
-/// A Ruby exception to raise at an API boundary: class and message.
-#[derive(Debug)]
-pub struct RubyError {
-    /// Which standard class to raise.
-    pub kind: ErrorKind,
-    /// The message shown to the script.
-    pub message: String,
-}
-
-/// The exception classes the API raises.
-#[derive(Debug, Clone, Copy)]
-pub enum ErrorKind {
-    Argument,
-    Type,
-    Runtime,
-}
-
-impl RubyError {
-    pub fn argument(message: impl Into<String>) -> Self {
-        RubyError { kind: ErrorKind::Argument, message: message.into() }
-    }
-    pub fn type_error(message: impl Into<String>) -> Self {
-        RubyError { kind: ErrorKind::Type, message: message.into() }
-    }
-    pub fn runtime(message: impl Into<String>) -> Self {
-        RubyError { kind: ErrorKind::Runtime, message: message.into() }
-    }
-}
-
-/// What an API method returns before it crosses back into mruby.
-pub type RubyResult = Result<mrb_value, RubyError>;
+pub use super::error::{ErrorKind, RubyError, RubyResult};
 
 /// Copyable handle on a live `mrb_state`.
 #[derive(Clone, Copy)]
@@ -436,30 +406,11 @@ impl Mrb {
         })
     }
 
-    /// Raises `err` in Ruby. Never returns: mruby longjmps to the nearest
-    /// rescue point. Callers must hold no values with destructors.
-    pub fn raise(self, err: RubyError) -> ! {
-        let class_name: &CStr = match err.kind {
-            ErrorKind::Argument => c"ArgumentError",
-            ErrorKind::Type => c"TypeError",
-            ErrorKind::Runtime => c"RuntimeError",
-        };
-        let message = self.str(err.message.as_bytes());
-        drop(err);
-        // SAFETY: live VM; the standard exception classes always exist.
-        unsafe {
-            let class = mrb_class_get(self.as_ptr(), class_name.as_ptr());
-            let exc = mrb_exc_new_str(self.as_ptr(), class, message);
-            mrb_exc_raise(self.as_ptr(), exc);
-        }
-        unreachable!("mrb_exc_raise returned")
-    }
-
     /// Turns an API result into the value returned to mruby, raising on error.
     pub fn finish(self, result: RubyResult) -> mrb_value {
         match result {
             Ok(v) => v,
-            Err(err) => self.raise(err),
+            Err(err) => super::error::raise(self, err),
         }
     }
 }

@@ -1,64 +1,17 @@
-//! `Nginx`: response output, status, logging, redirects, versions, constants.
+//! `Nginx` core: logging, versions, constants, globals; what every host
+//! can use (the response methods are in `api/http/response.rs`).
 
 use mruby_sys::*;
 use ngx::ffi::*;
 
-use crate::api::{arg_int, arity, current_request, to_s_bytes, ARGS_ANY};
-use crate::ngx_util::{log, pool_str};
-use crate::phases::ctx::existing_ctx;
+use crate::api::{arg_int, arity, to_s_bytes, ARGS_ANY};
+use crate::host;
+use crate::ngx_util::log;
 use crate::ruby_fn;
-use crate::vm::{Mrb, RubyError, RubyResult};
+use crate::vm::{Mrb, RubyResult};
 
 /// The ngx_mruby API level this module implements.
 pub const COMPAT_VERSION: &str = "2.7.0";
-
-fn out_of_memory() -> RubyError {
-    RubyError::runtime("out of memory")
-}
-
-/// `Nginx.rputs(obj)`: appends `obj.to_s` to the response body.
-fn rputs(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 1)?;
-    if mrb.is_nil(args[0]) {
-        return Ok(mrb.top_self());
-    }
-    // a String is appended straight from its buffer; nothing runs in between
-    if let Some(bytes) = mrb.str_bytes(args[0]) {
-        append(bytes)?;
-    } else {
-        append(&to_s_bytes(mrb, args[0])?)?;
-    }
-    Ok(mrb.top_self())
-}
-
-/// `Nginx.echo(obj)`: `rputs(obj.to_s + "\n")`.
-fn echo(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 1)?;
-    let mut text = to_s_bytes(mrb, args[0])?;
-    text.push(b'\n');
-    append(&text)?;
-    Ok(mrb.top_self())
-}
-
-fn append(bytes: &[u8]) -> Result<(), RubyError> {
-    let r = current_request()?;
-    let ctx = existing_ctx(r).ok_or_else(|| RubyError::runtime("no request context"))?;
-    ctx.append_output(r.pool, bytes).map_err(|()| out_of_memory())
-}
-
-/// `Nginx.return(status)` (also `send_header`, `status_code=`).
-fn return_status(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 1)?;
-    let status = arg_int(mrb, args[0], "status")?;
-    let r = current_request()?;
-    let ctx = existing_ctx(r).ok_or_else(|| RubyError::runtime("no request context"))?;
-    ctx.status.set(status as ngx_int_t);
-    ctx.status_set.set(true);
-    if status >= 100 {
-        r.headers_out.status = status as ngx_uint_t;
-    }
-    Ok(mrb.nil())
-}
 
 /// `Nginx.log(level, msg)` / `Nginx.errlogger`: to the request's log, or to
 /// the cycle's log from init hooks.
@@ -67,44 +20,16 @@ fn log_message(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let level = arg_int(mrb, args[0], "log level")?;
     let message = to_s_bytes(mrb, args[1])?;
     let message = String::from_utf8_lossy(&message);
-    let target_log = match current_request() {
-        Ok(r) => {
-            // SAFETY: the request's connection is live while it runs.
-            unsafe { (*r.connection).log }
-        }
+    let target_log = match host::current_request() {
+        Some(request) => request.log(),
         // SAFETY: ngx_cycle is nginx's current cycle, always set once running.
-        Err(_) => unsafe { (*ngx_cycle).log },
+        None => unsafe { (*ngx_cycle).log },
     };
     if !(0..=8).contains(&level) {
         log(target_log, NGX_LOG_ERR, &format!("Nginx.log: invalid log level {level}: {message}"));
         return Ok(mrb.nil());
     }
     log(target_log, level as u32, &message);
-    Ok(mrb.nil())
-}
-
-/// `Nginx.redirect(uri, status = 302)`: external with a scheme, else internal.
-fn redirect(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 2)?;
-    let uri = crate::api::arg_bytes(mrb, args[0], "uri")?.to_vec();
-    if uri.is_empty() {
-        return Ok(mrb.nil());
-    }
-    let status = match args.get(1) {
-        Some(v) => arg_int(mrb, *v, "status")?,
-        None => NGX_HTTP_MOVED_TEMPORARILY as i64,
-    };
-    let r = current_request()?;
-    let ctx = existing_ctx(r).ok_or_else(|| RubyError::runtime("no request context"))?;
-    let external = [&b"http://"[..], b"https://", b"$scheme"].iter().any(|prefix| uri.starts_with(prefix));
-    if external {
-        crate::api::http::headers::set_location(r, &uri)?;
-        ctx.status.set(status as ngx_int_t);
-        ctx.status_set.set(true);
-        r.headers_out.status = status as ngx_uint_t;
-    } else {
-        ctx.redirect_uri.set(pool_str(r.pool, &uri).ok_or_else(out_of_memory)?);
-    }
     Ok(mrb.nil())
 }
 
@@ -208,14 +133,8 @@ pub fn init(mrb: Mrb) {
     for (name, value) in INT_CONSTANTS {
         mrb.define_const(nginx, name, mrb.int(*value));
     }
-    mrb.define_class_method(nginx, c"rputs", ruby_fn!(rputs), ARGS_ANY);
-    mrb.define_class_method(nginx, c"echo", ruby_fn!(echo), ARGS_ANY);
-    mrb.define_class_method(nginx, c"return", ruby_fn!(return_status), ARGS_ANY);
-    mrb.define_class_method(nginx, c"send_header", ruby_fn!(return_status), ARGS_ANY);
-    mrb.define_class_method(nginx, c"status_code=", ruby_fn!(return_status), ARGS_ANY);
     mrb.define_class_method(nginx, c"log", ruby_fn!(log_message), ARGS_ANY);
     mrb.define_class_method(nginx, c"errlogger", ruby_fn!(log_message), ARGS_ANY);
-    mrb.define_class_method(nginx, c"redirect", ruby_fn!(redirect), ARGS_ANY);
     mrb.define_class_method(nginx, c"module_name", ruby_fn!(module_name), ARGS_ANY);
     mrb.define_class_method(nginx, c"module_version", ruby_fn!(module_version), ARGS_ANY);
     mrb.define_class_method(nginx, c"nginx_version", ruby_fn!(nginx_version), ARGS_ANY);

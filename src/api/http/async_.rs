@@ -3,8 +3,8 @@
 
 use mruby_sys::*;
 
-use crate::api::{arg_bytes, arg_int, arity, current_request, ARGS_ANY};
-use crate::phases::wait::{last_response, start_sleep, start_subrequest};
+use crate::api::{arg_bytes, arg_int, arity, current_request_state, ARGS_ANY};
+use crate::host::wait::{last_response, start_sleep, start_subrequest};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
 
@@ -15,8 +15,8 @@ fn sleep(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     if ms <= 0 {
         return Err(RubyError::argument("sleep time must be a positive number of milliseconds"));
     }
-    let r = current_request()?;
-    start_sleep(r, ms as u64).map_err(RubyError::runtime)?;
+    let (r, ctx) = current_request_state()?;
+    start_sleep(r, ctx, ms as u64).map_err(RubyError::runtime)?;
     Ok(mrb.nil())
 }
 
@@ -31,16 +31,16 @@ fn sub_request(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
         Some(q) if !mrb.is_nil(*q) => Some(arg_bytes(mrb, *q, "query")?.to_vec()),
         _ => None,
     };
-    let r = current_request()?;
-    start_subrequest(r, &path, query.as_deref()).map_err(RubyError::runtime)?;
+    let (r, ctx) = current_request_state()?;
+    start_subrequest(r, ctx, &path, query.as_deref()).map_err(RubyError::runtime)?;
     Ok(mrb.nil())
 }
 
 /// `Nginx::Async::HTTP.__last_response` → `[status, headers, body]` or nil.
 fn last(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let r = current_request()?;
-    let Some(response) = last_response(r) else {
+    let (_, ctx) = current_request_state()?;
+    let Some(response) = last_response(ctx) else {
         return Ok(mrb.nil());
     };
     let headers = mrb.hash_new();

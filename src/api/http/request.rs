@@ -120,7 +120,7 @@ pub fn init(mrb: Mrb) {
 fn get_body(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     let r = current_request()?;
-    match crate::phases::body::body_bytes(r) {
+    match crate::host::body::body_bytes(r) {
         Some(Ok(body)) => Ok(mrb.str(&body)),
         Some(Err(message)) => Err(RubyError::runtime(message)),
         None => {

@@ -8,14 +8,25 @@
 use mruby_sys::*;
 
 use crate::api::{arg_bytes, arg_int, arity, to_s_bytes, ARGS_ANY};
+use crate::host::handshake::{resolve_path, HandshakeHost, PemSource};
+use crate::host::{self, Host};
 use crate::ngx_util::log;
 use crate::ruby_fn;
-use crate::tls::handshake::{resolve_path, with_current, Handshake, PemSource};
 use crate::vm::{Mrb, RubyError, RubyResult};
 
 /// Runs `f` on the handshake in progress, or raises RuntimeError.
-fn handshake<R>(f: impl FnOnce(&mut Handshake) -> R) -> Result<R, RubyError> {
-    with_current(f).ok_or_else(|| RubyError::runtime("Nginx::SSL is available only in mruby_ssl_handshake_handler"))
+fn handshake<R>(f: impl FnOnce(&HandshakeHost) -> R) -> Result<R, RubyError> {
+    current_handshake()
+        .map(f)
+        .ok_or_else(|| RubyError::runtime("Nginx::SSL is available only in mruby_ssl_handshake_handler"))
+}
+
+/// The handshake the running script serves, if it serves one.
+fn current_handshake<'a>() -> Option<&'a HandshakeHost> {
+    match host::current() {
+        Some(Host::Handshake(handshake)) => Some(handshake),
+        _ => None,
+    }
 }
 
 fn initialize(_mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
@@ -64,8 +75,8 @@ fn set(mrb: Mrb, args: &[mrb_value], setting: Setting) -> RubyResult {
         Setting::CertificateData | Setting::KeyData => PemSource::Data(bytes),
     };
     handshake(|h| match setting {
-        Setting::CertificateFile | Setting::CertificateData => h.certificate = Some(source),
-        Setting::KeyFile | Setting::KeyData => h.certificate_key = Some(source),
+        Setting::CertificateFile | Setting::CertificateData => *h.certificate.borrow_mut() = Some(source),
+        Setting::KeyFile | Setting::KeyData => *h.certificate_key.borrow_mut() = Some(source),
     })?;
     Ok(args[0])
 }
@@ -91,7 +102,7 @@ fn log_message(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let message = to_s_bytes(mrb, args[1])?;
     let message = String::from_utf8_lossy(&message);
     // SAFETY: ngx_cycle is nginx's current cycle, always set once running.
-    let target_log = with_current(|h| h.log()).unwrap_or_else(|| unsafe { (*ngx::ffi::ngx_cycle).log });
+    let target_log = current_handshake().map(|h| h.log()).unwrap_or_else(|| unsafe { (*ngx::ffi::ngx_cycle).log });
     if !(0..=8).contains(&level) {
         log(target_log, ngx::ffi::NGX_LOG_ERR, &format!("Nginx::SSL.log: invalid log level {level}: {message}"));
         return Ok(mrb.nil());

@@ -8,9 +8,9 @@ use mruby_sys::*;
 use sha2::digest::core_api::BlockSizeUser;
 use sha2::digest::DynDigest;
 
-use super::{define_class_under, str_arg, DataType, GemError, GemResult};
+use super::{define_class_under, str_arg, DataType, RubyError, RubyResult};
 use crate::api::{arity, ARGS_ANY};
-use crate::gem_fn;
+use crate::ruby_fn;
 use crate::vm::Mrb;
 
 /// The running state of one digest object.
@@ -100,10 +100,10 @@ impl Algorithm for sha2::Sha512 {
 
 static DIGEST: DataType<Hasher> = DataType::new(c"Digest");
 
-fn hasher<'a>(mrb: Mrb, self_: mrb_value) -> Result<&'a mut Hasher, GemError> {
+fn hasher<'a>(mrb: Mrb, self_: mrb_value) -> Result<&'a mut Hasher, RubyError> {
     DIGEST
         .get_mut(mrb, self_)
-        .ok_or_else(|| GemError::new("TypeError", format!("uninitialized digest ({})", mrb.class_name(self_))))
+        .ok_or_else(|| RubyError::new("TypeError", format!("uninitialized digest ({})", mrb.class_name(self_))))
 }
 
 /// How a digest is returned: raw bytes, lowercase hex, or base64.
@@ -123,27 +123,27 @@ fn render(mrb: Mrb, bytes: &[u8], form: Form) -> mrb_value {
 }
 
 /// `Digest::X.digest(str)` / `hexdigest` / `base64digest`.
-fn one_shot<A: Algorithm>(mrb: Mrb, args: &[mrb_value], form: Form) -> GemResult {
+fn one_shot<A: Algorithm>(mrb: Mrb, args: &[mrb_value], form: Form) -> RubyResult {
     arity(args, 1, 1)?;
     let mut hasher = A::hasher();
     hasher.update(str_arg(mrb, args[0])?);
     Ok(render(mrb, &hasher.finish(), form))
 }
 
-fn class_digest<A: Algorithm>(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn class_digest<A: Algorithm>(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     one_shot::<A>(mrb, args, Form::Raw)
 }
 
-fn class_hexdigest<A: Algorithm>(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn class_hexdigest<A: Algorithm>(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     one_shot::<A>(mrb, args, Form::Hex)
 }
 
-fn class_base64digest<A: Algorithm>(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn class_base64digest<A: Algorithm>(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     one_shot::<A>(mrb, args, Form::Base64)
 }
 
 /// `Digest::X.new(str = nil)`: an empty state (fed `str` if given).
-fn initialize<A: Algorithm>(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn initialize<A: Algorithm>(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 1)?;
     let mut hasher = A::hasher();
     if let Some(data) = args.first() {
@@ -153,7 +153,7 @@ fn initialize<A: Algorithm>(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> G
     Ok(self_)
 }
 
-fn initialize_copy(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn initialize_copy(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let copy = hasher(mrb, args[0])?.clone();
     DIGEST.set(mrb, self_, copy)?;
@@ -161,7 +161,7 @@ fn initialize_copy(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult 
 }
 
 /// `update(str)` / `<<`: feeds more data; returns self.
-fn update(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn update(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let data = str_arg(mrb, args[0])?;
     hasher(mrb, self_)?.update(data);
@@ -170,7 +170,7 @@ fn update(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 
 /// `digest` (state kept) or `digest(str)` (the digest of `str` alone; the
 /// state is reset), in `form`.
-fn instance_digest(mrb: Mrb, self_: mrb_value, args: &[mrb_value], form: Form) -> GemResult {
+fn instance_digest(mrb: Mrb, self_: mrb_value, args: &[mrb_value], form: Form) -> RubyResult {
     arity(args, 0, 1)?;
     let hasher = hasher(mrb, self_)?;
     let bytes = match args.first() {
@@ -185,45 +185,45 @@ fn instance_digest(mrb: Mrb, self_: mrb_value, args: &[mrb_value], form: Form) -
     Ok(render(mrb, &bytes, form))
 }
 
-fn digest(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn digest(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     instance_digest(mrb, self_, args, Form::Raw)
 }
 
-fn hexdigest(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn hexdigest(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     instance_digest(mrb, self_, args, Form::Hex)
 }
 
-fn base64digest(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn base64digest(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     instance_digest(mrb, self_, args, Form::Base64)
 }
 
 /// `digest!` / `hexdigest!`: the digest, and the state reset.
-fn digest_bang(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn digest_bang(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     Ok(render(mrb, &hasher(mrb, self_)?.finish(), Form::Raw))
 }
 
-fn hexdigest_bang(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn hexdigest_bang(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     Ok(render(mrb, &hasher(mrb, self_)?.finish(), Form::Hex))
 }
 
-fn reset(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn reset(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     hasher(mrb, self_)?.state().reset();
     Ok(self_)
 }
 
-fn digest_length(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn digest_length(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.int(hasher(mrb, self_)?.state().output_size() as i64))
 }
 
-fn block_length(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn block_length(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.int(hasher(mrb, self_)?.block_size() as i64))
 }
 
 /// Equal to another digest with the same result, or to its hex String.
-fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let mine = hasher(mrb, self_)?.peek();
     let same = match (DIGEST.get(mrb, args[0]), mrb.str_bytes(args[0])) {
@@ -235,7 +235,7 @@ fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 }
 
 /// `#<Digest::MD5: 9e10...>`.
-fn inspect(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn inspect(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let hex = hex::encode(hasher(mrb, self_)?.peek());
     Ok(mrb.str(format!("#<{}: {hex}>", mrb.class_name(self_)).as_bytes()))
 }
@@ -245,10 +245,10 @@ fn inspect(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
 macro_rules! define_algorithm {
     ($mrb:expr, $digest:expr, $base:expr, $name:expr, $algorithm:ty) => {{
         let class = define_class_under($mrb, $digest, $name, $base);
-        $mrb.define_method(class, c"initialize", gem_fn!(initialize::<$algorithm>), ARGS_ANY);
-        $mrb.define_class_method(class, c"digest", gem_fn!(class_digest::<$algorithm>), ARGS_ANY);
-        $mrb.define_class_method(class, c"hexdigest", gem_fn!(class_hexdigest::<$algorithm>), ARGS_ANY);
-        $mrb.define_class_method(class, c"base64digest", gem_fn!(class_base64digest::<$algorithm>), ARGS_ANY);
+        $mrb.define_method(class, c"initialize", ruby_fn!(initialize::<$algorithm>), ARGS_ANY);
+        $mrb.define_class_method(class, c"digest", ruby_fn!(class_digest::<$algorithm>), ARGS_ANY);
+        $mrb.define_class_method(class, c"hexdigest", ruby_fn!(class_hexdigest::<$algorithm>), ARGS_ANY);
+        $mrb.define_class_method(class, c"base64digest", ruby_fn!(class_base64digest::<$algorithm>), ARGS_ANY);
     }};
 }
 
@@ -256,22 +256,22 @@ pub fn init(mrb: Mrb) {
     let module = mrb.define_module(c"Digest");
     let base = define_class_under(mrb, module, c"Base", mrb.object_class());
     super::make_data_class(base);
-    mrb.define_method(base, c"initialize_copy", gem_fn!(initialize_copy), ARGS_ANY);
-    mrb.define_method(base, c"update", gem_fn!(update), ARGS_ANY);
-    mrb.define_method(base, c"<<", gem_fn!(update), ARGS_ANY);
-    mrb.define_method(base, c"digest", gem_fn!(digest), ARGS_ANY);
-    mrb.define_method(base, c"hexdigest", gem_fn!(hexdigest), ARGS_ANY);
-    mrb.define_method(base, c"base64digest", gem_fn!(base64digest), ARGS_ANY);
-    mrb.define_method(base, c"to_s", gem_fn!(hexdigest), ARGS_ANY);
-    mrb.define_method(base, c"digest!", gem_fn!(digest_bang), ARGS_ANY);
-    mrb.define_method(base, c"hexdigest!", gem_fn!(hexdigest_bang), ARGS_ANY);
-    mrb.define_method(base, c"reset", gem_fn!(reset), ARGS_ANY);
-    mrb.define_method(base, c"digest_length", gem_fn!(digest_length), ARGS_ANY);
-    mrb.define_method(base, c"length", gem_fn!(digest_length), ARGS_ANY);
-    mrb.define_method(base, c"size", gem_fn!(digest_length), ARGS_ANY);
-    mrb.define_method(base, c"block_length", gem_fn!(block_length), ARGS_ANY);
-    mrb.define_method(base, c"==", gem_fn!(equal), ARGS_ANY);
-    mrb.define_method(base, c"inspect", gem_fn!(inspect), ARGS_ANY);
+    mrb.define_method(base, c"initialize_copy", ruby_fn!(initialize_copy), ARGS_ANY);
+    mrb.define_method(base, c"update", ruby_fn!(update), ARGS_ANY);
+    mrb.define_method(base, c"<<", ruby_fn!(update), ARGS_ANY);
+    mrb.define_method(base, c"digest", ruby_fn!(digest), ARGS_ANY);
+    mrb.define_method(base, c"hexdigest", ruby_fn!(hexdigest), ARGS_ANY);
+    mrb.define_method(base, c"base64digest", ruby_fn!(base64digest), ARGS_ANY);
+    mrb.define_method(base, c"to_s", ruby_fn!(hexdigest), ARGS_ANY);
+    mrb.define_method(base, c"digest!", ruby_fn!(digest_bang), ARGS_ANY);
+    mrb.define_method(base, c"hexdigest!", ruby_fn!(hexdigest_bang), ARGS_ANY);
+    mrb.define_method(base, c"reset", ruby_fn!(reset), ARGS_ANY);
+    mrb.define_method(base, c"digest_length", ruby_fn!(digest_length), ARGS_ANY);
+    mrb.define_method(base, c"length", ruby_fn!(digest_length), ARGS_ANY);
+    mrb.define_method(base, c"size", ruby_fn!(digest_length), ARGS_ANY);
+    mrb.define_method(base, c"block_length", ruby_fn!(block_length), ARGS_ANY);
+    mrb.define_method(base, c"==", ruby_fn!(equal), ARGS_ANY);
+    mrb.define_method(base, c"inspect", ruby_fn!(inspect), ARGS_ANY);
     define_algorithm!(mrb, module, base, c"MD5", md5::Md5);
     define_algorithm!(mrb, module, base, c"SHA1", sha1::Sha1);
     define_algorithm!(mrb, module, base, c"SHA256", sha2::Sha256);

@@ -7,16 +7,16 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use mruby_sys::*;
 
-use super::{errno_error, reraise, str_arg, GemError, GemResult};
+use super::{errno_error, reraise, str_arg, RubyError, RubyResult};
 use crate::api::{arity, ARGS_ANY};
-use crate::gem_fn;
+use crate::ruby_fn;
 use crate::vm::Mrb;
 
 /// A variable name argument (a String).
-fn name_arg(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, GemError> {
+fn name_arg(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, RubyError> {
     let name = str_arg(mrb, value)?;
     if name.contains(&0) {
-        return Err(GemError::new("ArgumentError", "bad environment variable name: contains null byte"));
+        return Err(RubyError::new("ArgumentError", "bad environment variable name: contains null byte"));
     }
     Ok(name.to_vec())
 }
@@ -33,13 +33,13 @@ fn text(mrb: Mrb, value: OsString) -> mrb_value {
 }
 
 /// `ENV[name]` → String or nil.
-fn aref(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn aref(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     Ok(lookup(&name_arg(mrb, args[0])?).map_or(mrb.nil(), |v| text(mrb, v)))
 }
 
 /// `ENV[name] = value` (nil deletes).
-fn aset(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn aset(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 2, 2)?;
     let name = name_arg(mrb, args[0])?;
     if mrb.is_nil(args[1]) {
@@ -48,7 +48,7 @@ fn aset(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
     }
     let value = str_arg(mrb, args[1])?;
     if value.contains(&0) {
-        return Err(GemError::new("ArgumentError", "bad environment variable value: contains null byte"));
+        return Err(RubyError::new("ArgumentError", "bad environment variable value: contains null byte"));
     }
     if name.is_empty() || name.contains(&b'=') {
         let context = format!("setenv({})", String::from_utf8_lossy(&name));
@@ -79,7 +79,7 @@ fn block_arg(mrb: Mrb) -> mrb_value {
 
 /// `ENV.fetch(name)`, `fetch(name, default)`, `fetch(name) { |name| ... }`;
 /// KeyError when missing without a default.
-fn fetch(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn fetch(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let name = name_arg(mrb, args[0])?;
     if let Some(value) = lookup(&name) {
@@ -96,22 +96,22 @@ fn fetch(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
         return Ok(*default);
     }
     let quoted = mrb.inspect(args[0]);
-    Err(GemError::new("KeyError", format!("key not found: {quoted}")))
+    Err(RubyError::new("KeyError", format!("key not found: {quoted}")))
 }
 
 /// `ENV.key?(name)` (also `has_key?`, `include?`, `member?`).
-fn has_key(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn has_key(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     Ok(mrb.bool(lookup(&name_arg(mrb, args[0])?).is_some()))
 }
 
 /// `ENV.delete(name)` → the old value or nil.
-fn delete(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn delete(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     Ok(remove(&name_arg(mrb, args[0])?).map_or(mrb.nil(), |v| text(mrb, v)))
 }
 
-fn keys(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn keys(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     let list = mrb.ary_new();
     for (name, _) in std::env::vars_os() {
@@ -120,7 +120,7 @@ fn keys(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
     Ok(list)
 }
 
-fn values(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn values(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     let list = mrb.ary_new();
     for (_, value) in std::env::vars_os() {
@@ -130,7 +130,7 @@ fn values(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
 }
 
 /// `ENV.to_h` (also `to_hash`): a Hash copy of the environment.
-fn to_h(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn to_h(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let hash = mrb.hash_new();
     for (name, value) in std::env::vars_os() {
         mrb.hash_set(hash, text(mrb, name), text(mrb, value));
@@ -138,16 +138,16 @@ fn to_h(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> GemResult {
     Ok(hash)
 }
 
-fn size(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn size(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.int(std::env::vars_os().count() as i64))
 }
 
-fn inspect(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn inspect(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     let hash = to_h(mrb, self_, args)?;
     mrb.call(hash, "inspect", &[]).map_err(reraise)
 }
 
-fn to_s(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn to_s(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.str(b"ENV"))
 }
 
@@ -156,23 +156,23 @@ pub fn init(mrb: Mrb) {
     // SAFETY: a new Object is a heap object.
     let object: *mut RObject = unsafe { mrbsys_ptr(env) }.cast();
     let methods: &[(&core::ffi::CStr, mrb_func_t)] = &[
-        (c"[]", gem_fn!(aref)),
-        (c"[]=", gem_fn!(aset)),
-        (c"store", gem_fn!(aset)),
-        (c"fetch", gem_fn!(fetch)),
-        (c"key?", gem_fn!(has_key)),
-        (c"has_key?", gem_fn!(has_key)),
-        (c"include?", gem_fn!(has_key)),
-        (c"member?", gem_fn!(has_key)),
-        (c"delete", gem_fn!(delete)),
-        (c"keys", gem_fn!(keys)),
-        (c"values", gem_fn!(values)),
-        (c"to_h", gem_fn!(to_h)),
-        (c"to_hash", gem_fn!(to_h)),
-        (c"size", gem_fn!(size)),
-        (c"length", gem_fn!(size)),
-        (c"inspect", gem_fn!(inspect)),
-        (c"to_s", gem_fn!(to_s)),
+        (c"[]", ruby_fn!(aref)),
+        (c"[]=", ruby_fn!(aset)),
+        (c"store", ruby_fn!(aset)),
+        (c"fetch", ruby_fn!(fetch)),
+        (c"key?", ruby_fn!(has_key)),
+        (c"has_key?", ruby_fn!(has_key)),
+        (c"include?", ruby_fn!(has_key)),
+        (c"member?", ruby_fn!(has_key)),
+        (c"delete", ruby_fn!(delete)),
+        (c"keys", ruby_fn!(keys)),
+        (c"values", ruby_fn!(values)),
+        (c"to_h", ruby_fn!(to_h)),
+        (c"to_hash", ruby_fn!(to_h)),
+        (c"size", ruby_fn!(size)),
+        (c"length", ruby_fn!(size)),
+        (c"inspect", ruby_fn!(inspect)),
+        (c"to_s", ruby_fn!(to_s)),
     ];
     for (name, func) in methods {
         // SAFETY: live VM; object is live (it becomes a constant below).

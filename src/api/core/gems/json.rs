@@ -6,9 +6,9 @@ use core::ffi::{c_int, c_void};
 use mruby_sys::*;
 use serde_json::{Map, Number, Value};
 
-use super::{define_class_under, reraise, str_arg, GemError, GemResult};
+use super::{define_class_under, reraise, str_arg, RubyError, RubyResult};
 use crate::api::{arity, ARGS_ANY};
-use crate::gem_fn;
+use crate::ruby_fn;
 use crate::vm::Mrb;
 
 /// CRuby's default `max_nesting` for generate.
@@ -16,11 +16,11 @@ const MAX_NESTING: usize = 100;
 
 /// `JSON.__parse(source, symbolize_names)`: objects become Hashes (String or
 /// Symbol keys), integers beyond i64 become Floats.
-fn parse(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn parse(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let source = str_arg(mrb, args[0])?;
     let value: Value =
-        serde_json::from_slice(source).map_err(|err| GemError::new("JSON::ParserError", err.to_string()))?;
+        serde_json::from_slice(source).map_err(|err| RubyError::new("JSON::ParserError", err.to_string()))?;
     let symbolize_names = args.get(1).is_some_and(|v| mrb.truthy(*v));
     Ok(to_ruby(mrb, &value, symbolize_names))
 }
@@ -60,27 +60,27 @@ fn to_ruby(mrb: Mrb, value: &Value, symbolize_names: bool) -> mrb_value {
 }
 
 /// `JSON.generate(obj)` (also `JSON.dump`): compact JSON text.
-fn generate(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn generate(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let value = to_json_value(mrb, args[0], 0)?;
-    let text = serde_json::to_vec(&value).map_err(|err| GemError::new("JSON::GeneratorError", err.to_string()))?;
+    let text = serde_json::to_vec(&value).map_err(|err| RubyError::new("JSON::GeneratorError", err.to_string()))?;
     Ok(mrb.str(&text))
 }
 
 /// `JSON.pretty_generate(obj)`: two-space indented JSON text.
-fn pretty_generate(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn pretty_generate(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let value = to_json_value(mrb, args[0], 0)?;
     let text =
-        serde_json::to_vec_pretty(&value).map_err(|err| GemError::new("JSON::GeneratorError", err.to_string()))?;
+        serde_json::to_vec_pretty(&value).map_err(|err| RubyError::new("JSON::GeneratorError", err.to_string()))?;
     Ok(mrb.str(&text))
 }
 
 /// A Ruby value as JSON: Hash, Array, String, Symbol, Integer, Float,
 /// true/false/nil natively; anything else as its `to_s`.
-fn to_json_value(mrb: Mrb, v: mrb_value, depth: usize) -> Result<Value, GemError> {
+fn to_json_value(mrb: Mrb, v: mrb_value, depth: usize) -> Result<Value, RubyError> {
     if depth > MAX_NESTING {
-        return Err(GemError::new("JSON::NestingError", format!("nesting of {depth} is too deep")));
+        return Err(RubyError::new("JSON::NestingError", format!("nesting of {depth} is too deep")));
     }
     if mrb.is_nil(v) {
         return Ok(Value::Null);
@@ -105,7 +105,7 @@ fn to_json_value(mrb: Mrb, v: mrb_value, depth: usize) -> Result<Value, GemError
             } else {
                 "-Infinity"
             };
-            GemError::new("JSON::GeneratorError", format!("{name} not allowed in JSON"))
+            RubyError::new("JSON::GeneratorError", format!("{name} not allowed in JSON"))
         });
     }
     if mrb.is_array(v) {
@@ -135,7 +135,7 @@ fn to_json_value(mrb: Mrb, v: mrb_value, depth: usize) -> Result<Value, GemError
 }
 
 /// A String, a Symbol's name, or `to_s` of anything else, as UTF-8.
-fn json_string(mrb: Mrb, v: mrb_value) -> Result<String, GemError> {
+fn json_string(mrb: Mrb, v: mrb_value) -> Result<String, RubyError> {
     let bytes = match mrb.to_sym(v) {
         Some(sym) => mrb.sym_name(sym).to_vec(),
         None => {
@@ -144,7 +144,7 @@ fn json_string(mrb: Mrb, v: mrb_value) -> Result<String, GemError> {
         }
     };
     String::from_utf8(bytes)
-        .map_err(|_| GemError::new("JSON::GeneratorError", "source sequence is illegal/malformed utf-8"))
+        .map_err(|_| RubyError::new("JSON::GeneratorError", "source sequence is illegal/malformed utf-8"))
 }
 
 /// A Hash's keys and values as a flat Array `[k1, v1, k2, v2...]`, read
@@ -176,8 +176,8 @@ pub fn init(mrb: Mrb) {
     let parser_error = define_class_under(mrb, json, c"ParserError", json_error);
     define_class_under(mrb, json, c"GeneratorError", json_error);
     define_class_under(mrb, json, c"NestingError", parser_error);
-    mrb.define_module_function(json, c"__parse", gem_fn!(parse), ARGS_ANY);
-    mrb.define_module_function(json, c"generate", gem_fn!(generate), ARGS_ANY);
-    mrb.define_module_function(json, c"dump", gem_fn!(generate), ARGS_ANY);
-    mrb.define_module_function(json, c"pretty_generate", gem_fn!(pretty_generate), ARGS_ANY);
+    mrb.define_module_function(json, c"__parse", ruby_fn!(parse), ARGS_ANY);
+    mrb.define_module_function(json, c"generate", ruby_fn!(generate), ARGS_ANY);
+    mrb.define_module_function(json, c"dump", ruby_fn!(generate), ARGS_ANY);
+    mrb.define_module_function(json, c"pretty_generate", ruby_fn!(pretty_generate), ARGS_ANY);
 }

@@ -9,9 +9,9 @@ use std::rc::Rc;
 use mruby_sys::*;
 
 use super::regexp::{new_regexp, Compiled, Spans};
-use super::{arg_name, class, reraise, DataType, GemError, GemResult};
+use super::{arg_name, class, reraise, DataType, RubyError, RubyResult};
 use crate::api::{arity, ARGS_ANY};
-use crate::gem_fn;
+use crate::ruby_fn;
 use crate::vm::Mrb;
 
 /// A successful match: the pattern, a copy of the text (shared by the
@@ -48,14 +48,14 @@ impl MatchState {
 pub static MATCH_DATA: DataType<MatchState> = DataType::new(c"MatchData");
 
 /// A new MatchData object.
-pub fn wrap(mrb: Mrb, state: MatchState) -> GemResult {
+pub fn wrap(mrb: Mrb, state: MatchState) -> RubyResult {
     Ok(MATCH_DATA.wrap(mrb, class(mrb, "MatchData")?, state))
 }
 
-fn state<'a>(mrb: Mrb, md: mrb_value) -> Result<&'a MatchState, GemError> {
+fn state<'a>(mrb: Mrb, md: mrb_value) -> Result<&'a MatchState, RubyError> {
     MATCH_DATA
         .get(mrb, md)
-        .ok_or_else(|| GemError::new("TypeError", format!("uninitialized MatchData ({})", mrb.class_name(md))))
+        .ok_or_else(|| RubyError::new("TypeError", format!("uninitialized MatchData ({})", mrb.class_name(md))))
 }
 
 fn text_or_nil(mrb: Mrb, bytes: Option<&[u8]>) -> mrb_value {
@@ -78,14 +78,14 @@ pub fn set_last_match(mrb: Mrb, md: mrb_value) {
 
 /// The group an index names: an Integer (negative from the end; `None`
 /// past the groups) or a group name (IndexError if there is none).
-fn group_index(mrb: Mrb, state: &MatchState, index: mrb_value) -> Result<Option<usize>, GemError> {
+fn group_index(mrb: Mrb, state: &MatchState, index: mrb_value) -> Result<Option<usize>, RubyError> {
     if let Some(i) = mrb.to_int(index) {
         let count = state.spans.len() as i64;
         let i = if i < 0 { i + count } else { i };
         return Ok((0..count).contains(&i).then_some(i as usize));
     }
     if !mrb.is_string(index) && !mrb.is_symbol(index) {
-        return Err(GemError::new(
+        return Err(RubyError::new(
             "TypeError",
             format!("no implicit conversion of {} into Integer", mrb.class_name(index)),
         ));
@@ -93,7 +93,7 @@ fn group_index(mrb: Mrb, state: &MatchState, index: mrb_value) -> Result<Option<
     let name = arg_name(mrb, index)?;
     match state.compiled.group_named(&name, &state.spans) {
         Some(n) => Ok(Some(n)),
-        None => Err(GemError::new(
+        None => Err(RubyError::new(
             "IndexError",
             format!("undefined group name reference: {}", String::from_utf8_lossy(&name)),
         )),
@@ -101,14 +101,14 @@ fn group_index(mrb: Mrb, state: &MatchState, index: mrb_value) -> Result<Option<
 }
 
 /// Like [`group_index`], but an index past the groups is an IndexError.
-fn existing_group(mrb: Mrb, state: &MatchState, index: mrb_value) -> Result<usize, GemError> {
+fn existing_group(mrb: Mrb, state: &MatchState, index: mrb_value) -> Result<usize, RubyError> {
     group_index(mrb, state, index)?
-        .ok_or_else(|| GemError::new("IndexError", format!("index {} out of matches", mrb.inspect(index))))
+        .ok_or_else(|| RubyError::new("IndexError", format!("index {} out of matches", mrb.inspect(index))))
 }
 
 /// `md[n]`, `md["name"]`, `md[:name]`; `md[start, len]` and `md[range]` as
 /// on `to_a`.
-fn aref(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn aref(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let state = state(mrb, self_)?;
     // SAFETY: reads the tag of a value.
@@ -125,14 +125,14 @@ fn aref(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 
 /// `md.begin(n)`: byte offset where group `n` starts (nil if it did not
 /// take part).
-fn begin(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn begin(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let state = state(mrb, self_)?;
     let n = existing_group(mrb, state, args[0])?;
     Ok(state.spans[n].map_or(mrb.nil(), |(b, _)| mrb.int(b as i64)))
 }
 
-fn end(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn end(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let state = state(mrb, self_)?;
     let n = existing_group(mrb, state, args[0])?;
@@ -140,7 +140,7 @@ fn end(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 }
 
 /// `md.offset(n)` → `[begin, end]`.
-fn offset(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn offset(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let state = state(mrb, self_)?;
     let n = existing_group(mrb, state, args[0])?;
@@ -163,16 +163,16 @@ fn groups_from(mrb: Mrb, state: &MatchState, first: usize) -> mrb_value {
 }
 
 /// `md.to_a` → `[whole, group1, ...]`.
-fn to_a(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn to_a(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(groups_from(mrb, state(mrb, self_)?, 0))
 }
 
-fn captures(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn captures(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(groups_from(mrb, state(mrb, self_)?, 1))
 }
 
 /// `{"name" => text}` (of groups sharing a name, the last that matched).
-fn named_captures(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn named_captures(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let state = state(mrb, self_)?;
     let hash = mrb.hash_new();
     for (name, _) in &state.compiled.names {
@@ -182,7 +182,7 @@ fn named_captures(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult 
     Ok(hash)
 }
 
-fn names(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn names(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let state = state(mrb, self_)?;
     let list = mrb.ary_new();
     for (name, _) in &state.compiled.names {
@@ -191,36 +191,36 @@ fn names(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
     Ok(list)
 }
 
-fn pre_match(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn pre_match(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.str(state(mrb, self_)?.pre_match()))
 }
 
-fn post_match(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn post_match(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.str(state(mrb, self_)?.post_match()))
 }
 
-fn to_s(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn to_s(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(text_or_nil(mrb, state(mrb, self_)?.group(0)))
 }
 
 /// Number of groups plus one.
-fn size(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn size(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.int(state(mrb, self_)?.spans.len() as i64))
 }
 
 /// The matched text (a frozen copy).
-fn string(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn string(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let text = mrb.str(&state(mrb, self_)?.subject);
     // SAFETY: live VM; text is a new String.
     Ok(unsafe { mrb_obj_freeze(mrb.as_ptr(), text) })
 }
 
-fn regexp(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn regexp(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     new_regexp(mrb, Rc::clone(&state(mrb, self_)?.compiled))
 }
 
 /// `#<MatchData "ab" 1:"b" name:"c">`.
-fn inspect(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn inspect(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let state = state(mrb, self_)?;
     let quoted = |n: usize| match state.group(n) {
         Some(text) => mrb.inspect(mrb.str(text)),
@@ -241,7 +241,7 @@ fn inspect(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
 }
 
 /// Same text, pattern and groups.
-fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let state = state(mrb, self_)?;
     let same = MATCH_DATA.get(mrb, args[0]).is_some_and(|other| {
@@ -253,7 +253,7 @@ fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
     Ok(mrb.bool(same))
 }
 
-fn initialize_copy(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn initialize_copy(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let original = state(mrb, args[0])?;
     let copy = MatchState {
@@ -271,23 +271,23 @@ pub fn init(mrb: Mrb) {
     // SAFETY: live VM; match_data is live; removing `new` keeps scripts from
     // making MatchData objects with nothing inside.
     unsafe { mrb_undef_class_method(mrb.as_ptr(), match_data, c"new".as_ptr()) };
-    mrb.define_method(match_data, c"[]", gem_fn!(aref), ARGS_ANY);
-    mrb.define_method(match_data, c"begin", gem_fn!(begin), ARGS_ANY);
-    mrb.define_method(match_data, c"end", gem_fn!(end), ARGS_ANY);
-    mrb.define_method(match_data, c"offset", gem_fn!(offset), ARGS_ANY);
-    mrb.define_method(match_data, c"to_a", gem_fn!(to_a), ARGS_ANY);
-    mrb.define_method(match_data, c"captures", gem_fn!(captures), ARGS_ANY);
-    mrb.define_method(match_data, c"named_captures", gem_fn!(named_captures), ARGS_ANY);
-    mrb.define_method(match_data, c"names", gem_fn!(names), ARGS_ANY);
-    mrb.define_method(match_data, c"pre_match", gem_fn!(pre_match), ARGS_ANY);
-    mrb.define_method(match_data, c"post_match", gem_fn!(post_match), ARGS_ANY);
-    mrb.define_method(match_data, c"to_s", gem_fn!(to_s), ARGS_ANY);
-    mrb.define_method(match_data, c"size", gem_fn!(size), ARGS_ANY);
-    mrb.define_method(match_data, c"length", gem_fn!(size), ARGS_ANY);
-    mrb.define_method(match_data, c"string", gem_fn!(string), ARGS_ANY);
-    mrb.define_method(match_data, c"regexp", gem_fn!(regexp), ARGS_ANY);
-    mrb.define_method(match_data, c"inspect", gem_fn!(inspect), ARGS_ANY);
-    mrb.define_method(match_data, c"==", gem_fn!(equal), ARGS_ANY);
-    mrb.define_method(match_data, c"eql?", gem_fn!(equal), ARGS_ANY);
-    mrb.define_method(match_data, c"initialize_copy", gem_fn!(initialize_copy), ARGS_ANY);
+    mrb.define_method(match_data, c"[]", ruby_fn!(aref), ARGS_ANY);
+    mrb.define_method(match_data, c"begin", ruby_fn!(begin), ARGS_ANY);
+    mrb.define_method(match_data, c"end", ruby_fn!(end), ARGS_ANY);
+    mrb.define_method(match_data, c"offset", ruby_fn!(offset), ARGS_ANY);
+    mrb.define_method(match_data, c"to_a", ruby_fn!(to_a), ARGS_ANY);
+    mrb.define_method(match_data, c"captures", ruby_fn!(captures), ARGS_ANY);
+    mrb.define_method(match_data, c"named_captures", ruby_fn!(named_captures), ARGS_ANY);
+    mrb.define_method(match_data, c"names", ruby_fn!(names), ARGS_ANY);
+    mrb.define_method(match_data, c"pre_match", ruby_fn!(pre_match), ARGS_ANY);
+    mrb.define_method(match_data, c"post_match", ruby_fn!(post_match), ARGS_ANY);
+    mrb.define_method(match_data, c"to_s", ruby_fn!(to_s), ARGS_ANY);
+    mrb.define_method(match_data, c"size", ruby_fn!(size), ARGS_ANY);
+    mrb.define_method(match_data, c"length", ruby_fn!(size), ARGS_ANY);
+    mrb.define_method(match_data, c"string", ruby_fn!(string), ARGS_ANY);
+    mrb.define_method(match_data, c"regexp", ruby_fn!(regexp), ARGS_ANY);
+    mrb.define_method(match_data, c"inspect", ruby_fn!(inspect), ARGS_ANY);
+    mrb.define_method(match_data, c"==", ruby_fn!(equal), ARGS_ANY);
+    mrb.define_method(match_data, c"eql?", ruby_fn!(equal), ARGS_ANY);
+    mrb.define_method(match_data, c"initialize_copy", ruby_fn!(initialize_copy), ARGS_ANY);
 }

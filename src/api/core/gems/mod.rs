@@ -4,7 +4,7 @@
 //!
 //! Gem methods may raise any exception class (`JSON::ParserError`,
 //! `RegexpError`, `KeyError`, `Errno::ESRCH`...), so they go through their
-//! own FFI edge, [`call_gem_method`], which raises a [`GemError`] once the
+//! own FFI edge, [`call_gem_method`], which raises a [`RubyError`] once the
 //! method's Rust values are dropped.
 
 pub mod digest;
@@ -20,97 +20,18 @@ use core::marker::PhantomData;
 
 use mruby_sys::*;
 
-use crate::vm::value::ErrorKind;
-use crate::vm::{Mrb, RubyError};
+use crate::vm::Mrb;
 
-/// An exception a gem method raises.
-#[derive(Debug)]
-pub enum GemError {
-    /// A new exception of the class at a constant path (`"JSON::ParserError"`).
-    New { class: &'static str, message: String },
-    /// An exception caught from Ruby code (through `Mrb::call`), raised again
-    /// unchanged.
-    Reraise(mrb_value),
-}
-
-impl GemError {
-    pub fn new(class: &'static str, message: impl Into<String>) -> Self {
-        GemError::New { class, message: message.into() }
-    }
-}
-
-impl From<RubyError> for GemError {
-    fn from(err: RubyError) -> Self {
-        let class = match err.kind {
-            ErrorKind::Argument => "ArgumentError",
-            ErrorKind::Type => "TypeError",
-            ErrorKind::Runtime => "RuntimeError",
-        };
-        GemError::New { class, message: err.message }
-    }
-}
-
-/// What a gem method returns before it crosses back into mruby.
-pub type GemResult = Result<mrb_value, GemError>;
-
-/// A Ruby method of a gem: receiver and arguments in, value or exception out.
-pub type GemMethod = fn(Mrb, mrb_value, &[mrb_value]) -> GemResult;
-
-/// The FFI edge of every gem method: collects the arguments, runs `method`,
-/// and raises its error once the method's Rust values are dropped.
-pub(crate) fn call_gem_method(mrb: *mut mrb_state, self_: mrb_value, method: GemMethod) -> mrb_value {
-    let Some((mrb, args)) = crate::api::method_call(mrb) else {
-        // SAFETY: constructs an immediate value.
-        return unsafe { mrbsys_nil_value() };
-    };
-    match method(mrb, self_, args) {
-        Ok(value) => value,
-        Err(err) => raise(mrb, err),
-    }
-}
-
-/// Makes an `mrb_func_t` from a [`GemMethod`].
-#[macro_export]
-macro_rules! gem_fn {
-    ($method:path) => {{
-        unsafe extern "C" fn trampoline(
-            mrb: *mut mruby_sys::mrb_state,
-            self_: mruby_sys::mrb_value,
-        ) -> mruby_sys::mrb_value {
-            $crate::api::core::gems::call_gem_method(mrb, self_, $method)
-        }
-        Some(
-            trampoline as unsafe extern "C" fn(*mut mruby_sys::mrb_state, mruby_sys::mrb_value) -> mruby_sys::mrb_value,
-        )
-    }};
-}
-
-/// Raises `err` in Ruby; never returns. Holds no value with a destructor
-/// when mruby longjmps.
-fn raise(mrb: Mrb, err: GemError) -> ! {
-    let exc = match err {
-        GemError::Reraise(exc) => exc,
-        GemError::New { class, message } => {
-            let class =
-                mrb.class_get(class).or_else(|| mrb.class_get("StandardError")).unwrap_or_else(|| mrb.object_class());
-            let message = mrb.str(message.as_bytes());
-            // SAFETY: live VM; class is a live exception class.
-            unsafe { mrb_exc_new_str(mrb.as_ptr(), class, message) }
-        }
-    };
-    // SAFETY: live VM; exc is an exception object; nothing here needs dropping.
-    unsafe { mrb_exc_raise(mrb.as_ptr(), exc) };
-    unreachable!("mrb_exc_raise returned")
-}
+pub use crate::vm::{RubyError, RubyResult};
 
 /// The exception `Mrb::call` caught, to raise again unchanged.
-pub fn reraise(exc: mrb_value) -> GemError {
-    GemError::Reraise(exc)
+pub fn reraise(exc: mrb_value) -> RubyError {
+    RubyError::reraise(exc)
 }
 
 /// `Errno::<NAME>` for an errno (a `SystemCallError` when this VM has no class
 /// for it), with CRuby's message: `"No such process - kill"`.
-pub fn errno_error(errno: nix::errno::Errno, context: &str) -> GemError {
+pub fn errno_error(errno: nix::errno::Errno, context: &str) -> RubyError {
     let class = match errno {
         nix::errno::Errno::EPERM => "Errno::EPERM",
         nix::errno::Errno::ENOENT => "Errno::ENOENT",
@@ -118,7 +39,7 @@ pub fn errno_error(errno: nix::errno::Errno, context: &str) -> GemError {
         nix::errno::Errno::EINVAL => "Errno::EINVAL",
         _ => "SystemCallError",
     };
-    GemError::new(class, format!("{} - {context}", errno.desc()))
+    RubyError::new(class, format!("{} - {context}", errno.desc()))
 }
 
 /// How mruby frees the Rust value a Ruby object owns: one static per type.
@@ -147,15 +68,15 @@ impl<T> DataType<T> {
 
     /// Gives `obj` (an instance of a class whose instances are data
     /// objects) `value`, dropping what it owned before.
-    pub fn set(&'static self, mrb: Mrb, obj: mrb_value, value: T) -> Result<(), GemError> {
+    pub fn set(&'static self, mrb: Mrb, obj: mrb_value, value: T) -> Result<(), RubyError> {
         // SAFETY: reads the tag of a value.
         if unsafe { mrbsys_type(obj) } as u32 != mrb_vtype_MRB_TT_DATA {
-            return Err(GemError::new("TypeError", format!("{} is not a data object", mrb.class_name(obj))));
+            return Err(RubyError::new("TypeError", format!("{} is not a data object", mrb.class_name(obj))));
         }
         // SAFETY: obj is a data object, so its payload is an RData.
         let current_type = unsafe { (*mrbsys_ptr(obj).cast::<RData>()).type_ };
         if !current_type.is_null() && !core::ptr::eq(current_type, &self.raw) {
-            return Err(GemError::new("TypeError", format!("{} holds other data", mrb.class_name(obj))));
+            return Err(RubyError::new("TypeError", format!("{} holds other data", mrb.class_name(obj))));
         }
         // SAFETY: obj is a data object of this type or still empty; the old
         // pointer came from Box::into_raw below and nothing else frees it.
@@ -229,14 +150,14 @@ fn class_path(mrb: Mrb, class: *mut RClass) -> String {
 }
 
 /// A class that must exist (defined at init).
-pub fn class(mrb: Mrb, path: &str) -> Result<*mut RClass, GemError> {
-    mrb.class_get(path).ok_or_else(|| GemError::new("NameError", format!("uninitialized constant {path}")))
+pub fn class(mrb: Mrb, path: &str) -> Result<*mut RClass, RubyError> {
+    mrb.class_get(path).ok_or_else(|| RubyError::new("NameError", format!("uninitialized constant {path}")))
 }
 
 /// A String argument; TypeError with CRuby's message otherwise.
-pub fn str_arg<'a>(mrb: Mrb, value: mrb_value) -> Result<&'a [u8], GemError> {
+pub fn str_arg<'a>(mrb: Mrb, value: mrb_value) -> Result<&'a [u8], RubyError> {
     mrb.str_bytes(value).ok_or_else(|| {
-        GemError::new("TypeError", format!("no implicit conversion of {} into String", implicit_name(mrb, value)))
+        RubyError::new("TypeError", format!("no implicit conversion of {} into String", implicit_name(mrb, value)))
     })
 }
 
@@ -257,7 +178,7 @@ fn implicit_name(mrb: Mrb, value: mrb_value) -> String {
 }
 
 /// A String argument, or a Symbol's name.
-pub fn arg_name(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, GemError> {
+pub fn arg_name(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, RubyError> {
     if let Some(sym) = mrb.to_sym(value) {
         return Ok(mrb.sym_name(sym).to_vec());
     }

@@ -6,37 +6,37 @@ use mruby_sys::*;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::{self, Pid};
 
-use super::{arg_name, errno_error, GemError, GemResult};
+use super::{arg_name, errno_error, RubyError, RubyResult};
 use crate::api::{arity, ARGS_ANY};
-use crate::gem_fn;
+use crate::ruby_fn;
 use crate::vm::Mrb;
 
-fn pid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn pid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     Ok(mrb.int(unistd::getpid().as_raw().into()))
 }
 
-fn ppid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn ppid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     Ok(mrb.int(unistd::getppid().as_raw().into()))
 }
 
-fn uid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn uid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     Ok(mrb.int(unistd::getuid().as_raw().into()))
 }
 
-fn euid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn euid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     Ok(mrb.int(unistd::geteuid().as_raw().into()))
 }
 
-fn gid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn gid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     Ok(mrb.int(unistd::getgid().as_raw().into()))
 }
 
-fn egid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn egid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     Ok(mrb.int(unistd::getegid().as_raw().into()))
 }
@@ -49,7 +49,7 @@ struct KillSignal {
     group: bool,
 }
 
-fn kill_signal(mrb: Mrb, value: mrb_value) -> Result<KillSignal, GemError> {
+fn kill_signal(mrb: Mrb, value: mrb_value) -> Result<KillSignal, RubyError> {
     if let Some(number) = mrb.to_int(value) {
         let group = number < 0;
         let number = i32::try_from(number.unsigned_abs()).map_err(|_| unsupported_signal(&number.to_string()))?;
@@ -60,7 +60,7 @@ fn kill_signal(mrb: Mrb, value: mrb_value) -> Result<KillSignal, GemError> {
         return Ok(KillSignal { signal, group });
     }
     let name = arg_name(mrb, value)
-        .map_err(|_| GemError::new("ArgumentError", format!("bad signal type {}", mrb.class_name(value))))?;
+        .map_err(|_| RubyError::new("ArgumentError", format!("bad signal type {}", mrb.class_name(value))))?;
     let name = String::from_utf8_lossy(&name).into_owned();
     let (group, bare) = match name.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -74,14 +74,14 @@ fn kill_signal(mrb: Mrb, value: mrb_value) -> Result<KillSignal, GemError> {
     Ok(KillSignal { signal: Some(signal), group })
 }
 
-fn unsupported_signal(name: &str) -> GemError {
-    GemError::new("ArgumentError", format!("unsupported signal '{name}'"))
+fn unsupported_signal(name: &str) -> RubyError {
+    RubyError::new("ArgumentError", format!("unsupported signal '{name}'"))
 }
 
 /// `Process.kill(signal, pid, ...)` → the number of processes signalled.
-fn kill(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn kill(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     if args.len() < 2 {
-        return Err(GemError::new(
+        return Err(RubyError::new(
             "ArgumentError",
             format!("wrong number of arguments (given {}, expected 2+)", args.len()),
         ));
@@ -90,7 +90,7 @@ fn kill(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
     let mut pids = Vec::with_capacity(args.len() - 1);
     for value in &args[1..] {
         let pid = crate::api::arg_int(mrb, *value, "pid")?;
-        let pid = i32::try_from(pid).map_err(|_| GemError::new("RangeError", format!("pid {pid} out of range")))?;
+        let pid = i32::try_from(pid).map_err(|_| RubyError::new("RangeError", format!("pid {pid} out of range")))?;
         pids.push(Pid::from_raw(pid));
     }
     for pid in &pids {
@@ -102,13 +102,13 @@ fn kill(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
 
 pub fn init(mrb: Mrb) {
     let process = mrb.define_module(c"Process");
-    mrb.define_module_function(process, c"pid", gem_fn!(pid), ARGS_ANY);
-    mrb.define_module_function(process, c"ppid", gem_fn!(ppid), ARGS_ANY);
-    mrb.define_module_function(process, c"uid", gem_fn!(uid), ARGS_ANY);
-    mrb.define_module_function(process, c"euid", gem_fn!(euid), ARGS_ANY);
-    mrb.define_module_function(process, c"gid", gem_fn!(gid), ARGS_ANY);
-    mrb.define_module_function(process, c"egid", gem_fn!(egid), ARGS_ANY);
-    mrb.define_module_function(process, c"kill", gem_fn!(kill), ARGS_ANY);
+    mrb.define_module_function(process, c"pid", ruby_fn!(pid), ARGS_ANY);
+    mrb.define_module_function(process, c"ppid", ruby_fn!(ppid), ARGS_ANY);
+    mrb.define_module_function(process, c"uid", ruby_fn!(uid), ARGS_ANY);
+    mrb.define_module_function(process, c"euid", ruby_fn!(euid), ARGS_ANY);
+    mrb.define_module_function(process, c"gid", ruby_fn!(gid), ARGS_ANY);
+    mrb.define_module_function(process, c"egid", ruby_fn!(egid), ARGS_ANY);
+    mrb.define_module_function(process, c"kill", ruby_fn!(kill), ARGS_ANY);
 
     // CRuby's exception classes for failed system calls.
     // SAFETY: live VM; StandardError always exists.

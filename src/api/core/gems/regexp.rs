@@ -19,9 +19,9 @@ use mruby_sys::*;
 use onig::{EncodedBytes, MatchParam, Regex, RegexOptions, Region, SearchOptions, Syntax};
 
 use super::match_data::{self, MatchState};
-use super::{arg_name, class, str_arg, DataType, GemError, GemResult};
+use super::{arg_name, class, str_arg, DataType, RubyError, RubyResult};
 use crate::api::{arg_int, arity, ARGS_ANY};
-use crate::gem_fn;
+use crate::ruby_fn;
 use crate::vm::Mrb;
 
 /// `Regexp::IGNORECASE` and friends: the same bits as Oniguruma's options.
@@ -61,7 +61,7 @@ thread_local! {
 impl Compiled {
     /// The compiled form of `source` with `options`, from the cache when
     /// possible. `Err` holds the RegexpError message.
-    pub fn get(source: &[u8], options: u32) -> Result<Rc<Compiled>, GemError> {
+    pub fn get(source: &[u8], options: u32) -> Result<Rc<Compiled>, RubyError> {
         let options = options & OPTION_MASK;
         let cached = CACHE.with(|cache| cache.borrow()[options as usize].get(source).cloned());
         if let Some(compiled) = cached {
@@ -82,9 +82,9 @@ impl Compiled {
         Ok(compiled)
     }
 
-    fn compile(source: &[u8], options: u32) -> Result<Compiled, GemError> {
+    fn compile(source: &[u8], options: u32) -> Result<Compiled, RubyError> {
         let error = |err: onig::Error| {
-            GemError::new("RegexpError", format!("{}: /{}/", err.description(), String::from_utf8_lossy(source)))
+            RubyError::new("RegexpError", format!("{}: /{}/", err.description(), String::from_utf8_lossy(source)))
         };
         let (utf8, binary) = match core::str::from_utf8(source) {
             Ok(text) => (Some(compile_utf8(text, options).map_err(error)?), OnceCell::new()),
@@ -102,7 +102,7 @@ impl Compiled {
     }
 
     /// The pattern to run on text that is (or is not) valid UTF-8.
-    fn regex(&self, utf8: bool) -> Result<&Regex, GemError> {
+    fn regex(&self, utf8: bool) -> Result<&Regex, RubyError> {
         if utf8 {
             if let Some(regex) = &self.utf8 {
                 return Ok(regex);
@@ -111,11 +111,11 @@ impl Compiled {
         self.binary
             .get_or_init(|| compile_binary(&self.source, self.options).ok())
             .as_ref()
-            .ok_or_else(|| GemError::new("ArgumentError", "invalid byte sequence in UTF-8"))
+            .ok_or_else(|| RubyError::new("ArgumentError", "invalid byte sequence in UTF-8"))
     }
 
     /// The first match at or after byte `start`.
-    pub fn search(&self, text: &Text, start: usize) -> Result<Option<Spans>, GemError> {
+    pub fn search(&self, text: &Text, start: usize) -> Result<Option<Spans>, RubyError> {
         if start > text.bytes.len() {
             return Ok(None);
         }
@@ -131,13 +131,13 @@ impl Compiled {
                 Some(&mut region),
                 MatchParam::default(),
             )
-            .map_err(|err| GemError::new("RegexpError", err.description().to_owned()))?;
+            .map_err(|err| RubyError::new("RegexpError", err.description().to_owned()))?;
         Ok(found.map(|_| (0..region.len()).map(|group| region.pos(group)).collect()))
     }
 
     /// Every match from the start, left to right, without overlaps; an empty
     /// match moves on by one character (CRuby's rule for scan and gsub).
-    pub fn search_all(&self, text: &Text, limit: Option<usize>) -> Result<Vec<Spans>, GemError> {
+    pub fn search_all(&self, text: &Text, limit: Option<usize>) -> Result<Vec<Spans>, RubyError> {
         let mut found = Vec::new();
         let mut start = 0;
         while start <= text.bytes.len() && limit.map_or(true, |limit| found.len() < limit) {
@@ -262,15 +262,15 @@ impl<'a> Text<'a> {
 pub static REGEXP: DataType<Rc<Compiled>> = DataType::new(c"Regexp");
 
 /// The compiled pattern of a Regexp object.
-pub fn compiled_of(mrb: Mrb, regexp: mrb_value) -> Result<Rc<Compiled>, GemError> {
+pub fn compiled_of(mrb: Mrb, regexp: mrb_value) -> Result<Rc<Compiled>, RubyError> {
     REGEXP
         .get(mrb, regexp)
         .cloned()
-        .ok_or_else(|| GemError::new("TypeError", format!("uninitialized Regexp ({})", mrb.class_name(regexp))))
+        .ok_or_else(|| RubyError::new("TypeError", format!("uninitialized Regexp ({})", mrb.class_name(regexp))))
 }
 
 /// A new Regexp object for a compiled pattern.
-pub fn new_regexp(mrb: Mrb, compiled: Rc<Compiled>) -> GemResult {
+pub fn new_regexp(mrb: Mrb, compiled: Rc<Compiled>) -> RubyResult {
     Ok(REGEXP.wrap(mrb, class(mrb, "Regexp")?, compiled))
 }
 
@@ -298,7 +298,7 @@ fn parse_options(mrb: Mrb, value: Option<&mrb_value>) -> u32 {
 
 /// `Regexp.new(source, options = nil)` / `Regexp.compile`; a Regexp source
 /// keeps its own options.
-fn initialize(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn initialize(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 3)?;
     let compiled = match REGEXP.get(mrb, args[0]) {
         Some(compiled) => Rc::clone(compiled),
@@ -311,35 +311,35 @@ fn initialize(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
     Ok(self_)
 }
 
-fn initialize_copy(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn initialize_copy(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let compiled = compiled_of(mrb, args[0])?;
     REGEXP.set(mrb, self_, compiled)?;
     Ok(self_)
 }
 
-fn source(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn source(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.str(&compiled_of(mrb, self_)?.source))
 }
 
-fn options(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn options(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.int(compiled_of(mrb, self_)?.options.into()))
 }
 
-fn casefold(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn casefold(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.bool(compiled_of(mrb, self_)?.options & IGNORECASE != 0))
 }
 
-fn to_s(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn to_s(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.str(&compiled_of(mrb, self_)?.to_s()))
 }
 
-fn inspect(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn inspect(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     Ok(mrb.str(&compiled_of(mrb, self_)?.inspect()))
 }
 
 /// Same source and options.
-fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let compiled = compiled_of(mrb, self_)?;
     let same = REGEXP
@@ -348,7 +348,7 @@ fn equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
     Ok(mrb.bool(same))
 }
 
-fn hash(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn hash(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let compiled = compiled_of(mrb, self_)?;
     let mut hasher = DefaultHasher::new();
     compiled.source.hash(&mut hasher);
@@ -356,7 +356,7 @@ fn hash(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
     Ok(mrb.int(hasher.finish() as i64))
 }
 
-fn names(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn names(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let compiled = compiled_of(mrb, self_)?;
     let list = mrb.ary_new();
     for (name, _) in &compiled.names {
@@ -366,7 +366,7 @@ fn names(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
 }
 
 /// `{"name" => [group numbers]}`.
-fn named_captures(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult {
+fn named_captures(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> RubyResult {
     let compiled = compiled_of(mrb, self_)?;
     let hash = mrb.hash_new();
     for (name, groups) in &compiled.names {
@@ -381,7 +381,7 @@ fn named_captures(mrb: Mrb, self_: mrb_value, _args: &[mrb_value]) -> GemResult 
 
 /// The text a matching method was given: a String or a Symbol's name;
 /// `None` for nil (no match).
-fn subject<'a>(mrb: Mrb, value: mrb_value) -> Result<Option<&'a [u8]>, GemError> {
+fn subject<'a>(mrb: Mrb, value: mrb_value) -> Result<Option<&'a [u8]>, RubyError> {
     if mrb.is_nil(value) {
         return Ok(None);
     }
@@ -393,7 +393,7 @@ fn subject<'a>(mrb: Mrb, value: mrb_value) -> Result<Option<&'a [u8]>, GemError>
 
 /// A start position (negative counts from the end) as a byte offset;
 /// `None` outside the text.
-fn start_offset(mrb: Mrb, value: Option<&mrb_value>, len: usize) -> Result<Option<usize>, GemError> {
+fn start_offset(mrb: Mrb, value: Option<&mrb_value>, len: usize) -> Result<Option<usize>, RubyError> {
     let Some(value) = value else { return Ok(Some(0)) };
     let pos = arg_int(mrb, *value, "position")?;
     let pos = if pos < 0 { pos + len as i64 } else { pos };
@@ -402,7 +402,7 @@ fn start_offset(mrb: Mrb, value: Option<&mrb_value>, len: usize) -> Result<Optio
 
 /// Searches `args[0]` from `args[1]`, sets `$~`, and returns the MatchData
 /// (or nil).
-fn search_and_set(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn search_and_set(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     let compiled = compiled_of(mrb, self_)?;
     let found = match subject(mrb, args[0])? {
         None => None,
@@ -424,13 +424,13 @@ fn search_and_set(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 
 /// `re.__match(str, pos = 0)` → MatchData or nil, setting `$~` (the block
 /// form of `match` is in Ruby).
-fn match_(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn match_(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     search_and_set(mrb, self_, args)
 }
 
 /// `re =~ str` → byte offset of the match or nil, setting `$~`.
-fn match_operator(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn match_operator(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let md = search_and_set(mrb, self_, args)?;
     match match_data::MATCH_DATA.get(mrb, md).and_then(|state| state.spans[0]) {
@@ -440,7 +440,7 @@ fn match_operator(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 }
 
 /// `re === obj`: false for anything that is not text (no TypeError).
-fn case_equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn case_equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     if !mrb.is_string(args[0]) && !mrb.is_symbol(args[0]) {
         match_data::set_last_match(mrb, mrb.nil());
@@ -451,7 +451,7 @@ fn case_equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 }
 
 /// `re.match?(str, pos = 0)`: no MatchData, `$~` untouched.
-fn is_match(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn is_match(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let compiled = compiled_of(mrb, self_)?;
     let Some(bytes) = subject(mrb, args[0])? else { return Ok(mrb.bool(false)) };
@@ -460,7 +460,7 @@ fn is_match(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 }
 
 /// `re.__scan(str)` → every match as a MatchData (for scan and gsub).
-fn scan(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn scan(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let compiled = compiled_of(mrb, self_)?;
     let bytes = str_arg(mrb, args[0])?;
@@ -479,7 +479,7 @@ fn scan(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 /// `re.__replace(str, replacement, global)`: `sub`/`gsub` with a String
 /// replacement (`\1`, `\k<name>`, `\0`, `` \` ``, `\'`, `\\`), setting `$~`
 /// to the last match.
-fn replace(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn replace(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 3, 3)?;
     let compiled = compiled_of(mrb, self_)?;
     let bytes = str_arg(mrb, args[0])?;
@@ -510,7 +510,7 @@ fn expand(
     spans: &Spans,
     compiled: &Compiled,
     out: &mut Vec<u8>,
-) -> Result<(), GemError> {
+) -> Result<(), RubyError> {
     let group = |n: usize, out: &mut Vec<u8>| {
         if let Some(Some((b, e))) = spans.get(n) {
             out.extend_from_slice(&subject[*b..*e]);
@@ -545,7 +545,7 @@ fn expand(
                 };
                 let name = &template[i + 1..i + close];
                 let number = compiled.group_named(name, spans).ok_or_else(|| {
-                    GemError::new(
+                    RubyError::new(
                         "IndexError",
                         format!("undefined group name reference: {}", String::from_utf8_lossy(name)),
                     )
@@ -561,7 +561,7 @@ fn expand(
 
 /// `re.__split(str, limit)`: `String#split` with a Regexp, CRuby's rules
 /// (captures are included; limit 0 drops trailing empty fields).
-fn split(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
+fn split(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let compiled = compiled_of(mrb, self_)?;
     let bytes = str_arg(mrb, args[0])?;
@@ -580,7 +580,7 @@ fn split(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> GemResult {
 }
 
 /// The byte ranges of the fields (CRuby's `rb_str_split_m` for a Regexp).
-fn split_fields(compiled: &Compiled, text: &Text, limit: i64) -> Result<Vec<(usize, usize)>, GemError> {
+fn split_fields(compiled: &Compiled, text: &Text, limit: i64) -> Result<Vec<(usize, usize)>, RubyError> {
     let len = text.bytes.len();
     let mut fields = Vec::new();
     if len == 0 {
@@ -629,7 +629,7 @@ fn split_fields(compiled: &Compiled, text: &Text, limit: i64) -> Result<Vec<(usi
 
 /// `Regexp.escape(str)` / `Regexp.quote`: `str` with its metacharacters
 /// escaped.
-fn escape(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn escape(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let text = arg_name(mrb, args[0])?;
     let mut out = Vec::with_capacity(text.len());
@@ -651,7 +651,7 @@ fn escape(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
 
 /// `Regexp.__set_last_match(md)`: sets `$~`, `$&`, `$1`..`$9`... for the
 /// block forms in Ruby.
-fn set_last_match(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn set_last_match(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     match_data::set_last_match(mrb, args[0]);
     Ok(args[0])
@@ -663,26 +663,26 @@ pub fn init(mrb: Mrb) {
     mrb.define_const(regexp, c"IGNORECASE", mrb.int(IGNORECASE.into()));
     mrb.define_const(regexp, c"EXTENDED", mrb.int(EXTENDED.into()));
     mrb.define_const(regexp, c"MULTILINE", mrb.int(MULTILINE.into()));
-    mrb.define_class_method(regexp, c"escape", gem_fn!(escape), ARGS_ANY);
-    mrb.define_class_method(regexp, c"quote", gem_fn!(escape), ARGS_ANY);
-    mrb.define_class_method(regexp, c"__set_last_match", gem_fn!(set_last_match), ARGS_ANY);
-    mrb.define_method(regexp, c"initialize", gem_fn!(initialize), ARGS_ANY);
-    mrb.define_method(regexp, c"initialize_copy", gem_fn!(initialize_copy), ARGS_ANY);
-    mrb.define_method(regexp, c"source", gem_fn!(source), ARGS_ANY);
-    mrb.define_method(regexp, c"options", gem_fn!(options), ARGS_ANY);
-    mrb.define_method(regexp, c"casefold?", gem_fn!(casefold), ARGS_ANY);
-    mrb.define_method(regexp, c"to_s", gem_fn!(to_s), ARGS_ANY);
-    mrb.define_method(regexp, c"inspect", gem_fn!(inspect), ARGS_ANY);
-    mrb.define_method(regexp, c"==", gem_fn!(equal), ARGS_ANY);
-    mrb.define_method(regexp, c"eql?", gem_fn!(equal), ARGS_ANY);
-    mrb.define_method(regexp, c"hash", gem_fn!(hash), ARGS_ANY);
-    mrb.define_method(regexp, c"names", gem_fn!(names), ARGS_ANY);
-    mrb.define_method(regexp, c"named_captures", gem_fn!(named_captures), ARGS_ANY);
-    mrb.define_method(regexp, c"__match", gem_fn!(match_), ARGS_ANY);
-    mrb.define_method(regexp, c"=~", gem_fn!(match_operator), ARGS_ANY);
-    mrb.define_method(regexp, c"===", gem_fn!(case_equal), ARGS_ANY);
-    mrb.define_method(regexp, c"match?", gem_fn!(is_match), ARGS_ANY);
-    mrb.define_method(regexp, c"__scan", gem_fn!(scan), ARGS_ANY);
-    mrb.define_method(regexp, c"__replace", gem_fn!(replace), ARGS_ANY);
-    mrb.define_method(regexp, c"__split", gem_fn!(split), ARGS_ANY);
+    mrb.define_class_method(regexp, c"escape", ruby_fn!(escape), ARGS_ANY);
+    mrb.define_class_method(regexp, c"quote", ruby_fn!(escape), ARGS_ANY);
+    mrb.define_class_method(regexp, c"__set_last_match", ruby_fn!(set_last_match), ARGS_ANY);
+    mrb.define_method(regexp, c"initialize", ruby_fn!(initialize), ARGS_ANY);
+    mrb.define_method(regexp, c"initialize_copy", ruby_fn!(initialize_copy), ARGS_ANY);
+    mrb.define_method(regexp, c"source", ruby_fn!(source), ARGS_ANY);
+    mrb.define_method(regexp, c"options", ruby_fn!(options), ARGS_ANY);
+    mrb.define_method(regexp, c"casefold?", ruby_fn!(casefold), ARGS_ANY);
+    mrb.define_method(regexp, c"to_s", ruby_fn!(to_s), ARGS_ANY);
+    mrb.define_method(regexp, c"inspect", ruby_fn!(inspect), ARGS_ANY);
+    mrb.define_method(regexp, c"==", ruby_fn!(equal), ARGS_ANY);
+    mrb.define_method(regexp, c"eql?", ruby_fn!(equal), ARGS_ANY);
+    mrb.define_method(regexp, c"hash", ruby_fn!(hash), ARGS_ANY);
+    mrb.define_method(regexp, c"names", ruby_fn!(names), ARGS_ANY);
+    mrb.define_method(regexp, c"named_captures", ruby_fn!(named_captures), ARGS_ANY);
+    mrb.define_method(regexp, c"__match", ruby_fn!(match_), ARGS_ANY);
+    mrb.define_method(regexp, c"=~", ruby_fn!(match_operator), ARGS_ANY);
+    mrb.define_method(regexp, c"===", ruby_fn!(case_equal), ARGS_ANY);
+    mrb.define_method(regexp, c"match?", ruby_fn!(is_match), ARGS_ANY);
+    mrb.define_method(regexp, c"__scan", ruby_fn!(scan), ARGS_ANY);
+    mrb.define_method(regexp, c"__replace", ruby_fn!(replace), ARGS_ANY);
+    mrb.define_method(regexp, c"__split", ruby_fn!(split), ARGS_ANY);
 }

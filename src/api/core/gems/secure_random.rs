@@ -6,9 +6,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use mruby_sys::*;
 
-use super::{GemError, GemResult};
+use super::{RubyError, RubyResult};
 use crate::api::{arg_int, arity, ARGS_ANY};
-use crate::gem_fn;
+use crate::ruby_fn;
 use crate::vm::Mrb;
 
 /// Size used when none is given.
@@ -19,57 +19,57 @@ const MAX_SIZE: usize = 64 << 20;
 
 const ALPHANUMERIC: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-fn random_fill(buf: &mut [u8]) -> Result<(), GemError> {
-    getrandom::getrandom(buf).map_err(|err| GemError::new("RuntimeError", format!("no random device: {err}")))
+fn random_fill(buf: &mut [u8]) -> Result<(), RubyError> {
+    getrandom::getrandom(buf).map_err(|err| RubyError::new("RuntimeError", format!("no random device: {err}")))
 }
 
-fn random_vec(len: usize) -> Result<Vec<u8>, GemError> {
+fn random_vec(len: usize) -> Result<Vec<u8>, RubyError> {
     let mut buf = vec![0; len];
     random_fill(&mut buf)?;
     Ok(buf)
 }
 
-fn random_u64() -> Result<u64, GemError> {
+fn random_u64() -> Result<u64, RubyError> {
     let mut buf = [0; 8];
     random_fill(&mut buf)?;
     Ok(u64::from_ne_bytes(buf))
 }
 
 /// The optional size argument (nil or absent: 16).
-fn size_arg(mrb: Mrb, args: &[mrb_value]) -> Result<usize, GemError> {
+fn size_arg(mrb: Mrb, args: &[mrb_value]) -> Result<usize, RubyError> {
     let size = match args.first() {
         Some(v) if !mrb.is_nil(*v) => arg_int(mrb, *v, "size")?,
         _ => return Ok(DEFAULT_SIZE),
     };
     if size < 0 {
-        return Err(GemError::new("ArgumentError", "negative string size (or size too big)"));
+        return Err(RubyError::new("ArgumentError", "negative string size (or size too big)"));
     }
     usize::try_from(size)
         .ok()
         .filter(|size| *size <= MAX_SIZE)
-        .ok_or_else(|| GemError::new("ArgumentError", format!("size {size} too big (at most {MAX_SIZE})")))
+        .ok_or_else(|| RubyError::new("ArgumentError", format!("size {size} too big (at most {MAX_SIZE})")))
 }
 
 /// `SecureRandom.random_bytes(n = 16)` (also `bytes`).
-fn random_bytes(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn random_bytes(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 1)?;
     Ok(mrb.str(&random_vec(size_arg(mrb, args)?)?))
 }
 
 /// `SecureRandom.hex(n = 16)`: `2n` lowercase hex digits.
-fn hex(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn hex(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 1)?;
     Ok(mrb.str(hex::encode(random_vec(size_arg(mrb, args)?)?).as_bytes()))
 }
 
 /// `SecureRandom.base64(n = 16)`: `n` random bytes, base64 with padding.
-fn base64(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn base64(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 1)?;
     Ok(mrb.str(STANDARD.encode(random_vec(size_arg(mrb, args)?)?).as_bytes()))
 }
 
 /// `SecureRandom.urlsafe_base64(n = 16, padding = false)`.
-fn urlsafe_base64(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn urlsafe_base64(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 2)?;
     let bytes = random_vec(size_arg(mrb, args)?)?;
     let padding = args.get(1).is_some_and(|v| mrb.truthy(*v));
@@ -78,7 +78,7 @@ fn urlsafe_base64(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
 }
 
 /// `SecureRandom.uuid`: a version 4 UUID.
-fn uuid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn uuid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     let mut bytes = [0u8; 16];
     random_fill(&mut bytes)?;
@@ -91,7 +91,7 @@ fn uuid(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
 
 /// A uniform integer in `0..bound` (rejecting the values that would bias
 /// the modulo).
-fn below(bound: u64) -> Result<u64, GemError> {
+fn below(bound: u64) -> Result<u64, RubyError> {
     let biased = bound.wrapping_neg() % bound;
     loop {
         let x = random_u64()?;
@@ -102,13 +102,13 @@ fn below(bound: u64) -> Result<u64, GemError> {
 }
 
 /// A uniform Float in `[0, 1)` with 53 random bits.
-fn unit_float() -> Result<f64, GemError> {
+fn unit_float() -> Result<f64, RubyError> {
     Ok((random_u64()? >> 11) as f64 / (1u64 << 53) as f64)
 }
 
 /// `SecureRandom.__random_number(n)`: Integer `n > 0` → `0...n`; Float
 /// `n > 0` → `[0, n)`; otherwise a Float in `[0, 1)`.
-fn random_number(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn random_number(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 1)?;
     let limit = args.first().copied().unwrap_or_else(|| mrb.nil());
     if let Some(n) = mrb.to_int(limit).filter(|n| *n > 0) {
@@ -118,13 +118,13 @@ fn random_number(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
         return Ok(mrb.float(unit_float()? * f));
     }
     if !mrb.is_nil(limit) && mrb.to_int(limit).is_none() && mrb.to_float(limit).is_none() {
-        return Err(GemError::new("ArgumentError", format!("invalid argument - {}", mrb.inspect(limit))));
+        return Err(RubyError::new("ArgumentError", format!("invalid argument - {}", mrb.inspect(limit))));
     }
     Ok(mrb.float(unit_float()?))
 }
 
 /// `SecureRandom.alphanumeric(n = 16)`: `n` characters of `A-Za-z0-9`.
-fn alphanumeric(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
+fn alphanumeric(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 1)?;
     let len = size_arg(mrb, args)?;
     let mut out = Vec::with_capacity(len);
@@ -140,12 +140,12 @@ fn alphanumeric(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> GemResult {
 
 pub fn init(mrb: Mrb) {
     let secure_random = mrb.define_module(c"SecureRandom");
-    mrb.define_module_function(secure_random, c"random_bytes", gem_fn!(random_bytes), ARGS_ANY);
-    mrb.define_module_function(secure_random, c"bytes", gem_fn!(random_bytes), ARGS_ANY);
-    mrb.define_module_function(secure_random, c"hex", gem_fn!(hex), ARGS_ANY);
-    mrb.define_module_function(secure_random, c"base64", gem_fn!(base64), ARGS_ANY);
-    mrb.define_module_function(secure_random, c"urlsafe_base64", gem_fn!(urlsafe_base64), ARGS_ANY);
-    mrb.define_module_function(secure_random, c"uuid", gem_fn!(uuid), ARGS_ANY);
-    mrb.define_module_function(secure_random, c"alphanumeric", gem_fn!(alphanumeric), ARGS_ANY);
-    mrb.define_module_function(secure_random, c"__random_number", gem_fn!(random_number), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"random_bytes", ruby_fn!(random_bytes), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"bytes", ruby_fn!(random_bytes), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"hex", ruby_fn!(hex), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"base64", ruby_fn!(base64), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"urlsafe_base64", ruby_fn!(urlsafe_base64), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"uuid", ruby_fn!(uuid), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"alphanumeric", ruby_fn!(alphanumeric), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"__random_number", ruby_fn!(random_number), ARGS_ANY);
 }
