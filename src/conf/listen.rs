@@ -92,7 +92,8 @@ fn run_server_context(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), St
     let server = ServerBeingParsed { cf: ptr::from_mut(cf), cscf };
     let result = script.current(vm.mrb(), true).map_err(|err| err.to_string()).and_then(|proc_| {
         host::enter(&Host::ServerConfig(&ServerConfigHost::new(&server)), || {
-            vm.mrb().arena_scope(|| crate::vm::run::run(vm.mrb(), proc_).map(|_| ()))
+            // a script that names Async compiles to a Fiber: run_to_end runs it
+            vm.mrb().arena_scope(|| crate::vm::run::run_to_end(&vm, proc_, script.suspendable()).map(|_| ()))
         })
         .map_err(|failure| failure.report)
     });

@@ -1,61 +1,125 @@
-//! The request's globals. A request's scripts may create globals; they
-//! belong to that request: removed when it ends, and held aside (out of the
-//! VM) while it waits, so requests interleaving on one worker never see or
-//! remove each other's. Init-time globals stay shared (`vm::Vm` keeps
-//! their baseline).
+//! The request's globals. Globals a request's scripts create belong to that
+//! request: they are in the VM only while one of its scripts runs. When
+//! the VM call for a request ends they are taken out into the request's
+//! record ([`HeldGlobals`], in a request-pool cleanup), and put back when
+//! its next script starts; the cleanup lets them go when the request ends.
+//! So the phases (and filters) of one request share them, no other request
+//! ever sees them, and init-time globals (the VM's baseline) stay shared.
+//!
+//! A request that creates no globals pays one comparison per VM call (the
+//! globals count against the baseline's) and one flag test.
 
 use core::ffi::c_void;
+use core::ptr;
 
+use mruby_sys::mrb_value;
 use ngx::ffi::*;
 
 use super::request::RequestCtx;
 use crate::vm::Vm;
 
-/// After a script ran: if it created globals, make sure they are removed
-/// when the request ends, however it ends. A request that creates none
-/// (the common case) pays one comparison, no pool cleanup.
-pub(crate) fn watch(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx) -> Result<(), ()> {
-    if ctx.cleanup_registered.get() || !vm.has_request_globals() {
+/// A request's globals while it is outside the VM: a GC-registered Hash
+/// of name Symbol => value, or nil when they are in the VM.
+pub struct HeldGlobals {
+    request: *mut ngx_http_request_t,
+    vm: *const Vm,
+    held: mrb_value,
+    holding: bool,
+}
+
+type CleanupFn = unsafe extern "C" fn(*mut c_void);
+
+/// The one pointer to the record's cleanup, stored and compared (so both
+/// sides use the same address).
+static RELEASE: CleanupFn = release_record;
+
+/// Before a script of `r` runs: its globals go back into the VM.
+pub(crate) fn put_back(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) {
+    let mut record = ctx.held_globals.get();
+    if record.is_null() {
+        if vm.held_globals.get() == 0 {
+            return;
+        }
+        // an internal redirect gave the request a fresh ctx: find its record
+        record = find_record(r);
+        ctx.held_globals.set(record);
+        if record.is_null() {
+            return;
+        }
+    }
+    // SAFETY: the record lives in the request pool (cleanup data) until the request ends.
+    let record = unsafe { &mut *record };
+    if !record.holding {
+        return;
+    }
+    record.holding = false;
+    vm.restore_request_globals(record.held);
+}
+
+/// After a script of `r` ran: the globals it created leave the VM with the
+/// request. `Err` when the record cannot be allocated.
+pub(crate) fn take_out(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) -> Result<(), ()> {
+    if !vm.has_request_globals() {
         return Ok(());
     }
-    // SAFETY: r and r->main are live; the VM outlives the request.
-    unsafe {
-        let cleanup = ngx_pool_cleanup_add((*(*r).main).pool, 0);
-        if cleanup.is_null() {
-            return Err(());
-        }
-        (*cleanup).handler = Some(remove_request_globals);
-        (*cleanup).data = (vm as *const Vm).cast_mut().cast();
+    let mut record = ctx.held_globals.get();
+    if record.is_null() {
+        record = new_record(vm, r)?;
+        ctx.held_globals.set(record);
     }
-    ctx.cleanup_registered.set(true);
+    // SAFETY: as in put_back.
+    let record = unsafe { &mut *record };
+    if let Some(held) = vm.stash_request_globals() {
+        record.held = held;
+        record.holding = true;
+    }
     Ok(())
 }
 
-/// Pool cleanup: runs however the request ends (normal, abort, timeout...).
-extern "C" fn remove_request_globals(data: *mut c_void) {
-    // SAFETY: data is the cycle's Vm, which outlives every request of the cycle.
-    let vm = unsafe { &*(data as *const Vm) };
-    vm.remove_request_globals();
-}
-
-/// The request steps out of the VM to wait: take its globals with it.
-pub(crate) fn hold_aside(vm: &Vm, ctx: &RequestCtx) {
-    if let Some(stash) = vm.stash_request_globals() {
-        ctx.stashed_globals.set(stash);
-        ctx.has_stash.set(true);
+fn new_record(vm: &Vm, r: *mut ngx_http_request_t) -> Result<*mut HeldGlobals, ()> {
+    // SAFETY: r is live; the record is the cleanup's data, in the same pool.
+    unsafe {
+        let cleanup = ngx_pool_cleanup_add((*r).pool, core::mem::size_of::<HeldGlobals>());
+        if cleanup.is_null() {
+            return Err(());
+        }
+        let record = (*cleanup).data as *mut HeldGlobals;
+        record.write(HeldGlobals { request: r, vm, held: vm.mrb().nil(), holding: false });
+        (*cleanup).handler = Some(RELEASE);
+        vm.held_globals.set(vm.held_globals.get() + 1);
+        Ok(record)
     }
 }
 
-/// The request's script resumes: its globals go back into the VM.
-pub(crate) fn put_back(vm: &Vm, ctx: &RequestCtx) {
-    if ctx.has_stash.replace(false) {
-        vm.restore_request_globals(ctx.stashed_globals.get());
+/// The record of `r` among its pool's cleanups, or NULL.
+fn find_record(r: *mut ngx_http_request_t) -> *mut HeldGlobals {
+    // SAFETY: r is live; the cleanup list belongs to its pool.
+    unsafe {
+        let mut cleanup = (*(*r).pool).cleanup;
+        while !cleanup.is_null() {
+            if (*cleanup).handler.is_some_and(|h| h as usize == RELEASE as usize) {
+                let record = (*cleanup).data as *mut HeldGlobals;
+                if (*record).request == r {
+                    return record;
+                }
+            }
+            cleanup = (*cleanup).next;
+        }
     }
+    ptr::null_mut()
 }
 
-/// The request ended while its globals were held aside: let them go.
-pub(crate) fn drop_held(vm: &Vm, ctx: &RequestCtx) {
-    if ctx.has_stash.replace(false) {
-        vm.mrb().gc_unregister(ctx.stashed_globals.get());
+/// Pool cleanup: the request ended (however it ended); its globals go.
+unsafe extern "C" fn release_record(data: *mut c_void) {
+    // SAFETY: data is a HeldGlobals written by new_record; the VM outlives
+    // every request of its cycle.
+    unsafe {
+        let record = &mut *(data as *mut HeldGlobals);
+        let vm = &*record.vm;
+        if record.holding {
+            record.holding = false;
+            vm.mrb().gc_unregister(record.held);
+        }
+        vm.held_globals.set(vm.held_globals.get().saturating_sub(1));
     }
 }

@@ -48,7 +48,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use ngx::ffi::{ngx_http_request_t, ngx_log_t};
 
-use crate::vm::RubyError;
+use crate::vm::{RubyError, Vm};
 pub use handshake::HandshakeHost;
 pub use request::{RequestCtx, RequestHost};
 pub use server_config::{ListenSpec, ServerConfigHost};
@@ -174,6 +174,24 @@ impl Drop for Installed {
 pub fn enter<R>(host: &Host<'_>, vm_call: impl FnOnce() -> R) -> R {
     let _installed = Installed(CURRENT.swap(ptr::from_ref(host).cast_mut().cast(), Ordering::Relaxed));
     vm_call()
+}
+
+/// Runs `vm_call` (a VM entry for a request) with the request host
+/// installed, and the request's globals in the VM for that time only:
+/// put back before, taken out after (`globals.rs`). `Err` when they cannot
+/// be held (out of memory); the call's own result otherwise.
+pub(crate) fn enter_request<R>(vm: &Vm, request: RequestHost, vm_call: impl FnOnce() -> R) -> Result<R, ()> {
+    let (r, ctx) = (request.as_ptr(), request.state());
+    // a nested entry for the same request leaves the globals to the outer one
+    let outermost = CURRENT.load(Ordering::Relaxed).is_null();
+    if outermost {
+        globals::put_back(vm, r, ctx);
+    }
+    let result = enter(&Host::Request(request), vm_call);
+    if outermost {
+        globals::take_out(vm, r, ctx)?;
+    }
+    Ok(result)
 }
 
 /// The host the running script serves; `None` outside every VM entry.

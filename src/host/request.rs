@@ -64,19 +64,21 @@ pub struct RequestCtx {
     /// `async_pending` until its timer fires or its subrequest completes.
     pub suspended: Cell<bool>,
     pub async_pending: Cell<bool>,
-    /// Set while a Fiber script runs, so Async methods know they may yield.
-    pub in_fiber: Cell<bool>,
+    /// The execution context of the handler's Fiber while its script runs
+    /// (NULL otherwise): a wait checks that it would yield to the handler.
+    pub fiber_context: Cell<*mut mruby_sys::mrb_context>,
+    /// The VM the waiting script runs in (for the wait cleanup).
+    pub vm: Cell<*const crate::vm::Vm>,
+    /// What the pending wait is (what its `Fiber.yield` will return).
+    pub waiting_for: Cell<super::wait::Waiting>,
     /// Which of the phase's scripts (0 inline, 1 file) is running.
     pub script_index: Cell<u8>,
     pub fiber: Cell<mruby_sys::mrb_value>,
     pub timer: Cell<*mut ngx_event_t>,
     pub sub_response: Cell<*mut super::wait::SubResponse>,
     pub wait_cleanup_registered: Cell<bool>,
-    /// The request's globals, held aside while it waits (a GC-registered Hash).
-    pub stashed_globals: Cell<mruby_sys::mrb_value>,
-    pub has_stash: Cell<bool>,
-    /// Whether the globals cleanup is registered on the request pool.
-    pub cleanup_registered: Cell<bool>,
+    /// The request's globals while it is outside the VM (`globals.rs`).
+    pub held_globals: Cell<*mut super::globals::HeldGlobals>,
 }
 
 /// The request host: the request, its context, and where the script runs.

@@ -14,11 +14,13 @@ use core::ptr;
 use ngx::core::Pool;
 use ngx::ffi::*;
 
-use super::globals;
+use mruby_sys::mrb_value;
+
 use super::request::RequestCtx;
+use super::Context;
 use crate::ngx_util::{header_elements, pool_str, str_bytes};
-use crate::vm::run::{resume, start, Completion, ScriptFailure};
-use crate::vm::Vm;
+use crate::vm::run::{fiber_context, resume, run, yield_blocker, Completion, ScriptFailure};
+use crate::vm::{Mrb, RubyError, RubyResult, Vm};
 
 /// How one script run ended.
 pub enum ScriptRun {
@@ -37,34 +39,41 @@ pub struct SubResponse {
     pub error_page_of: *mut ngx_http_request_t,
 }
 
-/// Starts a suspendable script in its Fiber.
+/// Starts a suspendable script in its Fiber: the bytecode returns the
+/// Fiber, whose context is recorded so that a wait can tell it runs there.
 pub(crate) fn start_script(
     r: *mut ngx_http_request_t,
     vm: &Vm,
     ctx: &RequestCtx,
     proc_: *mut mruby_sys::RProc,
 ) -> Result<ScriptRun, ScriptFailure> {
-    ctx.in_fiber.set(true);
-    let result = start(vm, proc_, true);
-    ctx.in_fiber.set(false);
+    let result = run(vm.mrb(), proc_).and_then(|fiber| {
+        ctx.vm.set(vm);
+        ctx.fiber_context.set(fiber_context(fiber));
+        let result = resume(vm, fiber, None);
+        ctx.fiber_context.set(ptr::null_mut());
+        result
+    });
     after_run(r, vm, ctx, result)
 }
 
-/// Resumes the waiting script of `r` (the caller installed its host).
+/// Resumes the waiting script of `r` (the caller installed its host). Its
+/// pending wait returns nil (sleep) or the subrequest's response.
 pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCtx) -> Result<ScriptRun, ScriptFailure> {
-    globals::put_back(vm, ctx);
-    ctx.in_fiber.set(true);
+    let fiber = ctx.fiber.get();
+    ctx.fiber_context.set(fiber_context(fiber));
     let result = vm.mrb().arena_scope(|| {
-        resume(vm, ctx.fiber.get()).map(|completion| match completion {
+        let value = match ctx.waiting_for.replace(Waiting::Nothing) {
+            Waiting::Subrequest => response_value(vm.mrb(), ctx),
+            Waiting::Sleep | Waiting::Nothing => vm.mrb().nil(),
+        };
+        resume(vm, fiber, Some(value)).map(|completion| match completion {
             // only the Fiber (GC-registered) is kept past the arena
             Completion::Suspended(fiber) => Completion::Suspended(fiber),
             Completion::Finished(_) => Completion::Finished(vm.mrb().nil()),
         })
     });
-    ctx.in_fiber.set(false);
-    if globals::watch(r, vm, ctx).is_err() {
-        return Ok(ScriptRun::Failed);
-    }
+    ctx.fiber_context.set(ptr::null_mut());
     after_run(r, vm, ctx, result)
 }
 
@@ -92,7 +101,6 @@ fn after_run(
                 ctx.suspended.set(true);
                 register_cleanup(r, vm, ctx).map_err(|()| ScriptFailure { report: "out of memory".into() })?;
             }
-            globals::hold_aside(vm, ctx);
             Ok(ScriptRun::Suspended)
         }
         Err(failure) => {
@@ -143,21 +151,69 @@ unsafe extern "C" fn wait_cleanup(data: *mut c_void) {
             ngx_del_timer(ctx.timer.get());
         }
         release_fiber(&*cleanup.vm, ctx);
-        globals::drop_held(&*cleanup.vm, ctx);
     }
 }
 
-fn not_waitable() -> String {
-    String::from(
-        "Nginx::Async can only wait in a rewrite, access or content handler (the handler's script must mention Nginx::Async)",
-    )
+/// What a waiting script waits for; zeroed memory is `Nothing`.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    Nothing = 0,
+    Sleep = 1,
+    Subrequest = 2,
 }
 
-/// `Nginx::Async.sleep(ms)`: arms the timer; the Ruby side then yields.
-pub(crate) fn start_sleep(r: *mut ngx_http_request_t, ctx: &RequestCtx, ms: u64) -> Result<(), String> {
-    if !ctx.in_fiber.get() {
-        return Err(not_waitable());
+/// What a script asks to wait for.
+pub(crate) enum Wait<'a> {
+    /// `Nginx::Async.sleep(ms)`.
+    Sleep(ngx_msec_t),
+    /// `Nginx::Async::HTTP.sub_request(path, query)`.
+    Subrequest { path: &'a [u8], query: Option<&'a [u8]> },
+}
+
+/// The one way a script waits: checks that the script can yield to its
+/// handler from here, registers the request's wait cleanup, arms the timer
+/// or starts the subrequest, and yields, all in this one call (a C method
+/// that returns `mrb_fiber_yield`, like `Fiber.yield`). When the script
+/// cannot yield (log phase, filters, `mruby_set`, a block called from C, a
+/// Fiber of its own), nothing is armed and it gets a FiberError saying why.
+pub(crate) fn wait(mrb: Mrb, r: *mut ngx_http_request_t, ctx: &RequestCtx, context: Context, what: Wait) -> RubyResult {
+    let method = match what {
+        Wait::Sleep(_) => "Nginx::Async.sleep",
+        Wait::Subrequest { .. } => "Nginx::Async::HTTP.sub_request",
+    };
+    if !context.within(Context::WAITABLE) {
+        return Err(RubyError::new(
+            "FiberError",
+            format!(
+                "Nginx::Async can only wait in post_read, server_rewrite, rewrite, access and content handlers, \
+                 not in {} ({method})",
+                context.name()
+            ),
+        ));
     }
+    if let Some(reason) = yield_blocker(mrb, ctx.fiber_context.get()) {
+        return Err(RubyError::new(
+            "FiberError",
+            format!("Nginx::Async can only wait in the handler's own Fiber; {method} was called {reason}"),
+        ));
+    }
+    // SAFETY: ctx.vm was set when this Fiber script started (fiber_context is set only then).
+    let vm = unsafe { &*ctx.vm.get() };
+    register_cleanup(r, vm, ctx).map_err(|()| RubyError::runtime("out of memory"))?;
+    match what {
+        Wait::Sleep(ms) => arm_timer(r, ctx, ms),
+        Wait::Subrequest { path, query } => start_subrequest(r, ctx, path, query),
+    }
+    .map_err(RubyError::runtime)?;
+    ctx.async_pending.set(true);
+    // SAFETY: live VM; yield_blocker checked what mrb_fiber_yield would
+    // raise for, so this switches to the resumer; the value goes straight back to mruby.
+    Ok(unsafe { mruby_sys::mrb_fiber_yield(mrb.as_ptr(), 0, ptr::null()) })
+}
+
+/// Arms the request's sleep timer.
+fn arm_timer(r: *mut ngx_http_request_t, ctx: &RequestCtx, ms: ngx_msec_t) -> Result<(), String> {
     // SAFETY: r is live; the event lives in its pool and is removed by wait_cleanup.
     unsafe {
         if ctx.timer.get().is_null() {
@@ -170,9 +226,9 @@ pub(crate) fn start_sleep(r: *mut ngx_http_request_t, ctx: &RequestCtx, ms: u64)
             (*ev).log = (*(*r).connection).log;
             ctx.timer.set(ev);
         }
-        ngx_add_timer(ctx.timer.get(), ms as ngx_msec_t);
+        ngx_add_timer(ctx.timer.get(), ms);
     }
-    ctx.async_pending.set(true);
+    ctx.waiting_for.set(Waiting::Sleep);
     Ok(())
 }
 
@@ -194,16 +250,13 @@ fn wake(r: *mut ngx_http_request_t) {
     }
 }
 
-/// `Nginx::Async::HTTP.sub_request(path, query)`: starts an in-memory subrequest.
-pub(crate) fn start_subrequest(
+/// Starts an in-memory subrequest whose completion resumes the script.
+fn start_subrequest(
     r: *mut ngx_http_request_t,
     ctx: &RequestCtx,
     path: &[u8],
     query: Option<&[u8]>,
 ) -> Result<(), String> {
-    if !ctx.in_fiber.get() {
-        return Err(not_waitable());
-    }
     // SAFETY: r is live; uri, args and the post-subrequest record live in its pool.
     unsafe {
         let pool = (*r).pool;
@@ -226,8 +279,27 @@ pub(crate) fn start_subrequest(
             return Err(format!("cannot start a subrequest to {}", String::from_utf8_lossy(path)));
         }
     }
-    ctx.async_pending.set(true);
+    ctx.waiting_for.set(Waiting::Subrequest);
     Ok(())
+}
+
+/// The last subrequest response as an `Nginx::Async::HTTP::Response` (nil if none).
+pub(crate) fn response_value(mrb: Mrb, ctx: &RequestCtx) -> mrb_value {
+    let Some(response) = last_response(ctx) else {
+        return mrb.nil();
+    };
+    let headers = mrb.hash_new();
+    for (name, value) in &response.headers {
+        mrb.hash_set(headers, mrb.str(name), mrb.str(value));
+    }
+    let args = [mrb.int(response.status), headers, mrb.str(&response.body)];
+    match mrb.class_get("Nginx::Async::HTTP::Response") {
+        // SAFETY: inside protect; the class is live and takes three arguments.
+        Some(class) => mrb
+            .protect(|mrb| unsafe { mruby_sys::mrb_obj_new(mrb.as_ptr(), class, 3, args.as_ptr()) })
+            .unwrap_or_else(|_| mrb.nil()),
+        None => mrb.nil(),
+    }
 }
 
 /// Post-subrequest handler: keeps status, headers and body for the parent;

@@ -21,7 +21,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use crate::conf::{HandlerSlot, LocConf};
 use crate::host::wait::{self, ScriptRun};
-use crate::host::{self, globals, Host, RequestCtx, RequestHost};
+use crate::host::{self, Context, RequestCtx, RequestHost};
 use crate::ngx_util::log;
 use crate::vm::run::run_for_effect;
 use crate::vm::{Script, Vm};
@@ -149,12 +149,16 @@ fn resume_phase(r: *mut ngx_http_request_t, vm: &Vm, loc: &LocConf, slot: Handle
         // woken by something else (a write event): keep waiting
         return suspend(r);
     }
-    let host = Host::Request(RequestHost::new(r, ctx, slot.context()));
-    let resumed = host::enter(&host, || wait::resume_script(r, vm, ctx)).unwrap_or_else(|failure| {
-        // SAFETY: r is live.
-        log(unsafe { (*(*r).connection).log }, NGX_LOG_ERR, &format!("{}: {}", slot.directive(), failure.report));
-        ScriptRun::Failed
-    });
+    let request = RequestHost::new(r, ctx, slot.context());
+    let resumed = match host::enter_request(vm, request, || wait::resume_script(r, vm, ctx)) {
+        Ok(Ok(run)) => run,
+        Ok(Err(failure)) => {
+            // SAFETY: r is live.
+            log(unsafe { (*(*r).connection).log }, NGX_LOG_ERR, &format!("{}: {}", slot.directive(), failure.report));
+            ScriptRun::Failed
+        }
+        Err(()) => ScriptRun::Failed,
+    };
     let outcome = match resumed {
         ScriptRun::Suspended => Outcome::Suspended,
         ScriptRun::Failed => Outcome::Failed,
@@ -180,7 +184,7 @@ fn run_phase_scripts(
             continue;
         };
         ctx.script_index.set(index as u8);
-        match run_one(r, vm, script, loc.cache(), slot, ctx, true) {
+        match run_one(r, vm, script, loc.cache(), slot, ctx, slot.context().within(Context::WAITABLE)) {
             ScriptRun::Failed => return Outcome::Failed,
             ScriptRun::Suspended => return Outcome::Suspended,
             ScriptRun::Done => {}
@@ -213,17 +217,17 @@ pub(crate) fn run_one(
             return ScriptRun::Failed;
         }
     };
-    let host = Host::Request(RequestHost::new(r, ctx, slot.context()));
-    let result = host::enter(&host, || {
+    let request = RequestHost::new(r, ctx, slot.context());
+    let entered = host::enter_request(vm, request, || {
         if waitable && script.suspendable() {
             vm.mrb().arena_scope(|| wait::start_script(r, vm, ctx, proc_))
         } else {
             run_for_effect(vm, proc_, script.suspendable()).map(|()| ScriptRun::Done)
         }
     });
-    if globals::watch(r, vm, ctx).is_err() {
+    let Ok(result) = entered else {
         return ScriptRun::Failed;
-    }
+    };
     match result {
         Ok(run) => run,
         Err(failure) => {

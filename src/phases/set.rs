@@ -10,7 +10,7 @@ use ngx::ffi::*;
 
 use super::module_ctx::request_ctx;
 use crate::conf::set::MrubySetCode;
-use crate::host::{self, globals, Context, Host, RequestHost};
+use crate::host::{self, Context, RequestHost};
 use crate::ngx_util::{log, pool_str};
 use crate::vm::run::run_to_end;
 use crate::vm::{Script, Vm};
@@ -59,22 +59,25 @@ fn evaluate(r: *mut ngx_http_request_t, vm: &Vm, script: &Script) -> Result<ngx_
     })?;
     let mrb = vm.mrb();
     let arena = mrb.arena_save();
-    let host = Host::Request(RequestHost::new(r, ctx, Context::SET));
-    let result = host::enter(&host, || run_to_end(vm, proc_, script.suspendable()))
-        .map_err(|failure| log(request_log, NGX_LOG_ERR, &format!("mruby_set: {}", failure.report)))
-        .and_then(|value| {
-            let text = if mrb.is_nil(value) { Ok(mrb.str(b"")) } else { mrb.to_s(value) };
-            text.map_err(|exc| {
-                let report = crate::vm::run::describe_exception(mrb, exc);
-                log(request_log, NGX_LOG_ERR, &format!("mruby_set: to_s failed: {report}"));
-            })
-        })
-        .and_then(|text| {
+    let request = RequestHost::new(r, ctx, Context::SET);
+    // the value's to_s is Ruby too: it runs inside the same entry
+    let entered = host::enter_request(vm, request, || {
+        let value = run_to_end(vm, proc_, script.suspendable()).map_err(|failure| failure.report)?;
+        let text = if mrb.is_nil(value) { Ok(mrb.str(b"")) } else { mrb.to_s(value) };
+        text.map_err(|exc| format!("to_s failed: {}", crate::vm::run::describe_exception(mrb, exc)))
+    });
+    let result = match entered {
+        Ok(Ok(text)) => {
             // SAFETY: r is live; the value is copied into its pool.
             pool_str(unsafe { (*r).pool }, mrb.str_bytes(text).unwrap_or_default()).ok_or(())
-        });
+        }
+        Ok(Err(report)) => {
+            log(request_log, NGX_LOG_ERR, &format!("mruby_set: {report}"));
+            Err(())
+        }
+        Err(()) => Err(()),
+    };
     mrb.arena_restore(arena);
-    globals::watch(r, vm, ctx)?;
     result
 }
 

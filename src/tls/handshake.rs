@@ -16,7 +16,7 @@ use super::SslSrvConf;
 use crate::host::handshake::{HandshakeHost, PemSource};
 use crate::host::{self, Host};
 use crate::ngx_util::log;
-use crate::vm::run::run;
+use crate::vm::run::run_to_end;
 
 /// `SSL_CTX_set_cert_cb` callback: 1 continues the handshake, 0 fails it.
 ///
@@ -51,8 +51,10 @@ fn run_handshake(ssl: *mut SSL, connection: *mut ngx_connection_t, conf: &SslSrv
     // the handshake's sight, and the handshake's globals out of the request
     let request_globals = vm.stash_request_globals();
     let handshake = HandshakeHost::new(ssl, connection);
-    let result =
-        host::enter(&Host::Handshake(&handshake), || vm.mrb().arena_scope(|| run(vm.mrb(), proc_).map(|_| ())));
+    // a script that names Async compiles to a Fiber: run_to_end runs it
+    let result = host::enter(&Host::Handshake(&handshake), || {
+        vm.mrb().arena_scope(|| run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
+    });
     vm.remove_request_globals();
     if let Some(stash) = request_globals {
         vm.restore_request_globals(stash);

@@ -25,10 +25,15 @@ pub use value::Mrb;
 /// The globals a regexp match sets; always per request.
 const MATCH_GLOBALS: [&str; 14] = ["$~", "$&", "$`", "$'", "$+", "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9"];
 
-/// Globals that existed when init/init_worker finished: they persist;
-/// anything else a request creates is removed when it ends.
+/// Globals that existed when init/init_worker finished: they are shared
+/// by every request; any other global belongs to the request that made it.
+/// `symbols` is the set of their names that still exist: removing one
+/// (`Nginx.remove_global_variable`, through [`remove_global`]) takes it out
+/// of the set and the count, so "a request made globals" is exactly
+/// `globals_count() != count` and checking it stays O(1).
 #[derive(Default)]
 struct GlobalsBaseline {
+    /// `globals_count()` when the baseline was marked, less the removed ones.
     count: usize,
     symbols: HashSet<mrb_sym>,
 }
@@ -36,7 +41,10 @@ struct GlobalsBaseline {
 /// One mruby interpreter with the nginx API defined in it.
 pub struct Vm {
     mrb: Mrb,
-    baseline: RefCell<GlobalsBaseline>,
+    /// Boxed: `mrb->ud` points at it, for [`remove_global`].
+    baseline: Box<RefCell<GlobalsBaseline>>,
+    /// Requests of this VM that hold globals aside right now (`host/globals.rs`).
+    pub held_globals: core::cell::Cell<usize>,
     /// Bytecode that resumes a waiting script's Fiber (see `run::resume`).
     resumer: *mut mruby_sys::RProc,
 }
@@ -52,7 +60,9 @@ impl Vm {
         install_api(mrb)?;
         let resumer =
             compile::compile(mrb, run::RESUMER_CODE.as_bytes(), "(fiber resumer)").map_err(|err| err.to_string())?;
-        let vm = Vm { mrb, baseline: RefCell::default(), resumer };
+        let vm = Vm { mrb, baseline: Box::default(), resumer, held_globals: core::cell::Cell::new(0) };
+        // SAFETY: live VM; the boxed baseline lives as long as the Vm, which owns the state.
+        unsafe { (*mrb.as_ptr()).ud = core::ptr::from_ref(&*vm.baseline).cast_mut().cast() };
         vm.mark_globals_baseline();
         Ok(vm)
     }
@@ -146,5 +156,19 @@ impl Drop for Vm {
     fn drop(&mut self) {
         // SAFETY: the Vm owns the state; nothing uses it after the config pool dies.
         unsafe { mrb_close(self.mrb.as_ptr()) }
+    }
+}
+
+/// Removes global `sym` (`Nginx.remove_global_variable`). An init-time
+/// global removed this way is no longer shared: if a request sets it
+/// again, it is that request's.
+pub fn remove_global(mrb: Mrb, sym: mrb_sym) {
+    mrb.gv_remove(sym);
+    // SAFETY: mrb->ud is the boxed baseline of the Vm owning this state (set in Vm::open).
+    let baseline = unsafe { ((*mrb.as_ptr()).ud as *const RefCell<GlobalsBaseline>).as_ref() };
+    if let Some(mut baseline) = baseline.and_then(|b| b.try_borrow_mut().ok()) {
+        if baseline.symbols.remove(&sym) {
+            baseline.count = baseline.count.saturating_sub(1);
+        }
     }
 }

@@ -5,11 +5,11 @@ use mruby_sys::*;
 use super::value::Mrb;
 use super::Vm;
 
-/// The global through which `resume` hands the Fiber to the resumer proc.
-pub const RESUMED_FIBER: &str = "$__ngx_mruby_resumed_fiber";
-
-/// Ruby code of the resumer proc (see [`resume`]).
-pub const RESUMER_CODE: &str = "__fiber = $__ngx_mruby_resumed_fiber; [__fiber.resume, __fiber.alive?]";
+/// Ruby code of the resumer proc (see [`resume`]). It runs with `self` =
+/// `[fiber]` (first resume) or `[fiber, value]` (`Fiber.yield` returns
+/// `value` in the script), so nothing passes through a global.
+pub const RESUMER_CODE: &str =
+    "__fiber = self[0]; [(self.size > 1 ? __fiber.resume(self[1]) : __fiber.resume), __fiber.alive?]";
 
 /// A Ruby exception, rendered for `error_log`.
 #[derive(Debug)]
@@ -22,22 +22,23 @@ pub struct ScriptFailure {
 /// the GC arena restored, so nothing leaks into the next run; the result is
 /// kept in the arena for the caller, who restores it (`Mrb::arena_scope`).
 pub(crate) fn run(mrb: Mrb, proc_: *mut RProc) -> Result<mrb_value, ScriptFailure> {
-    execute(mrb, proc_, true)
+    execute(mrb, proc_, mrb.top_self(), true)
 }
 
 /// Runs a script whose value nobody reads (phase handlers): the arena is
 /// left exactly as it was.
 pub fn run_for_effect(vm: &Vm, proc_: *mut RProc, suspendable: bool) -> Result<(), ScriptFailure> {
     if suspendable {
-        return run_to_end(vm, proc_, true).map(|_| ());
+        // the Fiber and the values kept for a caller are not needed here
+        return vm.mrb().arena_scope(|| run_to_end(vm, proc_, true).map(|_| ()));
     }
-    execute(vm.mrb(), proc_, false).map(|_| ())
+    execute(vm.mrb(), proc_, vm.mrb().top_self(), false).map(|_| ())
 }
 
-fn execute(mrb: Mrb, proc_: *mut RProc, keep_result: bool) -> Result<mrb_value, ScriptFailure> {
+fn execute(mrb: Mrb, proc_: *mut RProc, self_: mrb_value, keep_result: bool) -> Result<mrb_value, ScriptFailure> {
     let arena = mrb.arena_save();
     // SAFETY: live VM; proc_ is GC-registered bytecode of this VM.
-    let value = unsafe { mrb_top_run(mrb.as_ptr(), proc_, mrb.top_self(), 0) };
+    let value = unsafe { mrb_top_run(mrb.as_ptr(), proc_, self_, 0) };
     let result = match mrb.pending_exception() {
         Some(exc) => Err(ScriptFailure { report: describe_exception(mrb, exc) }),
         None => Ok(value),
@@ -89,18 +90,23 @@ pub fn start(vm: &Vm, proc_: *mut RProc, suspendable: bool) -> Result<Completion
     if !suspendable {
         return Ok(Completion::Finished(value));
     }
-    resume(vm, value)
+    resume(vm, value, None)
 }
 
 /// Resumes a suspended script's Fiber. The resume is made by Ruby code
 /// (the VM's resumer proc), not by a C call: mruby 3.1 corrupts its call
 /// stack when a Fiber resumed from C yields back.
-pub fn resume(vm: &Vm, fiber: mrb_value) -> Result<Completion, ScriptFailure> {
+/// `value` is what the script's pending `Fiber.yield` returns (none on the
+/// first resume, which starts the script).
+pub fn resume(vm: &Vm, fiber: mrb_value, value: Option<mrb_value>) -> Result<Completion, ScriptFailure> {
     let mrb = vm.mrb();
     let arena = mrb.arena_save();
-    mrb.gv_set(RESUMED_FIBER, fiber);
-    let outcome = run(mrb, vm.resumer());
-    mrb.gv_remove(mrb.sym(RESUMED_FIBER));
+    let resumer_self = mrb.ary_new();
+    mrb.ary_push(resumer_self, fiber);
+    if let Some(value) = value {
+        mrb.ary_push(resumer_self, value);
+    }
+    let outcome = execute(mrb, vm.resumer(), resumer_self, true);
     let result = outcome.map(|pair| {
         let value = mrb.ary_ref(pair, 0);
         if mrb.truthy(mrb.ary_ref(pair, 1)) {
@@ -126,4 +132,38 @@ pub fn run_to_end(vm: &Vm, proc_: *mut RProc, suspendable: bool) -> Result<mrb_v
             report: String::from("Nginx::Async can only wait in rewrite, access and content handlers"),
         }),
     }
+}
+
+/// The execution context of a Fiber object (what `mrb->c` is while the
+/// Fiber runs).
+pub fn fiber_context(fiber: mrb_value) -> *mut mrb_context {
+    // SAFETY: `fiber` is a Fiber object (the value a suspendable script's
+    // bytecode returns); its context exists once Fiber.new initialized it.
+    unsafe { (*(mrbsys_ptr(fiber) as *mut RFiber)).cxt }
+}
+
+/// Why a C method running now cannot `Fiber.yield` back to the resumer of
+/// the script whose Fiber context is `script_fiber`, or `None` when it can.
+/// The same checks `mrb_fiber_yield` makes before it raises, made before
+/// anything is armed.
+pub fn yield_blocker(mrb: Mrb, script_fiber: *mut mrb_context) -> Option<&'static str> {
+    // SAFETY: live VM; the current context and its call-info stack are valid
+    // while a method of this VM runs.
+    unsafe {
+        let c = (*mrb.as_ptr()).c;
+        if script_fiber.is_null() || c != script_fiber {
+            return Some("from another Fiber (one the script made, or a script that does not name Nginx::Async)");
+        }
+        if (*c).prev.is_null() {
+            return Some("while the handler's Fiber was not resumed");
+        }
+        let mut ci = (*c).ci;
+        while ci >= (*c).cibase {
+            if (*ci).cci > 0 {
+                return Some("inside Ruby code called back from C (a to_s, or a block, that a C method calls)");
+            }
+            ci = ci.sub(1);
+        }
+    }
+    None
 }

@@ -60,7 +60,7 @@ fn remove_global_variable(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> Rub
         Some(sym) => sym,
         None => mrb.sym(&String::from_utf8_lossy(crate::api::arg_bytes(mrb, args[0], "name")?)),
     };
-    mrb.gv_remove(sym);
+    crate::vm::remove_global(mrb, sym);
     // SAFETY: live VM; Kernel#global_variables does not raise.
     Ok(unsafe { mrb_f_global_variables(mrb.as_ptr(), mrb.nil()) })
 }

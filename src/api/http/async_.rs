@@ -1,26 +1,39 @@
-//! `Nginx::Async` and `Nginx::Async::HTTP` (the Ruby halves, which yield
-//! the Fiber, are in mrblib/async.rb).
+//! `Nginx::Async` and `Nginx::Async::HTTP`: wait without blocking the
+//! worker. Each method arms what it waits for and yields the handler's
+//! Fiber in one call (`host::wait::wait`); there is no internal half a
+//! script could call on its own. `Response` is in mrblib/async.rb.
 
 use mruby_sys::*;
 
 use crate::api::{arg_bytes, arg_int, arity, current_request_state, ARGS_ANY};
-use crate::host::wait::{last_response, start_sleep, start_subrequest};
+use crate::host::wait::{self, response_value, Wait};
+use crate::host::{self, Context};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
 
-/// `Nginx::Async.__sleep(ms)`: arms the timer the Fiber then waits for.
+/// The longest sleep (nginx timers compare times as signed 32-bit deltas on some builds).
+const MAX_SLEEP_MS: i64 = i32::MAX as i64;
+
+/// The running script's context (where it may or may not wait).
+fn context() -> Context {
+    host::current().map(|h| h.context()).unwrap_or(Context::INIT)
+}
+
+/// `Nginx::Async.sleep(ms)`: waits `ms` milliseconds; returns nil.
 fn sleep(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let ms = arg_int(mrb, args[0], "sleep time")?;
-    if ms <= 0 {
-        return Err(RubyError::argument("sleep time must be a positive number of milliseconds"));
+    if !(1..=MAX_SLEEP_MS).contains(&ms) {
+        return Err(RubyError::argument(format!(
+            "sleep time must be a positive number of milliseconds (at most {MAX_SLEEP_MS})"
+        )));
     }
     let (r, ctx) = current_request_state()?;
-    start_sleep(r, ctx, ms as u64).map_err(RubyError::runtime)?;
-    Ok(mrb.nil())
+    wait::wait(mrb, r, ctx, context(), Wait::Sleep(ms as ngx::ffi::ngx_msec_t))
 }
 
-/// `Nginx::Async::HTTP.__sub_request(path, query)`
+/// `Nginx::Async::HTTP.sub_request(path, query = nil)`: runs `path` as an
+/// in-memory subrequest and returns its `Response` when it is done.
 fn sub_request(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let path = arg_bytes(mrb, args[0], "path")?.to_vec();
@@ -28,37 +41,32 @@ fn sub_request(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
         return Err(RubyError::argument("sub_request path must start with /"));
     }
     let query = match args.get(1) {
+        Some(q) if mrb.is_hash(*q) => {
+            let utils = mrb.class_get("Nginx::Utils").ok_or_else(|| RubyError::runtime("Nginx::Utils is missing"))?;
+            // SAFETY: a class pointer is a live object of this VM.
+            let utils = unsafe { mrbsys_obj_value(utils.cast()) };
+            let encoded = mrb.call(utils, "encode_parameters", &[*q]).map_err(RubyError::reraise)?;
+            Some(arg_bytes(mrb, encoded, "query")?.to_vec())
+        }
         Some(q) if !mrb.is_nil(*q) => Some(arg_bytes(mrb, *q, "query")?.to_vec()),
         _ => None,
     };
     let (r, ctx) = current_request_state()?;
-    start_subrequest(r, ctx, &path, query.as_deref()).map_err(RubyError::runtime)?;
-    Ok(mrb.nil())
+    wait::wait(mrb, r, ctx, context(), Wait::Subrequest { path: &path, query: query.as_deref() })
 }
 
-/// `Nginx::Async::HTTP.__last_response` → `[status, headers, body]` or nil.
-fn last(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
+/// `Nginx::Async::HTTP.last_response` → the last finished subrequest's `Response`, or nil.
+fn last_response(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
     let (_, ctx) = current_request_state()?;
-    let Some(response) = last_response(ctx) else {
-        return Ok(mrb.nil());
-    };
-    let headers = mrb.hash_new();
-    for (name, value) in &response.headers {
-        mrb.hash_set(headers, mrb.str(name), mrb.str(value));
-    }
-    let result = mrb.ary_new();
-    mrb.ary_push(result, mrb.int(response.status));
-    mrb.ary_push(result, headers);
-    mrb.ary_push(result, mrb.str(&response.body));
-    Ok(result)
+    Ok(response_value(mrb, ctx))
 }
 
 pub fn init(mrb: Mrb) {
     let nginx = mrb.define_class(c"Nginx");
     let async_class = mrb.define_class_under(nginx, c"Async");
-    mrb.define_class_method(async_class, c"__sleep", ruby_fn!(sleep), ARGS_ANY);
+    mrb.define_class_method(async_class, c"sleep", ruby_fn!(sleep), ARGS_ANY);
     let http = mrb.define_class_under(async_class, c"HTTP");
-    mrb.define_class_method(http, c"__sub_request", ruby_fn!(sub_request), ARGS_ANY);
-    mrb.define_class_method(http, c"__last_response", ruby_fn!(last), ARGS_ANY);
+    mrb.define_class_method(http, c"sub_request", ruby_fn!(sub_request), ARGS_ANY);
+    mrb.define_class_method(http, c"last_response", ruby_fn!(last_response), ARGS_ANY);
 }
