@@ -48,12 +48,23 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
     match was {
         BodyState::Waiting => {
             release_reference(r);
-            // SAFETY: r is live; the phase engine resumes at our handler.
-            unsafe { ngx_http_core_run_phases(r) };
+            resume_phases(r);
         }
-        // SAFETY: as above.
-        BodyState::WaitingInContent => unsafe { ngx_http_core_run_phases(r) },
+        BodyState::WaitingInContent => resume_phases(r),
         _ => release_reference(r),
+    }
+}
+
+/// Re-enters the phase engine at our handler. Reading the body replaced
+/// the write event handler with an empty one; put the phase runner back
+/// first, as nginx's own post-body handlers do, so that a later phase that
+/// waits for a write event (a subrequest finishing, `auth_request`) is
+/// woken again instead of hanging.
+fn resume_phases(r: *mut ngx_http_request_t) {
+    // SAFETY: r is live; ngx_http_core_run_phases is nginx's phase runner.
+    unsafe {
+        (*r).write_event_handler = Some(ngx_http_core_run_phases);
+        ngx_http_core_run_phases(r);
     }
 }
 
