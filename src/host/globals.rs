@@ -34,12 +34,18 @@ type CleanupFn = unsafe extern "C" fn(*mut c_void);
 static RELEASE: CleanupFn = release_record;
 
 /// Before a script of `r` runs: its globals go back into the VM.
+#[inline]
 pub(crate) fn put_back(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) {
+    if ctx.held_globals.get().is_null() && vm.held_globals.get() == 0 {
+        return;
+    }
+    put_back_held(vm, r, ctx);
+}
+
+#[cold]
+fn put_back_held(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) {
     let mut record = ctx.held_globals.get();
     if record.is_null() {
-        if vm.held_globals.get() == 0 {
-            return;
-        }
         // an internal redirect gave the request a fresh ctx: find its record
         record = find_record(r);
         ctx.held_globals.set(record);
@@ -58,10 +64,16 @@ pub(crate) fn put_back(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) {
 
 /// After a script of `r` ran: the globals it created leave the VM with the
 /// request. `Err` when the record cannot be allocated.
+#[inline]
 pub(crate) fn take_out(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) -> Result<(), ()> {
     if !vm.has_request_globals() {
         return Ok(());
     }
+    take_out_made(vm, r, ctx)
+}
+
+#[cold]
+fn take_out_made(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) -> Result<(), ()> {
     let mut record = ctx.held_globals.get();
     if record.is_null() {
         record = new_record(vm, r)?;

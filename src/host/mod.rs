@@ -180,6 +180,7 @@ pub fn enter<R>(host: &Host<'_>, vm_call: impl FnOnce() -> R) -> R {
 /// installed, and the request's globals in the VM for that time only:
 /// put back before, taken out after (`globals.rs`). `Err` when they cannot
 /// be held (out of memory); the call's own result otherwise.
+#[inline]
 pub(crate) fn enter_request<R>(vm: &Vm, request: RequestHost, vm_call: impl FnOnce() -> R) -> Result<R, ()> {
     let (r, ctx) = (request.as_ptr(), request.state());
     // a nested entry for the same request leaves the globals to the outer one

@@ -33,16 +33,17 @@ const MATCH_GLOBALS: [&str; 14] = ["$~", "$&", "$`", "$'", "$+", "$1", "$2", "$3
 /// `globals_count() != count` and checking it stays O(1).
 #[derive(Default)]
 struct GlobalsBaseline {
-    /// `globals_count()` when the baseline was marked, less the removed ones.
-    count: usize,
-    symbols: HashSet<mrb_sym>,
+    /// `globals_count()` when the baseline was marked, less the removed ones
+    /// (read on every VM entry of a request, so not behind the RefCell).
+    count: core::cell::Cell<usize>,
+    symbols: RefCell<HashSet<mrb_sym>>,
 }
 
 /// One mruby interpreter with the nginx API defined in it.
 pub struct Vm {
     mrb: Mrb,
     /// Boxed: `mrb->ud` points at it, for [`remove_global`].
-    baseline: Box<RefCell<GlobalsBaseline>>,
+    baseline: Box<GlobalsBaseline>,
     /// Requests of this VM that hold globals aside right now (`host/globals.rs`).
     pub held_globals: core::cell::Cell<usize>,
     /// Bytecode that resumes a waiting script's Fiber (see `run::resume`).
@@ -84,24 +85,26 @@ impl Vm {
             self.mrb.gv_remove(self.mrb.sym(name));
         }
         let symbols: HashSet<mrb_sym> = self.mrb.global_symbols().into_iter().collect();
-        *self.baseline.borrow_mut() = GlobalsBaseline { count: self.mrb.globals_count(), symbols };
+        *self.baseline.symbols.borrow_mut() = symbols;
+        self.baseline.count.set(self.mrb.globals_count());
         self.mrb.arena_restore(arena);
     }
 
     /// Whether globals beyond the init-time ones exist (O(1)).
+    #[inline]
     pub fn has_request_globals(&self) -> bool {
-        self.mrb.globals_count() != self.baseline.borrow().count
+        self.mrb.globals_count() != self.baseline.count.get()
     }
 
     /// Removes every global a request created. O(1) when it created none.
     pub fn remove_request_globals(&self) {
-        let baseline = self.baseline.borrow();
-        if self.mrb.globals_count() == baseline.count {
+        if !self.has_request_globals() {
             return;
         }
+        let baseline = self.baseline.symbols.borrow();
         let arena = self.mrb.arena_save();
         for sym in self.mrb.global_symbols() {
-            if !baseline.symbols.contains(&sym) {
+            if !baseline.contains(&sym) {
                 self.mrb.gv_remove(sym);
             }
         }
@@ -114,14 +117,14 @@ impl Vm {
     /// requests interleaving on one worker never see (or remove) each
     /// other's globals. Returns a GC-registered Hash, or None.
     pub fn stash_request_globals(&self) -> Option<mruby_sys::mrb_value> {
-        let baseline = self.baseline.borrow();
-        if self.mrb.globals_count() == baseline.count {
+        if !self.has_request_globals() {
             return None;
         }
+        let baseline = self.baseline.symbols.borrow();
         let arena = self.mrb.arena_save();
         let stash = self.mrb.hash_new();
         for sym in self.mrb.global_symbols() {
-            if baseline.symbols.contains(&sym) {
+            if baseline.contains(&sym) {
                 continue;
             }
             // SAFETY: immediate value from an existing symbol.
@@ -165,10 +168,10 @@ impl Drop for Vm {
 pub fn remove_global(mrb: Mrb, sym: mrb_sym) {
     mrb.gv_remove(sym);
     // SAFETY: mrb->ud is the boxed baseline of the Vm owning this state (set in Vm::open).
-    let baseline = unsafe { ((*mrb.as_ptr()).ud as *const RefCell<GlobalsBaseline>).as_ref() };
-    if let Some(mut baseline) = baseline.and_then(|b| b.try_borrow_mut().ok()) {
-        if baseline.symbols.remove(&sym) {
-            baseline.count = baseline.count.saturating_sub(1);
-        }
+    let Some(baseline) = (unsafe { ((*mrb.as_ptr()).ud as *const GlobalsBaseline).as_ref() }) else {
+        return;
+    };
+    if baseline.symbols.try_borrow_mut().is_ok_and(|mut symbols| symbols.remove(&sym)) {
+        baseline.count.set(baseline.count.get().saturating_sub(1));
     }
 }
