@@ -108,10 +108,14 @@ pub static mut ngx_http_mruby_module: ngx_module_t = ngx_module_t {
 /// argument counter fails for more than one module, so this one counts
 /// with an array length. Emits `ngx_modules`, `ngx_module_names` and
 /// `ngx_module_order`, which `load_module` reads. A module declared in a
-/// submodule is named with `in`: `ngx_http_vlimit_module in limits`.
+/// submodule is named with `in`: `ngx_http_vlimit_module in limits`. The
+/// optional `order: "a", "b", ...` is nginx's `ngx_module_order`: module
+/// "a" is placed before module "b" in the cycle's module list (what
+/// nginx's build does for a dynamic filter module, so that filters which
+/// run after it, such as the copy filter, come above it in the chain).
 #[macro_export]
 macro_rules! ngx_modules_list {
-    ($( $mod:ident $(in $($seg:ident)::+)? ),+ $(,)?) => {
+    ($( $mod:ident $(in $($seg:ident)::+)? ),+ $(,)? $(; order: $($order:literal),+ )?) => {
         const NGX_MODULES_COUNT: usize = [$( stringify!($mod) ),+].len();
 
         #[no_mangle]
@@ -130,12 +134,20 @@ macro_rules! ngx_modules_list {
 
         #[no_mangle]
         #[allow(non_upper_case_globals)]
-        pub static mut ngx_module_order: [*const ::core::ffi::c_char; 1] = [::core::ptr::null()];
+        pub static mut ngx_module_order: [*const ::core::ffi::c_char; [$($($order),+)?].len() + 1] = [
+            $($( concat!($order, "\0").as_ptr() as *const ::core::ffi::c_char, )+)?
+            ::core::ptr::null()
+        ];
     };
 }
 
 #[cfg(feature = "export-modules")]
-crate::ngx_modules_list!(ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in tls);
+crate::ngx_modules_list!(
+    ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in tls;
+    // the body filter sits below nginx's copy filter, which brings file
+    // buffers into memory for it (no blocking read in the event loop)
+    order: "ngx_http_mruby_module", "ngx_http_copy_filter_module"
+);
 
 /// `init_process`: runs `mruby_init_worker` in each worker.
 extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {

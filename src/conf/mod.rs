@@ -73,11 +73,22 @@ pub struct LocConf {
     pub add_handler: Option<bool>,
     /// `mruby_enable_read_request_body`: read the body before Ruby runs.
     pub read_body: Option<bool>,
+    /// `mruby_output_body_filter_buffer`: the largest response body the body
+    /// filter collects (bytes).
+    pub filter_buffer: Option<usize>,
 }
+
+/// Default of `mruby_output_body_filter_buffer`.
+pub const DEFAULT_FILTER_BUFFER: usize = 16 * 1024 * 1024;
 
 impl LocConf {
     pub fn cache(&self) -> bool {
         self.cache.unwrap_or(false)
+    }
+
+    /// The largest response body the body filter collects.
+    pub fn filter_buffer(&self) -> usize {
+        self.filter_buffer.unwrap_or(DEFAULT_FILTER_BUFFER)
     }
 
     pub fn scripts(&self, slot: HandlerSlot) -> &PhaseScripts {
@@ -98,6 +109,7 @@ impl Merge for LocConf {
         self.cache = self.cache.or(prev.cache);
         self.add_handler = self.add_handler.or(prev.add_handler);
         self.read_body = self.read_body.or(prev.read_body);
+        self.filter_buffer = self.filter_buffer.or(prev.filter_buffer);
         Ok(())
     }
 }
@@ -311,6 +323,35 @@ extern "C" fn set_flag_directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, c
     conf_result(cf, set_flag(cf_ref, cmd, conf))
 }
 
+/// `mruby_output_body_filter_buffer <size>`: nginx size syntax (`512k`, `16m`).
+fn set_filter_buffer(cf: &mut ngx_conf_t, cmd: &ngx_command_t, conf: &mut LocConf) -> Result<(), String> {
+    if conf.filter_buffer.is_some() {
+        return Err(String::from("is duplicate"));
+    }
+    let mut value = args(cf)[0];
+    // SAFETY: value is the directive's argument, live while it is parsed.
+    let size = unsafe { ngx_parse_size(&mut value) };
+    if size <= 0 {
+        return Err(format!(
+            "invalid value \"{}\" in \"{}\" directive, it must be a size such as 512k or 16m",
+            str_lossy(&value),
+            directive_name(cmd)
+        ));
+    }
+    conf.filter_buffer = Some(size as usize);
+    Ok(())
+}
+
+extern "C" fn set_filter_buffer_directive(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes the live cf, this command, and our LocConf.
+    let (cf_ref, cmd, conf) = unsafe { (&mut *cf, &*cmd, &mut *(conf as *mut LocConf)) };
+    conf_result(cf, set_filter_buffer(cf_ref, cmd, conf))
+}
+
 /// `mruby_output_filter[_code]` were removed from ngx_mruby in v1.17.2.
 extern "C" fn removed_output_filter(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
     conf_result(
@@ -348,7 +389,7 @@ const BF: ngx_uint_t = HandlerSlot::BodyFilter as ngx_uint_t;
 
 /// The directive table, in ngx_mruby's order. `offset` carries our own
 /// selector (hook, phase slot or flag), not a struct offset.
-pub static mut COMMANDS: [ngx_command_t; 33] = [
+pub static mut COMMANDS: [ngx_command_t; 34] = [
     command(ngx_string!("mruby_init"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_worker"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::InitWorker as _),
@@ -382,6 +423,7 @@ pub static mut COMMANDS: [ngx_command_t; 33] = [
     command(ngx_string!("mruby_cache"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 0),
     command(ngx_string!("mruby_add_handler"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 1),
     command(ngx_string!("mruby_enable_read_request_body"), SRV_LOC | NGX_CONF_FLAG, set_flag_directive, LOC_OFF, 2),
+    command(ngx_string!("mruby_output_body_filter_buffer"), ANY | CODE, set_filter_buffer_directive, LOC_OFF, 0),
     command(
         ngx_string!("mruby_server_context_handler_code"),
         NGX_HTTP_SRV_CONF | CODE,

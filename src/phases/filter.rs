@@ -1,11 +1,19 @@
 //! `mruby_output_header_filter` and `mruby_output_body_filter`.
 //!
 //! The body filter collects the whole response (any number of buffers,
-//! chunked or not, files read into memory), runs the script once with
-//! `Nginx::Filter#body`, and sends the result with a correct Content-Length.
-//! The header is held back until then, so the length matches the new body
-//! (ngx_mruby sent the old header first and could not handle chunked
-//! responses, #172, #206).
+//! chunked or not), runs the script once with `Nginx::Filter#body`, and
+//! sends the result with a correct Content-Length. The header is held back
+//! until then, so the length matches the new body (ngx_mruby sent the old
+//! header first and could not handle chunked responses, #172, #206).
+//!
+//! The module sits below nginx's copy filter (`ngx_module_order` in
+//! `lib.rs`), which reads file buffers into memory for us (asynchronously
+//! where nginx can), so nothing here reads a file in the event loop. A body
+//! larger than `mruby_output_body_filter_buffer` (default 16m) is not
+//! collected: the request gets a 500 and one error line, like
+//! `image_filter_buffer`. A filtered response is sent whole (Range is not
+//! applied to it), and a body the script changed loses the original's
+//! `ETag` and `Last-Modified`.
 
 use core::ptr;
 
@@ -18,7 +26,7 @@ use crate::conf::HandlerSlot;
 use crate::host::filter::new_buffer;
 use crate::host::request::{FilterState, RequestCtx};
 use crate::host::wait::ScriptRun;
-use crate::ngx_util::{log, read_file_range};
+use crate::ngx_util::log;
 use crate::HttpMrubyModule;
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
@@ -89,12 +97,18 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     let head = request.method == NGX_HTTP_HEAD as ngx_uint_t;
     if has_body && request.header_only() == 0 && !head && ctx.filter.get() == FilterState::Off {
+        let limit = loc.filter_buffer();
+        if request.headers_out.content_length_n > limit as off_t {
+            return too_large(r, ctx, request.headers_out.content_length_n as usize, limit);
+        }
         let Some(collected) = new_buffer(request.pool) else {
             return ERROR;
         };
         ctx.filter_body.set(collected);
         ctx.filter.set(FilterState::Collecting);
         request.set_filter_need_in_memory(1);
+        // the range body filter sits above us: the new body goes out whole
+        request.set_allow_ranges(0);
         // hold the header until the new body's length is known
         return OK;
     }
@@ -117,11 +131,19 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_cha
     // SAFETY: filter_body was allocated in header_filter for this request.
     let collected = unsafe { &mut *ctx.filter_body.get() };
     // SAFETY: r is live.
-    let is_main = unsafe { (*r).main == r };
-    let finished = match collect(input, collected, is_main) {
+    let request = unsafe { &*r };
+    let is_main = request.main == r;
+    let limit =
+        HttpMrubyModule::location_conf(request).map_or(crate::conf::DEFAULT_FILTER_BUFFER, |loc| loc.filter_buffer());
+    let finished = match collect(input, collected, is_main, limit) {
         Ok(finished) => finished,
-        Err(()) => {
-            log(unsafe_log(r), NGX_LOG_ERR, "mruby_output_body_filter: cannot read the response body file");
+        Err(Collect::TooLarge(size)) => return too_large(r, ctx, size, limit),
+        Err(Collect::NotInMemory) => {
+            log(
+                unsafe_log(r),
+                NGX_LOG_ERR,
+                "mruby_output_body_filter: a response buffer reached the filter in a file, not in memory",
+            );
             return ERROR;
         }
     };
@@ -132,8 +154,16 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_cha
     send_filtered(r, ctx)
 }
 
+/// Why collecting stopped.
+enum Collect {
+    /// The body passed the limit; this much had arrived.
+    TooLarge(usize),
+    /// A file buffer the copy filter should have read into memory.
+    NotInMemory,
+}
+
 /// Copies every buffer of `input` and marks it consumed; true at the end of the response.
-fn collect(input: *mut ngx_chain_t, collected: &mut Vec<u8>, is_main: bool) -> Result<bool, ()> {
+fn collect(input: *mut ngx_chain_t, collected: &mut Vec<u8>, is_main: bool, limit: usize) -> Result<bool, Collect> {
     let mut finished = false;
     let mut link = input;
     // SAFETY: the chain and its buffers are live for this call.
@@ -144,14 +174,16 @@ fn collect(input: *mut ngx_chain_t, collected: &mut Vec<u8>, is_main: bool) -> R
             if in_memory {
                 if !(*buf).pos.is_null() && (*buf).last > (*buf).pos {
                     let len = (*buf).last.offset_from((*buf).pos) as usize;
+                    if collected.len() + len > limit {
+                        consume(input);
+                        return Err(Collect::TooLarge(collected.len() + len));
+                    }
                     collected.extend_from_slice(core::slice::from_raw_parts((*buf).pos, len));
                 }
-            } else if (*buf).in_file() != 0 && !(*buf).file.is_null() {
-                // we sit above the copy filter: read file buffers ourselves
-                match read_file_range((*(*buf).file).fd, (*buf).file_pos, (*buf).file_last) {
-                    Ok(bytes) => collected.extend_from_slice(&bytes),
-                    Err(_) => return Err(()),
-                }
+            } else if (*buf).in_file() != 0 && (*buf).file_last > (*buf).file_pos {
+                // the copy filter above us brings file data into memory
+                consume(input);
+                return Err(Collect::NotInMemory);
             }
             mark_consumed(buf);
             if (*buf).last_buf() != 0 || (!is_main && (*buf).last_in_chain() != 0) {
@@ -161,6 +193,29 @@ fn collect(input: *mut ngx_chain_t, collected: &mut Vec<u8>, is_main: bool) -> R
         }
     }
     Ok(finished)
+}
+
+/// The body is larger than `mruby_output_body_filter_buffer`: no script
+/// runs, the held header is dropped and the request gets a 500 (the
+/// producer gets NGX_ERROR and stops), as `image_filter_buffer` does.
+fn too_large(r: *mut ngx_http_request_t, ctx: &RequestCtx, size: usize, limit: usize) -> ngx_int_t {
+    log(
+        unsafe_log(r),
+        NGX_LOG_ERR,
+        &format!(
+            "mruby_output_body_filter: the response body ({size} bytes or more) exceeds \
+             mruby_output_body_filter_buffer ({limit} bytes); sending 500 without running the filter"
+        ),
+    );
+    ctx.filter.set(FilterState::Bypass);
+    // SAFETY: r is live; the header was held back, so an error page can still go out.
+    unsafe {
+        ngx_http_filter_finalize_request(
+            r,
+            ptr::addr_of_mut!(crate::ngx_http_mruby_module),
+            NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+        )
+    }
 }
 
 /// Tells the producer a buffer was used up, so it can reuse it.
@@ -220,13 +275,13 @@ fn send_filtered(r: *mut ngx_http_request_t, ctx: &RequestCtx) -> ngx_int_t {
         };
     }
     // SAFETY: the buffers were allocated for this request in header_filter / Filter#body=.
-    let body: &[u8] = unsafe {
-        if ctx.filter_output.get().is_null() {
-            &*ctx.filter_body.get()
-        } else {
-            &*ctx.filter_output.get()
-        }
-    };
+    let (original, replaced): (&[u8], Option<&[u8]>) =
+        unsafe { (&*ctx.filter_body.get(), ctx.filter_output.get().as_ref().map(|output| output.as_slice())) };
+    let body = replaced.unwrap_or(original);
+    if body != original {
+        // the validators described the body the handler produced
+        clear_validators(request);
+    }
     request.headers_out.content_length_n = body.len() as off_t;
     if !request.headers_out.content_length.is_null() {
         // SAFETY: the element belongs to the live header list.
@@ -268,6 +323,18 @@ fn send_filtered(r: *mut ngx_http_request_t, ctx: &RequestCtx) -> ngx_int_t {
         }
         let mut out = ngx_chain_t { buf, next: ptr::null_mut() };
         next_body(r, &mut out)
+    }
+}
+
+/// `ngx_http_clear_etag` and `ngx_http_clear_last_modified`.
+fn clear_validators(request: &mut ngx_http_request_t) {
+    request.headers_out.last_modified_time = -1;
+    for header in [&mut request.headers_out.last_modified, &mut request.headers_out.etag] {
+        if !header.is_null() {
+            // SAFETY: the element belongs to the live header list; hash 0 drops it.
+            unsafe { (**header).hash = 0 };
+            *header = ptr::null_mut();
+        }
     }
 }
 
