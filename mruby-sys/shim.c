@@ -70,7 +70,7 @@ size_t mrbsys_sizeof_mrb_value(void) { return sizeof(mrb_value); }
 size_t mrbsys_sizeof_mrb_state(void) { return sizeof(mrb_state); }
 size_t mrbsys_sizeof_mrb_callinfo(void) { return sizeof(mrb_callinfo); }
 size_t mrbsys_sizeof_mrb_parser_state(void) { return sizeof(struct mrb_parser_state); }
-size_t mrbsys_sizeof_mrbc_context(void) { return sizeof(mrbc_context); }
+size_t mrbsys_sizeof_mrb_ccontext(void) { return sizeof(mrb_ccontext); }
 size_t mrbsys_sizeof_RString(void) { return sizeof(struct RString); }
 size_t mrbsys_sizeof_RProc(void) { return sizeof(struct RProc); }
 size_t mrbsys_sizeof_mrb_data_type(void) { return sizeof(mrb_data_type); }
