@@ -18,7 +18,8 @@ const VENDORED_SOURCE: &str = "vendor/mruby-3.3.0";
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
-    let source = env::var_os("MRUBY_SOURCE_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir.join(VENDORED_SOURCE));
+    let source =
+        env::var_os("MRUBY_SOURCE_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir.join(VENDORED_SOURCE));
     println!("cargo:rerun-if-env-changed=MRUBY_SOURCE_DIR");
     for input in ["wrapper.h", "shim.h", "shim.c", "build_config.rb", "patches"] {
         println!("cargo:rerun-if-changed={input}");
@@ -74,7 +75,11 @@ fn build_mruby(manifest_dir: &Path, source: &Path, out: &Path, build_dir: &Path)
     let host = build_dir.to_path_buf();
     let config = manifest_dir.join("build_config.rb");
     let mut patches: Vec<PathBuf> = fs::read_dir(manifest_dir.join("patches"))
-        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "patch")).collect())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+                .collect()
+        })
         .unwrap_or_default();
     patches.sort();
 

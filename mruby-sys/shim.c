@@ -56,7 +56,7 @@ void mrbsys_set_instance_tt(struct RClass *c, int tt) { MRB_SET_INSTANCE_TT(c, (
 void *mrbsys_data_ptr(mrb_value v) { return DATA_PTR(v); }
 void mrbsys_data_init(mrb_value v, void *ptr, const struct mrb_data_type *type) { mrb_data_init(v, ptr, type); }
 
-/* mruby 3.1's variable.c keeps globals in a `struct iv_tbl` whose first
+/* mruby 3.3's variable.c keeps globals in a `struct iv_tbl` whose first
  * member is the live entry count (`int size`); the header keeps it opaque.
  * The layout assumption is checked by mruby-sys's tests. */
 struct mrbsys_iv_tbl_head { int size; };
