@@ -13,16 +13,26 @@ MODULE  := $(BUILD)/modules/ngx_http_mruby_module.so
 TARGET  := target/$(PROFILE)
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-APT_PACKAGES := build-essential pkg-config libclang-dev clang libmruby-dev mruby \
+APT_PACKAGES := build-essential pkg-config libclang-dev clang ruby rake bison dpkg-dev \
 	libpcre2-dev zlib1g-dev libssl-dev perl libtest-base-perl libwww-perl \
 	libhttp-message-perl libtext-diff-perl liblist-moreutils-perl \
 	valgrind wrk curl openssl procps iproute2
 
 .PHONY: setup build run test bench clean check check-layout
 
+# mruby is built from Debian trixie's source package (mruby-sys/build.rs):
+# a deb-src-only apt source for trixie, so no trixie binary reaches this system.
+MRUBY_DEB_VERSION := 3.3.0-1
+MRUBY_VENDOR      := mruby-sys/vendor
+TRIXIE_SRC_LIST   := /etc/apt/sources.list.d/ngx-mruby-rs-trixie-src.sources
+
 setup:
+	printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > $(TRIXIE_SRC_LIST)
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES)
+	test -f $(MRUBY_VENDOR)/mruby-3.3.0/Rakefile || { \
+		rm -rf $(MRUBY_VENDOR) && mkdir -p $(MRUBY_VENDOR) && \
+		cd $(MRUBY_VENDOR) && apt-get source mruby=$(MRUBY_DEB_VERSION); }
 
 # cargo decides what is stale, so this always asks it.
 build:

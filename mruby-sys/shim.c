@@ -56,7 +56,7 @@ void mrbsys_set_instance_tt(struct RClass *c, int tt) { MRB_SET_INSTANCE_TT(c, (
 void *mrbsys_data_ptr(mrb_value v) { return DATA_PTR(v); }
 void mrbsys_data_init(mrb_value v, void *ptr, const struct mrb_data_type *type) { mrb_data_init(v, ptr, type); }
 
-/* mruby 3.1's variable.c keeps globals in a `struct iv_tbl` whose first
+/* mruby 3.3's variable.c keeps globals in a `struct iv_tbl` whose first
  * member is the live entry count (`int size`); the header keeps it opaque.
  * The layout assumption is checked by mruby-sys's tests. */
 struct mrbsys_iv_tbl_head { int size; };
@@ -70,7 +70,7 @@ size_t mrbsys_sizeof_mrb_value(void) { return sizeof(mrb_value); }
 size_t mrbsys_sizeof_mrb_state(void) { return sizeof(mrb_state); }
 size_t mrbsys_sizeof_mrb_callinfo(void) { return sizeof(mrb_callinfo); }
 size_t mrbsys_sizeof_mrb_parser_state(void) { return sizeof(struct mrb_parser_state); }
-size_t mrbsys_sizeof_mrbc_context(void) { return sizeof(mrbc_context); }
+size_t mrbsys_sizeof_mrb_ccontext(void) { return sizeof(mrb_ccontext); }
 size_t mrbsys_sizeof_RString(void) { return sizeof(struct RString); }
 size_t mrbsys_sizeof_RProc(void) { return sizeof(struct RProc); }
 size_t mrbsys_sizeof_mrb_data_type(void) { return sizeof(mrb_data_type); }

@@ -60,12 +60,17 @@ size_t mrbsys_sizeof_mrb_value(void);
 size_t mrbsys_sizeof_mrb_state(void);
 size_t mrbsys_sizeof_mrb_callinfo(void);
 size_t mrbsys_sizeof_mrb_parser_state(void);
-size_t mrbsys_sizeof_mrbc_context(void);
+size_t mrbsys_sizeof_mrb_ccontext(void);
 size_t mrbsys_sizeof_RString(void);
 size_t mrbsys_sizeof_RProc(void);
 size_t mrbsys_sizeof_mrb_data_type(void);
 size_t mrbsys_offsetof_mrb_state_exc(void);
 size_t mrbsys_offsetof_mrb_state_globals(void);
+
+/* Exported by libmruby but declared only in mruby 3.3's private
+ * <mruby/internal.h>, which is not meant to be included by users. */
+mrb_value mrb_exc_backtrace(mrb_state *mrb, mrb_value exc);
+mrb_value mrb_f_global_variables(mrb_state *mrb, mrb_value self);
 
 #include <mruby/proc.h>
 void mrbsys_proc_set_target_class(mrb_state *mrb, struct RProc *proc, struct RClass *target);

@@ -1,4 +1,4 @@
-/* Everything bindgen exposes to Rust: the public mruby 3.1 API we use. */
+/* Everything bindgen exposes to Rust: the public mruby 3.3 API we use. */
 #include <mruby.h>
 #include <mruby/array.h>
 #include <mruby/class.h>

@@ -11,7 +11,7 @@ fn struct_sizes_match_the_c_compiler() {
         assert_eq!(size_of::<mrb_state>(), mrbsys_sizeof_mrb_state());
         assert_eq!(size_of::<mrb_callinfo>(), mrbsys_sizeof_mrb_callinfo());
         assert_eq!(size_of::<mrb_parser_state>(), mrbsys_sizeof_mrb_parser_state());
-        assert_eq!(size_of::<mrbc_context>(), mrbsys_sizeof_mrbc_context());
+        assert_eq!(size_of::<mrb_ccontext>(), mrbsys_sizeof_mrb_ccontext());
         assert_eq!(size_of::<RString>(), mrbsys_sizeof_RString());
         assert_eq!(size_of::<RProc>(), mrbsys_sizeof_RProc());
         assert_eq!(size_of::<mrb_data_type>(), mrbsys_sizeof_mrb_data_type());

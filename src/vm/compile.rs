@@ -182,11 +182,11 @@ pub fn compile(mrb: Mrb, code: &[u8], filename: &str) -> Result<*mut RProc, Comp
     let arena = mrb.arena_save();
     // SAFETY: live VM; the context and parser state are freed on every path below.
     let result = unsafe {
-        let ctx = mrbc_context_new(mrb.as_ptr());
+        let ctx = mrb_ccontext_new(mrb.as_ptr());
         if ctx.is_null() {
             return Err(error(0, "out of memory".into()));
         }
-        mrbc_filename(mrb.as_ptr(), ctx, c_filename.as_ptr());
+        mrb_ccontext_filename(mrb.as_ptr(), ctx, c_filename.as_ptr());
         (*ctx).set_capture_errors(true);
         (*ctx).set_no_exec(true);
         let parser = mrb_parse_nstring(mrb.as_ptr(), code.as_ptr().cast(), code.len(), ctx);
@@ -213,7 +213,7 @@ pub fn compile(mrb: Mrb, code: &[u8], filename: &str) -> Result<*mut RProc, Comp
         if !parser.is_null() {
             mrb_parser_free(parser);
         }
-        mrbc_context_free(mrb.as_ptr(), ctx);
+        mrb_ccontext_free(mrb.as_ptr(), ctx);
         result
     };
     mrb.arena_restore(arena);

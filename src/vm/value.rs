@@ -49,7 +49,7 @@ impl Mrb {
     /// A new Ruby String holding a copy of `bytes`.
     pub fn str(self, bytes: &[u8]) -> mrb_value {
         // SAFETY: live VM; mruby copies `len` bytes from `ptr`.
-        unsafe { mrb_str_new(self.as_ptr(), bytes.as_ptr().cast(), bytes.len()) }
+        unsafe { mrb_str_new(self.as_ptr(), bytes.as_ptr().cast(), bytes.len() as mrb_int) }
     }
 
     pub fn sym(self, name: &str) -> mrb_sym {
@@ -181,9 +181,19 @@ impl Mrb {
         }
         let mut frame = Frame { mrb: self, body: &mut body };
         let mut failed: mrb_bool = false;
+        // mruby 3.3 fails any call made while an exception is pending (e.g.
+        // `message` of the exception being reported): hold it aside meanwhile.
+        // SAFETY: live VM; reads the pending-exception slot.
+        let pending = unsafe { mrbsys_exc(self.as_ptr()) };
         // SAFETY: live VM; the trampoline only touches `frame`.
         let result = unsafe {
-            mrb_protect_error(self.as_ptr(), Some(trampoline), (&mut frame as *mut Frame).cast(), &mut failed)
+            mrbsys_clear_exc(self.as_ptr());
+            let result =
+                mrb_protect_error(self.as_ptr(), Some(trampoline), (&mut frame as *mut Frame).cast(), &mut failed);
+            if !pending.is_null() {
+                mrbsys_set_exc(self.as_ptr(), mrbsys_obj_value(pending.cast()));
+            }
+            result
         };
         if failed {
             Err(result)

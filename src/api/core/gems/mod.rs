@@ -70,7 +70,7 @@ impl<T> DataType<T> {
     /// objects) `value`, dropping what it owned before.
     pub fn set(&'static self, mrb: Mrb, obj: mrb_value, value: T) -> Result<(), RubyError> {
         // SAFETY: reads the tag of a value.
-        if unsafe { mrbsys_type(obj) } as u32 != mrb_vtype_MRB_TT_DATA {
+        if unsafe { mrbsys_type(obj) } as u32 != mrb_vtype_MRB_TT_CDATA {
             return Err(RubyError::new("TypeError", format!("{} is not a data object", mrb.class_name(obj))));
         }
         // SAFETY: obj is a data object, so its payload is an RData.
@@ -124,7 +124,7 @@ unsafe extern "C" fn free_boxed<T>(_mrb: *mut mrb_state, ptr: *mut c_void) {
 /// attach Rust values).
 pub(crate) fn make_data_class(class: *mut RClass) {
     // SAFETY: class is a live class being defined.
-    unsafe { mrbsys_set_instance_tt(class, mrb_vtype_MRB_TT_DATA as i32) }
+    unsafe { mrbsys_set_instance_tt(class, mrb_vtype_MRB_TT_CDATA as i32) }
 }
 
 /// Defines class `name` under `outer` with superclass `superclass`, or
