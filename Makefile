@@ -4,6 +4,9 @@
 #   make run     start nginx in the foreground on 127.0.0.1:8080 with conf/nginx.conf
 #   make test    cargo test + prove -r t/
 #   make bench   instruction counts and req/s against plain nginx (bench/)
+#   make module  the module for another nginx: NGINX_SOURCE_DIR=<source> and/or NGINX_BINARY=<nginx>
+#   make deb     libnginx-mod-http-mruby .deb for Debian's nginx (/usr/sbin/nginx)
+#   make test-debian  install Debian's nginx + the .deb, serve, reload, run a subset of t/ (CI)
 
 CARGO   ?= cargo
 PROFILE ?= release
@@ -16,13 +19,32 @@ CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 APT_PACKAGES := build-essential pkg-config libclang-dev clang libmruby-dev mruby \
 	libpcre2-dev zlib1g-dev libssl-dev perl libtest-base-perl libwww-perl \
 	libhttp-message-perl libtext-diff-perl liblist-moreutils-perl \
-	valgrind wrk curl openssl procps iproute2
+	valgrind wrk curl openssl procps iproute2 dpkg-dev python3-venv
 
-.PHONY: setup build run test bench clean check check-layout
+# Python for tests that need a real parser (prometheus_client's text
+# format parser); a venv of Debian's python3, filled from PyPI.
+PYVENV := $(BUILD)/venv
+PYTHON_PACKAGES := prometheus_client
+
+# `make module` / `make deb`: the nginx to build the module for.
+NGINX_SOURCE_DIR ?=
+NGINX_BINARY ?=
+
+.PHONY: setup build run test test-debian module deb bench clean check check-layout
 
 setup:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES)
+	# Debian's nginx (never started here) and its source, for make deb / test-debian
+	packaging/debian/enable-deb-src.sh
+	apt-get update
+	packaging/debian/install-nginx.sh
+	$(MAKE) $(PYVENV)/ok
+
+$(PYVENV)/ok:
+	/usr/bin/python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install -q $(PYTHON_PACKAGES)
+	touch $@
 
 # cargo decides what is stale, so this always asks it.
 build:
@@ -35,9 +57,20 @@ run: build
 	mkdir -p $(BUILD)/run/logs
 	$(NGINX) -p $(CURDIR)/ -e /dev/stderr -c conf/nginx.conf -g 'daemon off; master_process on;'
 
-test: build
+test: build $(PYVENV)/ok
 	$(CARGO) test $(CARGO_FLAGS) --workspace
 	prove -r t/
+
+module:
+	NGINX_SOURCE_DIR="$(NGINX_SOURCE_DIR)" NGINX_BINARY="$(NGINX_BINARY)" CARGO="$(CARGO)" PROFILE="$(PROFILE)" \
+		packaging/nginx-module.sh
+
+deb:
+	NGINX_BINARY="$(or $(NGINX_BINARY),/usr/sbin/nginx)" CARGO="$(CARGO)" PROFILE="$(PROFILE)" \
+		packaging/debian/build-deb.sh
+
+test-debian: $(PYVENV)/ok
+	CARGO="$(CARGO)" PROFILE="$(PROFILE)" packaging/debian/test-debian.sh
 
 bench: build
 	bench/run.sh
