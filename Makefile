@@ -26,9 +26,11 @@ APT_PACKAGES := build-essential pkg-config libclang-dev clang libmruby-dev mruby
 PYVENV := $(BUILD)/venv
 PYTHON_PACKAGES := prometheus_client
 
-# `make module` / `make deb`: the nginx to build the module for.
+# `make module` / `make deb`: the nginx to build the module for, and
+# cargo's target directory for it (default target/nginx-<version>).
 NGINX_SOURCE_DIR ?=
 NGINX_BINARY ?=
+MODULE_TARGET_DIR ?=
 
 .PHONY: setup build run test test-debian module deb bench clean check check-layout
 
@@ -61,16 +63,16 @@ test: build $(PYVENV)/ok
 	$(CARGO) test $(CARGO_FLAGS) --workspace
 	prove -r t/
 
+MODULE_ENV = CARGO="$(CARGO)" PROFILE="$(PROFILE)" MODULE_TARGET_DIR="$(MODULE_TARGET_DIR)"
+
 module:
-	NGINX_SOURCE_DIR="$(NGINX_SOURCE_DIR)" NGINX_BINARY="$(NGINX_BINARY)" CARGO="$(CARGO)" PROFILE="$(PROFILE)" \
-		packaging/nginx-module.sh
+	NGINX_SOURCE_DIR="$(NGINX_SOURCE_DIR)" NGINX_BINARY="$(NGINX_BINARY)" $(MODULE_ENV) packaging/nginx-module.sh
 
 deb:
-	NGINX_BINARY="$(or $(NGINX_BINARY),/usr/sbin/nginx)" CARGO="$(CARGO)" PROFILE="$(PROFILE)" \
-		packaging/debian/build-deb.sh
+	NGINX_BINARY="$(or $(NGINX_BINARY),/usr/sbin/nginx)" $(MODULE_ENV) packaging/debian/build-deb.sh
 
 test-debian: $(PYVENV)/ok
-	CARGO="$(CARGO)" PROFILE="$(PROFILE)" packaging/debian/test-debian.sh
+	$(MODULE_ENV) packaging/debian/test-debian.sh
 
 bench: build
 	bench/run.sh

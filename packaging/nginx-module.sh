@@ -17,7 +17,8 @@
 #
 # Environment: NGINX_SOURCE_DIR, NGINX_BINARY, NGINX_CONFIGURE_ARGS (extra
 # configure arguments), MODULE_OUT (where the .so goes; default
-# build/module/nginx-<version>/), CARGO, PROFILE (release).
+# build/module/nginx-<version>/), MODULE_TARGET_DIR (cargo's target
+# directory; default target/nginx-<version>), CARGO, PROFILE (release).
 # Prints the path of the built module on its last line.
 set -euo pipefail
 
@@ -190,8 +191,11 @@ printf '%s\n' "$source_dir" >"$work/source-dir"
 
 # --- compile the module against it -----------------------------------------
 
-# A target directory of its own: the vendored build in target/ stays valid.
-target_dir="$repo/target/nginx-$version"
+# A target directory of its own by default, so the vendored build in
+# target/ stays valid; MODULE_TARGET_DIR=target shares the compiled
+# dependencies instead (CI: one build of them; the next `make build` then
+# recompiles the crates that depend on the nginx source).
+target_dir=${MODULE_TARGET_DIR:-"$repo/target/nginx-$version"}
 cargo_flags=()
 [ "$profile" = release ] && cargo_flags+=(--release)
 NGINX_SOURCE_DIR="$source_dir" NGINX_BUILD_DIR="$build_dir" CARGO_TARGET_DIR="$target_dir" \

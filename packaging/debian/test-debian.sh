@@ -6,7 +6,7 @@
 #   4. /usr/sbin/nginx with a config that includes modules-enabled (as
 #      Debian's nginx.conf does) serves an mruby location; after a config
 #      change `nginx -s reload` serves the new one; then it is stopped
-#   5. a subset of t/ against /usr/sbin/nginx and the packaged module
+#   5. the t/ suites against /usr/sbin/nginx and the packaged module
 #   6. dpkg --purge removes the module and its symlink
 # No daemon is left running and port 80 is never used: the served config
 # listens on a free loopback port.
@@ -20,12 +20,14 @@ package=libnginx-mod-http-mruby
 module=/usr/lib/nginx/modules/ngx_http_mruby_module.so
 available=/usr/share/nginx/modules-available/mod-http-mruby.conf
 enabled=/etc/nginx/modules-enabled/50-mod-http-mruby.conf
-# The suites run against Debian's nginx: the Ruby VM, the Ruby API, errors,
-# directives (mruby_set mirrors a private rewrite-module struct), headers
-# (the header list changed in nginx 1.23), upstream keepalive (mirrors the
-# keepalive module's structs), vlimit and its Prometheus output.
-suites=(t/001-directives.t t/002-vm.t t/003-errors.t t/010-nginx.t t/011-request.t
-    t/013-headers.t t/022-upstream.t t/vlimit.t t/vlimit-prometheus.t)
+# Every suite runs against Debian's nginx (about a minute): the Ruby VM and
+# API, errors, directives (mruby_set mirrors a private rewrite-module
+# struct), headers (the header list changed in nginx 1.23), upstream
+# keepalive (mirrors the keepalive module's structs), TLS, vlimit and its
+# Prometheus output, the demo configuration. TEST_DEBIAN_SUITES picks others.
+read -r -a suites <<<"${TEST_DEBIAN_SUITES:-t/}"
+# Random ports and servroots, so a run never collides with another one.
+export TEST_NGINX_RANDOMIZE=${TEST_NGINX_RANDOMIZE:-1}
 
 step() { echo "test-debian: $*"; }
 fail() {
@@ -134,7 +136,7 @@ kill -0 "$master_pid" 2>/dev/null && fail "nginx did not stop"
 master_pid=
 
 step "t/ subset against $nginx with $module"
-TEST_NGINX_BINARY=$nginx TEST_NGINX_LOAD_MODULES=$module prove "${suites[@]}"
+TEST_NGINX_BINARY=$nginx TEST_NGINX_LOAD_MODULES=$module prove -r "${suites[@]}"
 
 step "dpkg --purge $package"
 dpkg --purge "$package"
