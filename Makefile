@@ -6,7 +6,8 @@
 #   make bench   instruction counts and req/s against plain nginx (bench/)
 #   make module  the module for another nginx: NGINX_SOURCE_DIR=<source> and/or NGINX_BINARY=<nginx>
 #   make deb     libnginx-mod-http-mruby .deb for Debian's nginx (/usr/sbin/nginx)
-#   make test-debian  install Debian's nginx + the .deb, serve, reload, run a subset of t/ (CI)
+#   make test-module  make module against the vendored source, run suites with it (CI)
+#   make test-debian  install the .deb next to Debian's nginx, serve, reload, run t/ (CI)
 
 CARGO   ?= cargo
 PROFILE ?= release
@@ -32,7 +33,7 @@ NGINX_SOURCE_DIR ?=
 NGINX_BINARY ?=
 MODULE_TARGET_DIR ?=
 
-.PHONY: setup build run test test-debian module deb bench clean check check-layout
+.PHONY: setup build run test test-debian test-module module deb bench clean check check-layout
 
 setup:
 	apt-get update
@@ -74,6 +75,10 @@ deb:
 test-debian: $(PYVENV)/ok
 	$(MODULE_ENV) packaging/debian/test-debian.sh
 
+# make module against the vendored source, loaded by build/sbin/nginx (CI)
+test-module: build $(PYVENV)/ok
+	$(MODULE_ENV) packaging/test-module.sh
+
 bench: build
 	bench/run.sh
 
@@ -89,7 +94,8 @@ LAYOUT_RULES := \
 	api:phases,conf,tls \
 	shm:api,host,phases,conf,tls,vm,limits \
 	limits:api,host,phases,conf,tls,vm \
-	upstream:api,host,phases,conf,tls
+	upstream:api,host,phases,conf,tls \
+	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream
 
 check-layout:
 	@status=0; for rule in $(LAYOUT_RULES); do \

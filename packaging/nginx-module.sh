@@ -127,6 +127,8 @@ if [ -n "$binary" ]; then
         # and configuring them would need their libraries.
         --add-module=* | --add-dynamic-module=*) ;;
         --with-*_module=dynamic) ;;
+        # where that build kept its objects; ours goes to build/module/
+        --builddir=*) ;;
         "") ;;
         *) configure_args+=("$arg") ;;
         esac
@@ -179,7 +181,11 @@ else
     # tree as it was (it may be read-only input such as cargo's registry).
     had_makefile=0
     [ -e "$source_dir/Makefile" ] && had_makefile=1 && cp -p "$source_dir/Makefile" "$work/Makefile.saved"
-    if ! (cd "$source_dir" && ./configure "${configure_args[@]}" --builddir="$build_dir") >"$work/configure.log" 2>&1; then
+    # a release tarball has ./configure; a source checkout (and the
+    # nginx-src crate) only auto/configure
+    configure=./configure
+    [ -f "$source_dir/configure" ] || configure=auto/configure
+    if ! (cd "$source_dir" && $configure "${configure_args[@]}" --builddir="$build_dir") >"$work/configure.log" 2>&1; then
         tail -n 20 "$work/configure.log" >&2
         die "configure failed (full log: $work/configure.log); a missing library: install its -dev package, or drop the module with NGINX_CONFIGURE_ARGS"
     fi
