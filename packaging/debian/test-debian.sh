@@ -135,7 +135,7 @@ for _ in $(seq 100); do kill -0 "$master_pid" 2>/dev/null || break; sleep 0.1; d
 kill -0 "$master_pid" 2>/dev/null && fail "nginx did not stop"
 master_pid=
 
-step "t/ subset against $nginx with $module"
+step "every t/ suite against $nginx with $module"
 TEST_NGINX_BINARY=$nginx TEST_NGINX_LOAD_MODULES=$module prove -r "${suites[@]}"
 
 step "dpkg --purge $package"
