@@ -4,6 +4,10 @@
 #   make run     start nginx in the foreground on 127.0.0.1:8080 with conf/nginx.conf
 #   make test    cargo test + prove -r t/
 #   make bench   instruction counts and req/s against plain nginx (bench/)
+#   make module  the module for another nginx: NGINX_SOURCE_DIR=<source> and/or NGINX_BINARY=<nginx>
+#   make deb     libnginx-mod-http-mruby .deb for Debian's nginx (/usr/sbin/nginx)
+#   make test-module  make module against the vendored source, run suites with it (CI)
+#   make test-debian  install the .deb next to Debian's nginx, serve, reload, run t/ (CI)
 
 CARGO   ?= cargo
 PROFILE ?= release
@@ -16,9 +20,20 @@ CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 APT_PACKAGES := build-essential pkg-config libclang-dev clang ruby rake bison dpkg-dev \
 	libpcre2-dev zlib1g-dev libssl-dev perl libtest-base-perl libwww-perl \
 	libhttp-message-perl libtext-diff-perl liblist-moreutils-perl \
-	valgrind wrk curl openssl procps iproute2
+	valgrind wrk curl openssl procps iproute2 python3-venv
 
-.PHONY: setup build run test bench clean check check-layout
+# Python for tests that need a real parser (prometheus_client's text
+# format parser); a venv of Debian's python3, filled from PyPI.
+PYVENV := $(BUILD)/venv
+PYTHON_PACKAGES := prometheus_client
+
+# `make module` / `make deb`: the nginx to build the module for, and
+# cargo's target directory for it (default target/nginx-<version>).
+NGINX_SOURCE_DIR ?=
+NGINX_BINARY ?=
+MODULE_TARGET_DIR ?=
+
+.PHONY: setup build run test test-debian test-module module deb bench clean check check-layout
 
 # mruby is built from Debian trixie's source package (mruby-sys/build.rs):
 # a deb-src-only apt source for trixie, so no trixie binary reaches this system.
@@ -28,11 +43,21 @@ TRIXIE_SRC_LIST   := /etc/apt/sources.list.d/ngx-mruby-rs-trixie-src.sources
 
 setup:
 	printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > $(TRIXIE_SRC_LIST)
+	# deb-src for this release too: Debian's nginx source for make module / make deb
+	packaging/debian/enable-deb-src.sh
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES)
 	test -f $(MRUBY_VENDOR)/mruby-3.3.0/Rakefile || { \
 		rm -rf $(MRUBY_VENDOR) && mkdir -p $(MRUBY_VENDOR) && \
 		cd $(MRUBY_VENDOR) && apt-get source mruby=$(MRUBY_DEB_VERSION); }
+	# Debian's nginx (never started here), for make deb / test-debian
+	packaging/debian/install-nginx.sh
+	$(MAKE) $(PYVENV)/ok
+
+$(PYVENV)/ok:
+	/usr/bin/python3 -m venv $(PYVENV)
+	$(PYVENV)/bin/pip install -q $(PYTHON_PACKAGES)
+	touch $@
 
 # cargo decides what is stale, so this always asks it.
 build:
@@ -45,9 +70,24 @@ run: build
 	mkdir -p $(BUILD)/run/logs
 	$(NGINX) -p $(CURDIR)/ -e /dev/stderr -c conf/nginx.conf -g 'daemon off; master_process on;'
 
-test: build
+test: build $(PYVENV)/ok
 	$(CARGO) test $(CARGO_FLAGS) --workspace
 	prove -r t/
+
+MODULE_ENV = CARGO="$(CARGO)" PROFILE="$(PROFILE)" MODULE_TARGET_DIR="$(MODULE_TARGET_DIR)"
+
+module:
+	NGINX_SOURCE_DIR="$(NGINX_SOURCE_DIR)" NGINX_BINARY="$(NGINX_BINARY)" $(MODULE_ENV) packaging/nginx-module.sh
+
+deb:
+	NGINX_BINARY="$(or $(NGINX_BINARY),/usr/sbin/nginx)" $(MODULE_ENV) packaging/debian/build-deb.sh
+
+test-debian: $(PYVENV)/ok
+	$(MODULE_ENV) packaging/debian/test-debian.sh
+
+# make module against the vendored source, loaded by build/sbin/nginx (CI)
+test-module: build $(PYVENV)/ok
+	$(MODULE_ENV) packaging/test-module.sh
 
 bench: build
 	bench/run.sh
@@ -64,7 +104,8 @@ LAYOUT_RULES := \
 	api:phases,conf,tls \
 	shm:api,host,phases,conf,tls,vm,limits \
 	limits:api,host,phases,conf,tls,vm \
-	upstream:api,host,phases,conf,tls
+	upstream:api,host,phases,conf,tls \
+	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream
 
 check-layout:
 	@status=0; for rule in $(LAYOUT_RULES); do \

@@ -11,6 +11,7 @@ pub mod api;
 pub mod conf;
 pub mod host;
 pub mod limits;
+pub mod metrics;
 pub mod ngx_util;
 pub mod phases;
 pub mod shm;

@@ -8,6 +8,7 @@ use File::Path qw(make_path remove_tree);
 use File::Basename qw(dirname);
 use Cwd qw(abs_path);
 use IO::Socket::INET;
+use File::Spec;
 
 my $root = abs_path(dirname(__FILE__) . '/..');
 my $nginx = $ENV{TEST_NGINX_BINARY} || "$root/build/sbin/nginx";
@@ -32,6 +33,12 @@ $conf =~ s/127\.0\.0\.1:8081/127.0.0.1:$backend/g;
 $conf =~ s{^pid .*;}{pid $servroot/logs/nginx.pid;}m;
 $conf =~ s{^error_log .*;}{error_log $servroot/logs/error.log info;}m;
 $conf =~ s{build/run/}{$servroot/}g;
+# TEST_NGINX_LOAD_MODULES (as the harness): e.g. the packaged module with Debian's nginx
+if (defined $ENV{TEST_NGINX_LOAD_MODULES}) {
+    my $load = join '', map { "load_module " . File::Spec->rel2abs($_) . ";\n" } split ' ', $ENV{TEST_NGINX_LOAD_MODULES};
+    $conf =~ s{^load_module .*;\n}{$load}m;
+}
+my @exact_locations = $conf =~ m{^\s*location = (\S+) \{}mg;
 open my $out, '>', "$servroot/nginx.conf" or die $!;
 print $out $conf;
 close $out;
@@ -80,6 +87,28 @@ for my $case (@cases) {
     is($status, $want_status, "$method $path status");
     like($content // '', $want_body, "$method $path body");
 }
+# The front page lists every demo location, and each one listed answers.
+my ($index_status, $index_head, $index) = request('GET', '/');
+is($index_status, 200, 'GET / answers');
+like($index_head, qr{^Content-Type: text/plain}mi, 'GET / is text');
+like($index, qr{\Angx-mruby-rs demo \(conf/nginx\.conf\), e\.g\. curl http://localhost/hello\n}, 'GET / says what it is');
+my @listed = $index =~ m{^  (/\S*) +\S}mg;
+cmp_ok(scalar @listed, '>=', 15, 'the index lists the demo locations');
+for my $location (grep { $_ ne '/' } @exact_locations) {
+    ok((grep { m{^\Q$location\E(?:\?|\z)} } @listed), "the index lists $location");
+}
+for my $path (@listed) {
+    my ($status) = request('GET', $path);
+    isnt($status, 404, "GET $path (listed) is served") and cmp_ok($status, '<', 500, "GET $path is not an error");
+}
+
+# vlimit stats of the demo zone, both formats
+my (undef, undef, $stats) = request('GET', '/vlimit-status');
+like($stats, qr/\A\{"demo":\{"size":65536,/, '/vlimit-status shows the demo zone as JSON');
+my (undef, $metrics_head, $metrics) = request('GET', '/metrics');
+like($metrics_head, qr{^Content-Type: text/plain; version=0\.0\.4}mi, '/metrics is the Prometheus text format');
+like($metrics, qr/^nginx_vlimit_zone_size_bytes\{zone="demo"\} 65536$/m, '/metrics shows the demo zone');
+
 my (undef, $head) = request('GET', '/upstream/y');
 like($head, qr/^X-Upstream: 127\.0\.0\.1:$backend keepalive=8\r?$/m, 'Nginx::Upstream reads the demo upstream');
 

@@ -50,6 +50,8 @@ sub tls_server {
         server_name tls.test;
         ssl_certificate \$TEST_NGINX_CERT_DIR/default.crt;
         ssl_certificate_key \$TEST_NGINX_CERT_DIR/default.key;
+        # nginx before 1.23.4 leaves TLSv1.3 out by default
+        ssl_protocols TLSv1.2 TLSv1.3;
 $directives
         location / { return 200 "tls\\n"; }
     }

@@ -47,7 +47,10 @@ impl ListenerTarget for ServerBeingParsed {
         // SAFETY: all-zero is the state ngx_http_core_listen starts from.
         let mut lsopt: ngx_http_listen_opt_t = unsafe { core::mem::zeroed() };
         lsopt.backlog = NGX_LISTEN_BACKLOG as i32;
-        lsopt.type_ = __socket_type_SOCK_STREAM as i32;
+        #[cfg(nginx_listen_type)]
+        {
+            lsopt.type_ = __socket_type_SOCK_STREAM as i32;
+        }
         lsopt.rcvbuf = -1;
         lsopt.sndbuf = -1;
         lsopt.fastopen = -1;

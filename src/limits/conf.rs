@@ -9,6 +9,7 @@ use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::ngx_string;
 
+use super::stats::StatsFormat;
 use super::zone::{init_zone, ZoneCtx};
 use super::HttpVlimitModule;
 use crate::ngx_util::{conf_log, str_bytes, str_lossy};
@@ -104,6 +105,8 @@ pub struct LocConf {
     pub lalimit: Option<Option<LaLimit>>,
     /// `vlimit_stats zone=<name>`: the one zone this stats location shows.
     pub stats_zone: Option<String>,
+    /// `vlimit_stats format=<json|prometheus>`: the default output format.
+    pub stats_format: StatsFormat,
 }
 
 impl LocConf {
@@ -325,13 +328,33 @@ fn set_dry_run(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
     Ok(())
 }
 
-/// `vlimit_stats [zone=<name>]`: this location answers with the JSON stats.
+/// `vlimit_stats [zone=<name>] [format=json|prometheus]`: this location
+/// answers with the stats (a request's `?format=` overrides the format).
 fn set_stats(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
-    if let Some(arg) = args(cf).first() {
+    let mut zone_set = false;
+    let mut format_set = false;
+    for arg in args(cf) {
         let bytes = str_bytes(arg);
-        match bytes.strip_prefix(b"zone=").filter(|n| !n.is_empty()) {
-            Some(name) => conf.stats_zone = Some(String::from_utf8_lossy(name).into_owned()),
-            None => return Err(format!("vlimit_stats: invalid parameter \"{}\"", String::from_utf8_lossy(bytes))),
+        let invalid = || format!("vlimit_stats: invalid parameter \"{}\"", String::from_utf8_lossy(bytes));
+        if let Some(name) = bytes.strip_prefix(b"zone=") {
+            if name.is_empty() || zone_set {
+                return Err(invalid());
+            }
+            conf.stats_zone = Some(String::from_utf8_lossy(name).into_owned());
+            zone_set = true;
+        } else if let Some(name) = bytes.strip_prefix(b"format=") {
+            if format_set {
+                return Err(invalid());
+            }
+            conf.stats_format = StatsFormat::parse(name).ok_or_else(|| {
+                format!(
+                    "vlimit_stats: invalid format \"{}\", it must be \"json\" or \"prometheus\"",
+                    String::from_utf8_lossy(name)
+                )
+            })?;
+            format_set = true;
+        } else {
+            return Err(invalid());
         }
     }
     let clcf = NgxHttpCoreModule::location_conf_mut(cf).ok_or("vlimit_stats: no location")?;
@@ -484,7 +507,7 @@ pub static mut COMMANDS: [ngx_command_t; 7] = [
     command(ngx_string!("vlimit_dry_run"), ANY | NGX_CONF_TAKE1, vlimit_dry_run_directive, LOC_OFF),
     command(
         ngx_string!("vlimit_stats"),
-        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12,
         vlimit_stats_directive,
         LOC_OFF,
     ),

@@ -1,4 +1,9 @@
-//! `vlimit_stats`: the zones as JSON, for operators and tests.
+//! `vlimit_stats`: the zones as JSON or in the Prometheus text format, for
+//! operators, scrapers and tests.
+//!
+//! A zone is copied out under its lock ([`ZoneSnapshot::take`]: plain
+//! numbers and key bytes) and formatted after the lock is released, so
+//! workers counting requests never wait for the formatting.
 
 use serde_json::{json, Map, Value};
 
@@ -10,63 +15,143 @@ use super::counting::{display_key, file_id};
 use super::key::KeyKind;
 use super::zone::ZoneCtx;
 use super::HttpVlimitModule;
+use crate::metrics::prometheus::{self, Exposition, MetricType};
 
-/// One zone's figures and live keys.
-pub fn zone_json(zone: &ZoneCtx) -> Option<Value> {
-    let mut locked = zone.lock()?;
-    let table = &mut locked.table;
-    let free = table.free_bytes();
-    let header = table.header();
-    let (size, capacity, live, rejections, zone_full, reclaimed) = (
-        header.zone_size,
-        header.entry_capacity,
-        header.live_entries,
-        header.rejections,
-        header.zone_full,
-        header.reclaimed,
-    );
-    let mut keys = Vec::with_capacity(live as usize);
-    table.for_each(|entry| {
-        let Some(kind) = entry.kind().and_then(KeyKind::from_tag) else { return };
-        let mut key = Map::new();
-        key.insert("kind".into(), json!(kind.name()));
-        let shown = match kind {
-            KeyKind::File => String::from_utf8_lossy(entry.label()).into_owned(),
-            _ => display_key(kind, entry.key(), entry.label())
-                .split_once(' ')
-                .map_or(String::new(), |(_, k)| k.to_owned()),
-        };
-        key.insert("key".into(), json!(shown));
-        if kind == KeyKind::File {
-            let (dev, inode) = file_id(entry.key());
-            key.insert("dev".into(), json!(dev));
-            key.insert("inode".into(), json!(inode));
-        }
-        if entry.key_truncated() {
-            key.insert("truncated".into(), json!(true));
-        }
-        key.insert("count".into(), json!(entry.count));
-        key.insert("limit".into(), json!(entry.limit));
-        key.insert("rejections".into(), json!(entry.rejections));
-        keys.push(Value::Object(key));
-    });
-    drop(locked);
-    Some(json!({
-        "size": size,
-        "used": size.saturating_sub(free),
-        "free": free,
-        "keys": live,
-        "max_keys": capacity,
-        "rejections": rejections,
-        "zone_full": zone_full,
-        "reclaimed": reclaimed,
-        "entries": keys,
-    }))
+/// The output formats of `vlimit_stats` (`format=` parameter or query argument).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StatsFormat {
+    #[default]
+    Json,
+    Prometheus,
 }
 
-/// `{"<zone>": {...}, ...}` for every zone, or only `only`.
-pub fn stats_value(main: &MainConf, only: Option<&str>) -> Option<Value> {
-    let mut zones = Map::new();
+impl StatsFormat {
+    pub fn parse(name: &[u8]) -> Option<StatsFormat> {
+        match name {
+            b"json" => Some(StatsFormat::Json),
+            b"prometheus" => Some(StatsFormat::Prometheus),
+            _ => None,
+        }
+    }
+}
+
+/// One live key of a zone, as copied out under the lock.
+struct KeySnapshot {
+    kind: KeyKind,
+    key: Vec<u8>,
+    label: Vec<u8>,
+    truncated: bool,
+    count: u32,
+    limit: u16,
+    rejections: u32,
+}
+
+impl KeySnapshot {
+    /// The key as shown: the address of an ip, the path of a file (its
+    /// label), the text of a host or key as it came (JSON and the
+    /// Prometheus format escape it themselves; bytes that are not UTF-8
+    /// become U+FFFD).
+    fn shown(&self) -> String {
+        match self.kind {
+            KeyKind::Ip => display_key(self.kind, &self.key, &self.label)
+                .split_once(' ')
+                .map_or(String::new(), |(_, k)| k.to_owned()),
+            KeyKind::File => String::from_utf8_lossy(&self.label).into_owned(),
+            KeyKind::Path | KeyKind::Host | KeyKind::Key => String::from_utf8_lossy(&self.key).into_owned(),
+        }
+    }
+}
+
+/// One zone's figures and live keys at one moment.
+struct ZoneSnapshot {
+    name: String,
+    size: u64,
+    free: u64,
+    live: u32,
+    capacity: u32,
+    rejections: u64,
+    zone_full: u64,
+    reclaimed: u64,
+    keys: Vec<KeySnapshot>,
+}
+
+impl ZoneSnapshot {
+    /// Copies the zone out; only copying happens under the lock.
+    fn take(zone: &ZoneCtx) -> Option<ZoneSnapshot> {
+        let mut locked = zone.lock()?;
+        let table = &mut locked.table;
+        let free = table.free_bytes();
+        let header = table.header();
+        let mut snapshot = ZoneSnapshot {
+            name: zone.name.clone(),
+            size: header.zone_size,
+            free,
+            live: header.live_entries,
+            capacity: header.entry_capacity,
+            rejections: header.rejections,
+            zone_full: header.zone_full,
+            reclaimed: header.reclaimed,
+            keys: Vec::with_capacity(header.live_entries as usize),
+        };
+        table.for_each(|entry| {
+            let Some(kind) = entry.kind().and_then(KeyKind::from_tag) else { return };
+            snapshot.keys.push(KeySnapshot {
+                kind,
+                key: entry.key().to_vec(),
+                label: entry.label().to_vec(),
+                truncated: entry.key_truncated(),
+                count: entry.count,
+                limit: entry.limit,
+                rejections: entry.rejections,
+            });
+        });
+        drop(locked);
+        Some(snapshot)
+    }
+
+    fn used(&self) -> u64 {
+        self.size.saturating_sub(self.free)
+    }
+
+    fn to_json(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .map(|k| {
+                let mut key = Map::new();
+                key.insert("kind".into(), json!(k.kind.name()));
+                key.insert("key".into(), json!(k.shown()));
+                if k.kind == KeyKind::File {
+                    let (dev, inode) = file_id(&k.key);
+                    key.insert("dev".into(), json!(dev));
+                    key.insert("inode".into(), json!(inode));
+                }
+                if k.truncated {
+                    key.insert("truncated".into(), json!(true));
+                }
+                key.insert("count".into(), json!(k.count));
+                key.insert("limit".into(), json!(k.limit));
+                key.insert("rejections".into(), json!(k.rejections));
+                Value::Object(key)
+            })
+            .collect();
+        json!({
+            "size": self.size,
+            "used": self.used(),
+            "free": self.free,
+            "keys": self.live,
+            "max_keys": self.capacity,
+            "rejections": self.rejections,
+            "zone_full": self.zone_full,
+            "reclaimed": self.reclaimed,
+            "entries": keys,
+        })
+    }
+}
+
+/// The snapshots of every zone, or only of `only` (`None` if it does not exist).
+fn snapshots(main: &MainConf, only: Option<&str>) -> Option<Vec<ZoneSnapshot>> {
+    let mut zones = Vec::new();
     for &shm_zone in &main.zones {
         let Some(zone) = zone_ctx(shm_zone) else {
             continue;
@@ -74,12 +159,158 @@ pub fn stats_value(main: &MainConf, only: Option<&str>) -> Option<Value> {
         if only.is_some_and(|name| name != zone.name) {
             continue;
         }
-        zones.insert(zone.name.clone(), zone_json(zone)?);
+        zones.push(ZoneSnapshot::take(zone)?);
     }
     if only.is_some() && zones.is_empty() {
         return None;
     }
-    Some(Value::Object(zones))
+    Some(zones)
+}
+
+/// `{"<zone>": {...}, ...}` for every zone, or only `only`.
+pub fn stats_value(main: &MainConf, only: Option<&str>) -> Option<Value> {
+    let zones = snapshots(main, only)?;
+    Some(Value::Object(zones.iter().map(|zone| (zone.name.clone(), zone.to_json())).collect()))
+}
+
+/// One metric of the Prometheus output: its name, type, help and figure.
+struct Metric<T> {
+    name: &'static str,
+    kind: MetricType,
+    help: &'static str,
+    value: fn(&T) -> u64,
+}
+
+/// The zone metrics, labelled `zone`.
+const ZONE_METRICS: [Metric<ZoneSnapshot>; 8] = [
+    Metric {
+        name: "nginx_vlimit_zone_size_bytes",
+        kind: MetricType::Gauge,
+        help: "Size of the vlimit shared memory zone.",
+        value: |z| z.size,
+    },
+    Metric {
+        name: "nginx_vlimit_zone_used_bytes",
+        kind: MetricType::Gauge,
+        help: "Bytes of the zone holding live keys and the table.",
+        value: |z| z.used(),
+    },
+    Metric {
+        name: "nginx_vlimit_zone_free_bytes",
+        kind: MetricType::Gauge,
+        help: "Bytes of the zone free for new keys.",
+        value: |z| z.free,
+    },
+    Metric {
+        name: "nginx_vlimit_zone_keys",
+        kind: MetricType::Gauge,
+        help: "Keys with requests in flight.",
+        value: |z| z.live.into(),
+    },
+    Metric {
+        name: "nginx_vlimit_zone_max_keys",
+        kind: MetricType::Gauge,
+        help: "Keys the zone can count at once.",
+        value: |z| z.capacity.into(),
+    },
+    Metric {
+        name: "nginx_vlimit_rejections_total",
+        kind: MetricType::Counter,
+        help: "Requests rejected because a key was at its limit, since the zone was created.",
+        value: |z| z.rejections,
+    },
+    Metric {
+        name: "nginx_vlimit_zone_full_total",
+        kind: MetricType::Counter,
+        help: "Requests rejected because the zone had no room for a new key.",
+        value: |z| z.zone_full,
+    },
+    Metric {
+        name: "nginx_vlimit_reclaimed_total",
+        kind: MetricType::Counter,
+        help: "Counts given back for workers that died holding them.",
+        value: |z| z.reclaimed,
+    },
+];
+
+/// The key metrics, labelled `zone`, `kind`, `key` (plus `dev`/`inode`
+/// for a file, `truncated="true"` for a key cut to fit the zone's entry).
+const KEY_METRICS: [Metric<KeySnapshot>; 3] = [
+    Metric {
+        name: "nginx_vlimit_requests_in_flight",
+        kind: MetricType::Gauge,
+        help: "Requests counted on the key now.",
+        value: |k| k.count.into(),
+    },
+    Metric {
+        name: "nginx_vlimit_requests_limit",
+        kind: MetricType::Gauge,
+        help: "The limit of the last request admitted on the key.",
+        value: |k| k.limit.into(),
+    },
+    Metric {
+        name: "nginx_vlimit_key_rejections_total",
+        kind: MetricType::Counter,
+        help: "Requests rejected on the key while it stayed live.",
+        value: |k| k.rejections.into(),
+    },
+];
+
+/// The zones in the Prometheus text format.
+fn prometheus_text(zones: &[ZoneSnapshot]) -> String {
+    let mut out = Exposition::new();
+    for metric in &ZONE_METRICS {
+        let mut family = out.family(metric.name, metric.kind, metric.help);
+        for zone in zones {
+            family.sample(&[("zone", &zone.name)], (metric.value)(zone));
+        }
+    }
+    // The labels of every live key, worked out once for the key metrics.
+    let keys: Vec<(Vec<(&str, String)>, &KeySnapshot)> = zones
+        .iter()
+        .flat_map(|zone| {
+            zone.keys.iter().map(|k| {
+                let mut labels =
+                    vec![("zone", zone.name.clone()), ("kind", k.kind.name().to_owned()), ("key", k.shown())];
+                if k.kind == KeyKind::File {
+                    let (dev, inode) = file_id(&k.key);
+                    labels.push(("dev", dev.to_string()));
+                    labels.push(("inode", inode.to_string()));
+                }
+                if k.truncated {
+                    labels.push(("truncated", "true".to_owned()));
+                }
+                (labels, k)
+            })
+        })
+        .collect();
+    for metric in &KEY_METRICS {
+        let mut family = out.family(metric.name, metric.kind, metric.help);
+        for (labels, key) in &keys {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(name, value)| (*name, value.as_str())).collect();
+            family.sample(&labels, (metric.value)(key));
+        }
+    }
+    out.into_text()
+}
+
+/// The format a request asks for: `?format=` wins over the directive's.
+/// `Err` carries the unknown value.
+fn requested_format(r: &mut ngx_http_request_t, configured: StatsFormat) -> Result<StatsFormat, String> {
+    let mut value = ngx_str_t::default();
+    let name = b"format";
+    // SAFETY: r is live; ngx_http_arg only reads r->args and points value into it.
+    let rc = unsafe { ngx_http_arg(r, name.as_ptr() as *mut u8, name.len(), &mut value) };
+    if rc != NGX_OK as ngx_int_t {
+        return Ok(configured);
+    }
+    let bytes = if value.len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: value points into r->args, alive for the request.
+        unsafe { core::slice::from_raw_parts(value.data, value.len) }
+    };
+    StatsFormat::parse(bytes).ok_or_else(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// Content handler of a `vlimit_stats` location.
@@ -94,19 +325,35 @@ pub unsafe extern "C" fn stats_handler(r: *mut ngx_http_request_t) -> ngx_int_t 
     if rc != NGX_OK as ngx_int_t {
         return rc;
     }
-    let only = HttpVlimitModule::location_conf(&*r).and_then(|lcf| lcf.stats_zone.clone());
-    let body = HttpVlimitModule::main_conf(&*r).and_then(|main| stats_value(main, only.as_deref()));
-    let Some(body) = body else {
+    let (only, configured) = HttpVlimitModule::location_conf(&*r)
+        .map_or((None, StatsFormat::Json), |lcf| (lcf.stats_zone.clone(), lcf.stats_format));
+    let format = match requested_format(r, configured) {
+        Ok(format) => format,
+        Err(unknown) => {
+            let text = format!("vlimit_stats: unknown format \"{unknown}\", use \"json\" or \"prometheus\"\n");
+            return send(r, NGX_HTTP_BAD_REQUEST as ngx_uint_t, "text/plain", text.as_bytes());
+        }
+    };
+    let Some(zones) = HttpVlimitModule::main_conf(&*r).and_then(|main| snapshots(main, only.as_deref())) else {
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
     };
-    let mut text = body.to_string();
-    text.push('\n');
-    send_json(r, text.as_bytes())
+    match format {
+        StatsFormat::Json => {
+            let value = Value::Object(zones.iter().map(|zone| (zone.name.clone(), zone.to_json())).collect());
+            let mut text = value.to_string();
+            text.push('\n');
+            send(r, NGX_HTTP_OK as ngx_uint_t, "application/json", text.as_bytes())
+        }
+        StatsFormat::Prometheus => {
+            send(r, NGX_HTTP_OK as ngx_uint_t, prometheus::CONTENT_TYPE, prometheus_text(&zones).as_bytes())
+        }
+    }
 }
 
-fn send_json(r: &mut ngx_http_request_t, body: &[u8]) -> ngx_int_t {
+fn send(r: &mut ngx_http_request_t, status: ngx_uint_t, content_type: &'static str, body: &[u8]) -> ngx_int_t {
     // SAFETY: the buffer is allocated from the request pool and filled
-    // before it is handed to the output filters.
+    // before it is handed to the output filters; nginx only reads the
+    // (static) content type.
     unsafe {
         let b = ngx_create_temp_buf(r.pool, body.len().max(1));
         if b.is_null() {
@@ -116,9 +363,9 @@ fn send_json(r: &mut ngx_http_request_t, body: &[u8]) -> ngx_int_t {
         (*b).last = (*b).last.add(body.len());
         (*b).set_last_buf(1);
         (*b).set_last_in_chain(1);
-        r.headers_out.status = NGX_HTTP_OK as ngx_uint_t;
+        r.headers_out.status = status;
         r.headers_out.content_length_n = body.len() as off_t;
-        r.headers_out.content_type = ngx::ngx_string!("application/json");
+        r.headers_out.content_type = ngx_str_t { len: content_type.len(), data: content_type.as_ptr() as *mut u8 };
         r.headers_out.content_type_len = r.headers_out.content_type.len;
         let rc = ngx_http_send_header(r);
         if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {

@@ -9,6 +9,7 @@ package VlimitTest;
 #   TEST_NGINX_LOAD_MODULES  (default <repo>/build/modules/ngx_http_mruby_module.so)
 #   TEST_NGINX_PORT          (default 1984; the backend uses port + 2)
 #   TEST_NGINX_SERVROOT      (default <repo>/t/servroot)
+#   TEST_NGINX_RANDOMIZE     (a free port and t/servroot_<port>)
 
 use strict;
 use warnings;
@@ -37,8 +38,21 @@ my $Binary = $ENV{TEST_NGINX_BINARY} || "$Repo/build/sbin/nginx";
 my @Modules = defined $ENV{TEST_NGINX_LOAD_MODULES}
     ? split(' ', $ENV{TEST_NGINX_LOAD_MODULES})
     : ("$Repo/build/modules/ngx_http_mruby_module.so");
-my $Port = $ENV{TEST_NGINX_PORT} || 1984;
-my $ServRoot = $ENV{TEST_NGINX_SERVROOT} || "$Repo/t/servroot";
+# TEST_NGINX_RANDOMIZE (as the harness): a free port whose backend port
+# (+2) is free too, and a servroot of its own, so runs can overlap.
+sub free_port_pair {
+    for (1 .. 50) {
+        my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 1) or next;
+        my $port = $s->sockport;
+        next if $port > 65000;
+        my $b = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => $port + 2, Listen => 1) or next;
+        return $port;
+    }
+    die "cannot find a free port\n";
+}
+my $Port = $ENV{TEST_NGINX_PORT} || ($ENV{TEST_NGINX_RANDOMIZE} ? free_port_pair() : 1984);
+my $ServRoot = $ENV{TEST_NGINX_SERVROOT}
+    || ($ENV{TEST_NGINX_RANDOMIZE} ? "$Repo/t/servroot_$Port" : "$Repo/t/servroot");
 
 sub port         { $Port }
 sub backend_port { $Port + 2 }

@@ -173,34 +173,106 @@ fn remove_in(r: &mut ngx_http_request_t, target: *mut ngx_table_elt_t) {
             let end = elts.add((*part).nelts);
             if target >= elts && target < end {
                 let after = end.offset_from(target) as usize - 1;
-                let remap = |p: *mut ngx_table_elt_t| -> *mut ngx_table_elt_t {
-                    if p == target {
-                        (*target).next
-                    } else if p > target && p < end {
+                // Where a pointer to an element of this part points after the shift.
+                let shifted = |p: *mut ngx_table_elt_t| -> *mut ngx_table_elt_t {
+                    if p > target && p < end {
                         p.sub(1)
                     } else {
                         p
                     }
                 };
-                // fix `next` chains and the named pointer fields first
-                for elt in header_elements(&mut r.headers_in.headers) {
-                    (*elt).next = remap((*elt).next);
-                }
-                let base = (&mut r.headers_in as *mut ngx_http_headers_in_t).cast::<u8>();
-                let first = offset_of!(ngx_http_headers_in_t, host);
-                let last = offset_of!(ngx_http_headers_in_t, user);
-                let mut offset = first;
-                while offset < last {
-                    let field = base.add(offset).cast::<*mut ngx_table_elt_t>();
-                    *field = remap(*field);
-                    offset += size_of::<*mut ngx_table_elt_t>();
-                }
+                fix_in_pointers(r, target, shifted);
                 ptr::copy(target.add(1), target, after);
                 (*part).nelts -= 1;
                 return;
             }
             part = (*part).next;
         }
+    }
+}
+
+/// nginx >= 1.23: the named `headers_in` fields (`host` .. the last one
+/// before `user`) are all element pointers, repeated headers are chained
+/// through `next`; a pointer to the removed element moves to its successor.
+///
+/// # Safety
+/// `target` is an element of `r->headers_in.headers` about to be removed.
+#[cfg(nginx_header_lists)]
+unsafe fn fix_in_pointers(
+    r: &mut ngx_http_request_t,
+    target: *mut ngx_table_elt_t,
+    shifted: impl Fn(*mut ngx_table_elt_t) -> *mut ngx_table_elt_t,
+) {
+    // SAFETY: as the caller's.
+    unsafe {
+        let remap = |p: *mut ngx_table_elt_t| if p == target { shifted((*target).next) } else { shifted(p) };
+        // fix `next` chains and the named pointer fields
+        for elt in header_elements(&mut r.headers_in.headers) {
+            (*elt).next = remap((*elt).next);
+        }
+        let base = (&mut r.headers_in as *mut ngx_http_headers_in_t).cast::<u8>();
+        let mut offset = offset_of!(ngx_http_headers_in_t, host);
+        while offset < offset_of!(ngx_http_headers_in_t, user) {
+            let field = base.add(offset).cast::<*mut ngx_table_elt_t>();
+            *field = remap(*field);
+            offset += size_of::<*mut ngx_table_elt_t>();
+        }
+    }
+}
+
+/// nginx < 1.23: the named fields point at the first element of their
+/// name; repeated `Cookie` and `X-Forwarded-For` are arrays of element
+/// pointers (`cookies`, and `x_forwarded_for` amid the named fields).
+/// Every element of the name is being removed, so a field pointing at the
+/// removed one becomes NULL and the arrays drop it.
+///
+/// # Safety
+/// `target` is an element of `r->headers_in.headers` about to be removed.
+#[cfg(not(nginx_header_lists))]
+unsafe fn fix_in_pointers(
+    r: &mut ngx_http_request_t,
+    target: *mut ngx_table_elt_t,
+    shifted: impl Fn(*mut ngx_table_elt_t) -> *mut ngx_table_elt_t,
+) {
+    /// Drops `target` from an array of element pointers, remaps the others.
+    unsafe fn fix_array(
+        array: &mut ngx_array_t,
+        target: *mut ngx_table_elt_t,
+        shifted: &impl Fn(*mut ngx_table_elt_t) -> *mut ngx_table_elt_t,
+    ) {
+        if array.elts.is_null() {
+            return;
+        }
+        // SAFETY: an initialised ngx_array_t of `*mut ngx_table_elt_t`.
+        unsafe {
+            let items = core::slice::from_raw_parts_mut(array.elts as *mut *mut ngx_table_elt_t, array.nelts);
+            let mut kept = 0;
+            for i in 0..items.len() {
+                if items[i] != target {
+                    items[kept] = shifted(items[i]);
+                    kept += 1;
+                }
+            }
+            array.nelts = kept;
+        }
+    }
+
+    // SAFETY: as the caller's.
+    unsafe {
+        let base = (&mut r.headers_in as *mut ngx_http_headers_in_t).cast::<u8>();
+        let mut offset = offset_of!(ngx_http_headers_in_t, host);
+        while offset < offset_of!(ngx_http_headers_in_t, user) {
+            #[cfg(ngx_feature = "http_x_forwarded_for")]
+            if offset == offset_of!(ngx_http_headers_in_t, x_forwarded_for) {
+                fix_array(&mut r.headers_in.x_forwarded_for, target, &shifted);
+                offset += size_of::<ngx_array_t>();
+                continue;
+            }
+            let field = base.add(offset).cast::<*mut ngx_table_elt_t>();
+            *field = if *field == target { ptr::null_mut() } else { shifted(*field) };
+            offset += size_of::<*mut ngx_table_elt_t>();
+        }
+        fix_array(&mut r.headers_in.cookies, target, &shifted);
     }
 }
 
@@ -225,7 +297,10 @@ fn add(r: &mut ngx_http_request_t, side: Side, name: &[u8], value: &[u8]) -> Res
         (*elt).value = stored;
         (*elt).lowcase_key = lowcase.data;
         (*elt).hash = if side == Side::In { ngx_hash_key(lowcase.data, lowcase.len) } else { 1 };
-        (*elt).next = ptr::null_mut();
+        #[cfg(nginx_header_lists)]
+        {
+            (*elt).next = ptr::null_mut();
+        }
         elt
     };
     if side == Side::Out {

@@ -1,0 +1,3 @@
+//! Output formats shared by the module's stats endpoints.
+
+pub mod prometheus;
