@@ -97,20 +97,25 @@ check: check-layout
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace -- -D warnings
 
 # The layering of src/ (README "Layout"): a folder may not import the
-# folders above it. Fails on the first forbidden `crate::<folder>` path.
+# folders above it, nor a sibling that imports it (that would be a cycle).
+# Fails on the first forbidden `crate::<folder>` path, also inside a
+# `use crate::{...}` group (the -z grep sees groups spanning lines).
 LAYOUT_RULES := \
 	vm:api,host,phases,conf,tls,upstream,limits,shm \
-	host:api,phases,conf,tls \
-	api:phases,conf,tls \
-	shm:api,host,phases,conf,tls,vm,limits \
-	limits:api,host,phases,conf,tls,vm \
-	upstream:api,host,phases,conf,tls \
+	host:api,phases,conf,tls,upstream,limits,shm \
+	api:phases,conf,tls,shm \
+	conf:phases,tls \
+	phases:api,tls \
+	tls:api,phases \
+	shm:api,host,phases,conf,tls,vm,limits,upstream \
+	limits:api,host,phases,conf,tls,vm,upstream \
+	upstream:api,host,phases,conf,tls,vm,limits,shm \
 	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream
 
 check-layout:
 	@status=0; for rule in $(LAYOUT_RULES); do \
 		dir=$${rule%%:*}; banned=$$(echo $${rule#*:} | tr , '|'); \
-		if grep -rnE "crate::($$banned)\b" src/$$dir; then \
+		if grep -rnE "crate::($$banned)\b" src/$$dir || grep -rlzE "crate::\{[^}]*\b($$banned)\b" src/$$dir; then \
 			echo "layout: src/$$dir/ must not import $$banned (see README Layout)"; status=1; \
 		fi; \
 	done; exit $$status
