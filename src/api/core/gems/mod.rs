@@ -3,9 +3,9 @@
 //! all Ruby, in `mrblib/stringio.rb`).
 //!
 //! Gem methods may raise any exception class (`JSON::ParserError`,
-//! `RegexpError`, `KeyError`, `Errno::ESRCH`...), so they go through their
-//! own FFI edge, [`call_gem_method`], which raises a [`RubyError`] once the
-//! method's Rust values are dropped.
+//! `RegexpError`, `KeyError`, `Errno::ESRCH`...): they return
+//! `RubyError::new(class path, ..)` through the one FFI edge of every
+//! Rust-defined method (`api::call_method`, then `Mrb::finish`).
 
 pub mod digest;
 pub mod env;
