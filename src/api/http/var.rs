@@ -97,8 +97,9 @@ fn method_missing(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult 
 
 /// Assigns and returns the value; nil (with an error log line) on failure.
 fn assign(mrb: Mrb, _self: mrb_value, name: &[u8], value: mrb_value) -> RubyResult {
-    let r = current_request()?;
+    // to_s may run Ruby that reaches the request too: take it only after
     let text = to_s_bytes(mrb, value)?;
+    let r = current_request()?;
     match set_variable(r, name, &text) {
         Ok(()) => Ok(mrb.str(&text)),
         Err(message) => {
