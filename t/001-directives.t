@@ -509,3 +509,21 @@ mruby_init failed: mruby_init_code@
 ["GET /ruby", "GET /plain"]
 --- response_body eval
 ["ruby", "plain\n"]
+
+
+=== TEST 39: the to_s of an mruby_set value runs for the request too (it may read it)
+--- config
+    location = /t {
+        mruby_set_code $x '
+            value = Object.new
+            def value.to_s; "uri=#{Nginx::Request.new.uri}"; end
+            value
+        ';
+        return 200 "$x";
+    }
+--- request
+GET /t
+--- response_body chomp
+uri=/t
+--- no_error_log
+[error]
