@@ -221,3 +221,37 @@ GET /t
 GET /t
 --- response_body chomp
 ArgumentError,ArgumentError,ArgumentError,TypeError,TypeError,TypeError
+
+
+=== TEST 11: sub_request and last_response check their arguments and where they run
+--- http_config
+    mruby_init_code '
+        begin
+          Nginx::Async::HTTP.last_response
+        rescue RuntimeError => e
+          $init_error = e.message
+        end
+    ';
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            out = []
+            [[123], ["relative"], ["/x", 5], ["/x", [1]], []].each do |args|
+              begin
+                Nginx::Async::HTTP.sub_request(*args)
+                out << "started"
+              rescue ArgumentError, TypeError => e
+                out << e.class.to_s
+              end
+            end
+            out << Nginx::Async::HTTP.last_response.inspect
+            out << $init_error
+            Nginx.rputs out.join(",")
+        ';
+    }
+--- request
+GET /t
+--- response_body chomp
+TypeError,ArgumentError,TypeError,TypeError,ArgumentError,nil,can't use this method at this phase. only use at request phase
+--- no_error_log
+[error]
