@@ -92,9 +92,10 @@ fn run_server_context(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Result<(), St
     let vm = conf_vm(cf)?;
     let cscf: *mut ngx_http_core_srv_conf_t =
         NgxHttpCoreModule::server_conf_mut(cf).ok_or("mruby_server_context_handler_code: no server conf")?;
+    let cycle = cf.cycle;
     let server = ServerBeingParsed { cf: ptr::from_mut(cf), cscf };
     let result = script.current(vm.mrb(), true).map_err(|err| err.to_string()).and_then(|proc_| {
-        host::enter(&Host::ServerConfig(&ServerConfigHost::new(&server)), || {
+        host::enter(&Host::ServerConfig(&ServerConfigHost::new(&server, cycle)), || {
             // a script that names Async compiles to a Fiber: run_to_end runs it
             vm.mrb().arena_scope(|| crate::vm::run::run_to_end(&vm, proc_, script.suspendable()).map(|_| ()))
         })

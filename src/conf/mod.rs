@@ -458,15 +458,15 @@ pub(crate) fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
         }
         return Ok(());
     };
-    let result = run_hook(&vm, &init, Context::INIT);
+    let result = run_hook(&vm, &init, Context::INIT, cf.cycle);
     vm.mark_globals_baseline();
     result.map_err(|report| conf_log(cf, NGX_LOG_EMERG, &format!("mruby_init failed: {report}")))
 }
 
 /// Runs a process hook's script with a process host installed.
-fn run_hook(vm: &Vm, script: &Script, context: Context) -> Result<(), String> {
+fn run_hook(vm: &Vm, script: &Script, context: Context, cycle: *mut ngx_cycle_t) -> Result<(), String> {
     let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
-    host::enter(&Host::Process(context), || {
+    host::enter(&Host::Process(context, cycle), || {
         vm.mrb().arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
     })
     .map_err(|failure| failure.report)
@@ -487,7 +487,7 @@ pub(crate) fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
         return Ok(());
     };
     let result = match &main.init_worker {
-        Some(script) => run_hook(vm, script, Context::INIT_WORKER),
+        Some(script) => run_hook(vm, script, Context::INIT_WORKER, cycle),
         None => Ok(()),
     };
     vm.mark_globals_baseline();
@@ -503,7 +503,7 @@ pub fn exit_worker(cycle: &mut ngx_cycle_t) {
         return;
     };
     if let (Some(vm), Some(script)) = (&main.vm, &main.exit_worker) {
-        if let Err(report) = run_hook(vm, script, Context::EXIT_WORKER) {
+        if let Err(report) = run_hook(vm, script, Context::EXIT_WORKER, cycle) {
             log(cycle.log, NGX_LOG_ERR, &format!("mruby_exit_worker failed: {report}"));
         }
     }

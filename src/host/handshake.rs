@@ -88,7 +88,7 @@ pub fn resolve_path(path: &[u8]) -> PathBuf {
     if path.is_absolute() {
         return path;
     }
-    // SAFETY: ngx_cycle is the running cycle.
-    let prefix = unsafe { str_lossy(&(*ngx_cycle).conf_prefix) };
+    // SAFETY: the running cycle is live during a handshake.
+    let prefix = unsafe { str_lossy(&(*super::cycle()).conf_prefix) };
     PathBuf::from(prefix).join(path)
 }

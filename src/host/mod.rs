@@ -46,7 +46,7 @@ pub mod wait;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use ngx::ffi::{ngx_http_request_t, ngx_log_t};
+use ngx::ffi::{ngx_cycle, ngx_cycle_t, ngx_http_request_t, ngx_log_t};
 
 use crate::vm::{RubyError, Vm};
 pub use handshake::HandshakeHost;
@@ -122,8 +122,9 @@ pub enum Host<'a> {
     Handshake(&'a HandshakeHost),
     /// A `server{}` block being parsed (`mruby_server_context_handler_code`).
     ServerConfig(&'a ServerConfigHost<'a>),
-    /// A process hook: `mruby_init` (master), `mruby_init_worker`, `mruby_exit_worker`.
-    Process(Context),
+    /// A process hook: `mruby_init` (master), `mruby_init_worker`,
+    /// `mruby_exit_worker`, with the cycle it runs for.
+    Process(Context, *mut ngx_cycle_t),
 }
 
 impl Host<'_> {
@@ -133,7 +134,29 @@ impl Host<'_> {
             Host::Request(request) => request.context(),
             Host::Handshake(_) => Context::SSL_HANDSHAKE,
             Host::ServerConfig(_) => Context::SERVER_CONFIG,
-            Host::Process(context) => *context,
+            Host::Process(context, _) => *context,
+        }
+    }
+
+    /// The cycle the script runs for: the one being configured for a server
+    /// block or `mruby_init`, the running one otherwise.
+    pub fn cycle(&self) -> *mut ngx_cycle_t {
+        match self {
+            Host::ServerConfig(server) => server.cycle(),
+            Host::Process(_, cycle) => *cycle,
+            // SAFETY: ngx_cycle is nginx's running cycle, set before any request or handshake.
+            Host::Request(_) | Host::Handshake(_) => unsafe { ngx_cycle },
+        }
+    }
+
+    /// Where the script's log lines go: the request's or the connection's
+    /// log (with nginx's client/request context), else the cycle's.
+    pub fn log(&self) -> *mut ngx_log_t {
+        match self {
+            Host::Request(request) => request.log(),
+            Host::Handshake(handshake) => handshake.log(),
+            // SAFETY: the cycle of a server block or process hook is live while its script runs.
+            Host::ServerConfig(_) | Host::Process(..) => unsafe { (*self.cycle()).log },
         }
     }
 
@@ -142,16 +165,6 @@ impl Host<'_> {
         match self {
             Host::Request(request) => Some(request),
             _ => None,
-        }
-    }
-
-    /// The log of what the host serves: the request's or the connection's,
-    /// `None` for hosts that log to the cycle.
-    pub fn connection_log(&self) -> Option<*mut ngx_log_t> {
-        match self {
-            Host::Request(request) => Some(request.log()),
-            Host::Handshake(handshake) => Some(handshake.log()),
-            Host::ServerConfig(_) | Host::Process(_) => None,
         }
     }
 }
@@ -218,6 +231,13 @@ pub fn require<'a>(allowed: Context) -> Result<&'a Host<'a>, RubyError> {
 #[inline]
 pub fn current_request<'a>() -> Option<&'a RequestHost> {
     current().and_then(Host::request)
+}
+
+/// The cycle the running script serves (the running cycle outside any
+/// VM entry): what the API uses instead of reading `ngx_cycle`.
+pub fn cycle() -> *mut ngx_cycle_t {
+    // SAFETY: ngx_cycle is nginx's running cycle.
+    current().map_or_else(|| unsafe { ngx_cycle }, Host::cycle)
 }
 
 /// The raw request of the running script (for code that only needs `r`).

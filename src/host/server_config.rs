@@ -3,6 +3,8 @@
 //! server (add a listening socket) is done by `conf/listen.rs` through
 //! [`ListenerTarget`]; the host only carries it to the Ruby API.
 
+use ngx::ffi::ngx_cycle_t;
+
 use crate::vm::RubyError;
 
 /// A listening socket `Nginx::Server#add_listener` asks for.
@@ -21,11 +23,18 @@ pub trait ListenerTarget {
 /// The host installed while a server context script runs.
 pub struct ServerConfigHost<'a> {
     target: &'a dyn ListenerTarget,
+    cycle: *mut ngx_cycle_t,
 }
 
 impl<'a> ServerConfigHost<'a> {
-    pub fn new(target: &'a dyn ListenerTarget) -> ServerConfigHost<'a> {
-        ServerConfigHost { target }
+    /// A host for the server block `target`, in the cycle being configured.
+    pub fn new(target: &'a dyn ListenerTarget, cycle: *mut ngx_cycle_t) -> ServerConfigHost<'a> {
+        ServerConfigHost { target, cycle }
+    }
+
+    /// The cycle being configured.
+    pub fn cycle(&self) -> *mut ngx_cycle_t {
+        self.cycle
     }
 
     /// Adds a listening socket to the server being parsed.

@@ -20,11 +20,8 @@ fn log_message(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let level = arg_int(mrb, args[0], "log level")?;
     let message = to_s_bytes(mrb, args[1])?;
     let message = String::from_utf8_lossy(&message);
-    let target_log = match host::current_request() {
-        Some(request) => request.log(),
-        // SAFETY: ngx_cycle is nginx's current cycle, always set once running.
-        None => unsafe { (*ngx_cycle).log },
-    };
+    // SAFETY: the host's cycle is live while its script runs.
+    let target_log = host::current().map_or_else(|| unsafe { (*host::cycle()).log }, |h| h.log());
     if !(0..=8).contains(&level) {
         log(target_log, NGX_LOG_ERR, &format!("Nginx.log: invalid log level {level}: {message}"));
         return Ok(mrb.nil());

@@ -102,7 +102,7 @@ fn log_message(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let message = to_s_bytes(mrb, args[1])?;
     let message = String::from_utf8_lossy(&message);
     // SAFETY: ngx_cycle is nginx's current cycle, always set once running.
-    let target_log = current_handshake().map(|h| h.log()).unwrap_or_else(|| unsafe { (*ngx::ffi::ngx_cycle).log });
+    let target_log = current_handshake().map(|h| h.log()).unwrap_or_else(|| unsafe { (*host::cycle()).log });
     if !(0..=8).contains(&level) {
         log(target_log, ngx::ffi::NGX_LOG_ERR, &format!("Nginx::SSL.log: invalid log level {level}: {message}"));
         return Ok(mrb.nil());

@@ -13,6 +13,7 @@ use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
 use crate::api::{arg_bytes, arg_int, arity, ARGS_ANY};
+use crate::host;
 use crate::ngx_util::str_bytes;
 use crate::ruby_fn;
 use crate::upstream::keepalive;
@@ -37,8 +38,8 @@ thread_local! {
 /// The explicit `upstream name {}` block of the running configuration.
 fn find_upstream(name: &[u8]) -> Result<&'static mut ngx_http_upstream_srv_conf_t, RubyError> {
     let not_found = || RubyError::runtime(format!("{} upstream not found", String::from_utf8_lossy(name)));
-    // SAFETY: ngx_cycle is the running cycle.
-    let cycle = unsafe { &*ngx_cycle };
+    // SAFETY: the host's cycle is live while its script runs.
+    let cycle = unsafe { &*host::cycle() };
     let umcf = NgxHttpUpstreamModule::main_conf(cycle).ok_or_else(not_found)?;
     // SAFETY: upstreams is an array of pointers to the cycle's upstream confs.
     let upstreams = unsafe {
@@ -112,7 +113,7 @@ fn peer_addr(address: &[u8]) -> Result<&'static PeerAddr, RubyError> {
     }
     let shown = String::from_utf8_lossy(address).into_owned();
     // SAFETY: a temporary pool for ngx_parse_url, destroyed below on every path.
-    let pool = unsafe { ngx_create_pool(1024, (*ngx_cycle).log) };
+    let pool = unsafe { ngx_create_pool(1024, (*host::cycle()).log) };
     if pool.is_null() {
         return Err(RubyError::runtime("out of memory"));
     }
