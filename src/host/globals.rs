@@ -1,13 +1,18 @@
 //! The request's globals. Globals a request's scripts create belong to that
-//! request: they are in the VM only while one of its scripts runs. When
-//! the VM call for a request ends they are taken out into the request's
-//! record ([`HeldGlobals`], in a request-pool cleanup), and put back when
-//! its next script starts; the cleanup lets them go when the request ends.
-//! So the phases (and filters) of one request share them, no other request
-//! ever sees them, and init-time globals (the VM's baseline) stay shared.
+//! request: no other request's script ever runs while they are in the VM.
+//! The VM holds the globals of at most one request, its *owner*; before a
+//! script of another request runs, the owner's globals are taken out into
+//! its record ([`HeldGlobals`], the data of a request-pool cleanup), and a
+//! request's held globals are put back before its own next script. When a
+//! request ends (however it ends) its globals go: removed from the VM if it
+//! is the owner, released from its record otherwise.
 //!
-//! A request that creates no globals pays one comparison per VM call (the
-//! globals count against the baseline's) and one flag test.
+//! So the phases and filters of one request share them, no other request
+//! ever sees them (not one that runs while this one waits on an upstream or
+//! a timer), and init-time globals (the VM's baseline) stay shared. Taking
+//! them out lazily, only when another request enters, means requests that
+//! run one after the other never copy globals around; a request that
+//! creates none pays a count comparison and two pointer tests per script.
 
 use core::ffi::c_void;
 use core::ptr;
@@ -18,8 +23,8 @@ use ngx::ffi::*;
 use super::request::RequestCtx;
 use crate::vm::Vm;
 
-/// A request's globals while it is outside the VM: a GC-registered Hash
-/// of name Symbol => value, or nil when they are in the VM.
+/// A request's globals record: while they are out of the VM, a
+/// GC-registered Hash of name Symbol => value.
 pub struct HeldGlobals {
     request: *mut ngx_http_request_t,
     vm: *const Vm,
@@ -33,58 +38,71 @@ type CleanupFn = unsafe extern "C" fn(*mut c_void);
 /// sides use the same address).
 static RELEASE: CleanupFn = release_record;
 
-/// Before a script of `r` runs: its globals go back into the VM.
+/// Before a script of `r` runs: another request's globals leave the VM,
+/// and `r`'s come back.
 #[inline]
 pub(crate) fn put_back(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) {
-    if ctx.held_globals.get().is_null() && vm.held_globals.get() == 0 {
+    let owner = vm.globals_owner.get();
+    if owner.is_null() && ctx.held_globals.get().is_null() && vm.held_globals.get() == 0 {
         return;
     }
-    put_back_held(vm, r, ctx);
+    switch_to(vm, r, ctx);
 }
 
 #[cold]
-fn put_back_held(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) {
+fn switch_to(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) {
     let mut record = ctx.held_globals.get();
-    if record.is_null() {
+    if record.is_null() && vm.held_globals.get() > 0 {
         // an internal redirect gave the request a fresh ctx: find its record
         record = find_record(r);
         ctx.held_globals.set(record);
-        if record.is_null() {
-            return;
+    }
+    let owner = vm.globals_owner.get() as *mut HeldGlobals;
+    if !owner.is_null() && owner != record {
+        // SAFETY: the owner's record lives until its request's pool cleanup,
+        // which clears globals_owner first.
+        let owner = unsafe { &mut *owner };
+        if let Some(held) = vm.stash_request_globals() {
+            owner.held = held;
+            owner.holding = true;
         }
+        vm.globals_owner.set(ptr::null_mut());
+    }
+    if record.is_null() {
+        return;
     }
     // SAFETY: the record lives in the request pool (cleanup data) until the request ends.
     let record = unsafe { &mut *record };
-    if !record.holding {
-        return;
+    if record.holding {
+        record.holding = false;
+        vm.restore_request_globals(record.held);
+        vm.globals_owner.set(ptr::from_mut(record).cast());
     }
-    record.holding = false;
-    vm.restore_request_globals(record.held);
 }
 
-/// After a script of `r` ran: the globals it created leave the VM with the
-/// request. `Err` when the record cannot be allocated.
+/// After a script of `r` ran: if the VM has request globals, they are
+/// `r`'s (it is the owner now). `Err` when its record cannot be allocated.
 #[inline]
 pub(crate) fn take_out(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) -> Result<(), ()> {
     if !vm.has_request_globals() {
         return Ok(());
     }
-    take_out_made(vm, r, ctx)
+    own(vm, r, ctx)
 }
 
 #[cold]
-fn take_out_made(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) -> Result<(), ()> {
+fn own(vm: &Vm, r: *mut ngx_http_request_t, ctx: &RequestCtx) -> Result<(), ()> {
     let mut record = ctx.held_globals.get();
     if record.is_null() {
-        record = new_record(vm, r)?;
+        let Ok(new) = new_record(vm, r) else {
+            // nobody could own them: they must not reach another request
+            vm.remove_request_globals();
+            return Err(());
+        };
+        record = new;
         ctx.held_globals.set(record);
     }
-    // SAFETY: as in put_back.
-    let record = unsafe { &mut *record };
-    if let Some(held) = vm.stash_request_globals() {
-        record.held = held;
-        record.holding = true;
-    }
+    vm.globals_owner.set(record.cast());
     Ok(())
 }
 
@@ -128,6 +146,10 @@ unsafe extern "C" fn release_record(data: *mut c_void) {
     unsafe {
         let record = &mut *(data as *mut HeldGlobals);
         let vm = &*record.vm;
+        if vm.globals_owner.get() == data {
+            vm.globals_owner.set(ptr::null_mut());
+            vm.remove_request_globals();
+        }
         if record.holding {
             record.holding = false;
             vm.mrb().gc_unregister(record.held);

@@ -44,8 +44,11 @@ pub struct Vm {
     mrb: Mrb,
     /// Boxed: `mrb->ud` points at it, for [`remove_global`].
     baseline: Box<GlobalsBaseline>,
-    /// Requests of this VM that hold globals aside right now (`host/globals.rs`).
+    /// Requests of this VM that have a globals record right now (`host/globals.rs`).
     pub held_globals: core::cell::Cell<usize>,
+    /// The record of the request whose globals are in the VM, or NULL
+    /// (`host/globals.rs`; opaque here).
+    pub globals_owner: core::cell::Cell<*mut core::ffi::c_void>,
     /// Bytecode that resumes a waiting script's Fiber (see `run::resume`).
     resumer: *mut mruby_sys::RProc,
 }
@@ -61,7 +64,13 @@ impl Vm {
         install_api(mrb)?;
         let resumer =
             compile::compile(mrb, run::RESUMER_CODE.as_bytes(), "(fiber resumer)").map_err(|err| err.to_string())?;
-        let vm = Vm { mrb, baseline: Box::default(), resumer, held_globals: core::cell::Cell::new(0) };
+        let vm = Vm {
+            mrb,
+            baseline: Box::default(),
+            resumer,
+            held_globals: core::cell::Cell::new(0),
+            globals_owner: core::cell::Cell::new(core::ptr::null_mut()),
+        };
         // SAFETY: live VM; the boxed baseline lives as long as the Vm, which owns the state.
         unsafe { (*mrb.as_ptr()).ud = core::ptr::from_ref(&*vm.baseline).cast_mut().cast() };
         vm.mark_globals_baseline();
