@@ -264,7 +264,7 @@ pub fn key_count(zone_name: &str, kind: &str, key: &str) -> Option<u64> {
         "key" => (KeyKind::Key, key.as_bytes().to_vec()),
         _ => return None,
     };
-    let key = Key::new(kind.tag(), &bytes);
+    let key = Key::new(kind.tag(), &bytes, zone.hasher());
     let mut locked = zone.lock()?;
     let table = &mut locked.table;
     Some(table.find(&key).map_or(0, |idx| table.entry(idx).count as u64))

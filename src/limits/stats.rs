@@ -74,6 +74,8 @@ struct ZoneSnapshot {
     reclaimed: u64,
     /// pids of the workers registered in the zone's ledger.
     workers: Vec<i32>,
+    /// Entries in the longest hash bucket chain.
+    longest_chain: u32,
     keys: Vec<KeySnapshot>,
 }
 
@@ -94,8 +96,10 @@ impl ZoneSnapshot {
             zone_full: header.zone_full,
             reclaimed: header.reclaimed,
             workers: Vec::new(),
+            longest_chain: 0,
             keys: Vec::with_capacity(header.live_entries as usize),
         };
+        snapshot.longest_chain = table.longest_chain();
         snapshot.workers = (0..MAX_SLOTS).map(|slot| table.slot_pid(slot)).filter(|&pid| pid != 0).collect();
         table.for_each(|entry| {
             let Some(kind) = entry.kind().and_then(KeyKind::from_tag) else { return };
@@ -149,6 +153,7 @@ impl ZoneSnapshot {
             "zone_full": self.zone_full,
             "reclaimed": self.reclaimed,
             "workers": self.workers,
+            "longest_chain": self.longest_chain,
             "entries": keys,
         })
     }
@@ -187,7 +192,7 @@ struct Metric<T> {
 }
 
 /// The zone metrics, labelled `zone`.
-const ZONE_METRICS: [Metric<ZoneSnapshot>; 9] = [
+const ZONE_METRICS: [Metric<ZoneSnapshot>; 10] = [
     Metric {
         name: "nginx_vlimit_zone_size_bytes",
         kind: MetricType::Gauge,
@@ -223,6 +228,12 @@ const ZONE_METRICS: [Metric<ZoneSnapshot>; 9] = [
         kind: MetricType::Gauge,
         help: "Worker processes registered in the zone's ledger of held counts.",
         value: |z| z.workers.len() as u64,
+    },
+    Metric {
+        name: "nginx_vlimit_zone_longest_chain",
+        kind: MetricType::Gauge,
+        help: "Entries in the zone's longest hash bucket chain (idle entries included).",
+        value: |z| z.longest_chain.into(),
     },
     Metric {
         name: "nginx_vlimit_rejections_total",
