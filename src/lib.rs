@@ -150,8 +150,12 @@ crate::ngx_modules_list!(
     order: "ngx_http_mruby_module", "ngx_http_copy_filter_module"
 );
 
-/// `init_process`: runs `mruby_init_worker` in each worker.
+/// `init_process`: runs `mruby_init_worker` in each worker (not in the
+/// cache manager and loader).
 extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    if !ngx_util::is_serving_process() {
+        return Status::NGX_OK.into();
+    }
     // SAFETY: nginx passes the live cycle.
     let cycle = unsafe { &mut *cycle };
     match conf::init_worker(cycle) {
@@ -160,8 +164,11 @@ extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
 }
 
-/// `exit_process`: runs `mruby_exit_worker`.
+/// `exit_process`: runs `mruby_exit_worker` (workers only).
 extern "C" fn exit_worker(cycle: *mut ngx_cycle_t) {
+    if !ngx_util::is_serving_process() {
+        return;
+    }
     // SAFETY: nginx passes the live cycle.
     let cycle = unsafe { &mut *cycle };
     conf::exit_worker(cycle);

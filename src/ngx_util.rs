@@ -129,3 +129,13 @@ pub fn conf_result(cf: *mut ngx_conf_t, result: Result<(), String>) -> *mut c_ch
         }
     }
 }
+
+/// Whether this process serves requests: a worker, or nginx without a
+/// master (`master_process off`). The cache manager and cache loader also
+/// run every module's `init_process`, but they never serve a request: no
+/// `mruby_init_worker` there, no place in the vlimit ledger.
+pub fn is_serving_process() -> bool {
+    // SAFETY: ngx_process is set once, before init_process hooks run.
+    let process = unsafe { ngx_process } as u32;
+    process == NGX_PROCESS_WORKER || process == NGX_PROCESS_SINGLE
+}

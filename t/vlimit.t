@@ -23,7 +23,7 @@ ok
 --- error_code eval
 [200, 200, 200]
 --- response_body_like eval
-[qr/^ok$/, qr/^ok$/, qr/^\{"vl":\{"size":1048576,"used":\d+,"free":\d+,"keys":0,"max_keys":\d+,"rejections":0,"zone_full":0,"reclaimed":0,"entries":\[\]\}\}$/]
+[qr/^ok$/, qr/^ok$/, qr/^\{"vl":\{"size":1048576,"used":\d+,"free":\d+,"keys":0,"max_keys":\d+,"rejections":0,"zone_full":0,"reclaimed":0,"workers":\[\d+\],"longest_chain":\d+,"entries":\[\]\}\}$/]
 --- no_error_log
 [error]
 [warn]

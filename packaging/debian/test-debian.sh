@@ -43,11 +43,14 @@ step "building the package (make deb)"
 deb=$(NGINX_BINARY=$nginx "$repo/packaging/debian/build-deb.sh" | tail -n1)
 dpkg-deb --info "$deb" | sed 's/^/    /'
 abi=$(dpkg-query -W -f='${Provides}' nginx | tr ',' '\n' | sed -n 's/^ *\(nginx-abi-[^ ]*\).*/\1/p')
-dpkg-deb -f "$deb" Depends | grep -q "$abi" || fail "the package does not depend on $abi"
+grep -q "$abi" <<<"$(dpkg-deb -f "$deb" Depends)" || fail "the package does not depend on $abi"
 
 tmp=$(mktemp -d /tmp/ngx-mruby-test-debian.XXXXXX)
 master_pid=
+installed=0
 cleanup() {
+    # a failed run leaves no package of ours behind either
+    if [ $installed = 1 ]; then dpkg --purge "$package" >/dev/null 2>&1 || true; fi
     if [ -n "$master_pid" ] && kill -0 "$master_pid" 2>/dev/null; then
         kill -QUIT "$master_pid" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$master_pid" 2>/dev/null || break; sleep 0.1; done
@@ -59,6 +62,7 @@ trap cleanup EXIT
 
 step "installing $deb"
 dpkg -i "$deb"
+installed=1
 [ -f "$module" ] || fail "$module not installed"
 [ "$(cat "$available")" = "load_module modules/ngx_http_mruby_module.so;" ] || fail "$available: unexpected content"
 [ -L "$enabled" ] && [ "$(readlink "$enabled")" = "$available" ] || fail "$enabled is not a symlink to $available"
@@ -66,7 +70,9 @@ dpkg -i "$deb"
 step "nginx -t with Debian's /etc/nginx/nginx.conf"
 "$nginx" -t 2>&1 | tee "$tmp/t.out"
 grep -q 'test is successful' "$tmp/t.out" || fail "nginx -t failed"
-"$nginx" -T 2>/dev/null | grep -q '^load_module modules/ngx_http_mruby_module.so;' ||
+# (into a file: with pipefail, grep -q closing the pipe early fails nginx -T)
+"$nginx" -T >"$tmp/T.out" 2>/dev/null || fail "nginx -T failed"
+grep -q '^load_module modules/ngx_http_mruby_module.so;' "$tmp/T.out" ||
     fail "nginx -T does not show the module's load_module line"
 
 # A free loopback port (the kernel's choice).
@@ -114,7 +120,8 @@ master_pid=$(cat "$tmp/nginx.pid")
 version=$("$nginx" -v 2>&1 | sed 's|.*/||')
 body=$(fetch /hello) || true
 [ "$body" = "hello from mruby in $version" ] || fail "/hello answered \"$body\""
-fetch /metrics | grep -q '^nginx_vlimit_zone_size_bytes{zone="tenants"} ' || fail "/metrics has no zone size"
+metrics=$(fetch /metrics) || true
+grep -q '^nginx_vlimit_zone_size_bytes{zone="tenants"} ' <<<"$metrics" || fail "/metrics has no zone size"
 
 step "nginx -s reload with a new mruby location"
 write_conf "        location = /reloaded { mruby_content_handler_code 'Nginx.rputs \"reloaded #{Nginx::Request.new.uri}\"'; }"
@@ -140,6 +147,7 @@ TEST_NGINX_BINARY=$nginx TEST_NGINX_LOAD_MODULES=$module prove -r "${suites[@]}"
 
 step "dpkg --purge $package"
 dpkg --purge "$package"
+installed=0
 [ ! -e "$module" ] || fail "$module left after purge"
 [ ! -L "$enabled" ] && [ ! -L "$enabled.removed" ] || fail "$enabled left after purge"
 "$nginx" -t 2>/dev/null || fail "nginx -t fails after the purge"

@@ -462,7 +462,8 @@ fn request_key(r: &mut ngx_http_request_t, limit: &Limit, key: &mut RequestKey) 
             }
         }
     }
-    key.key.hash_it();
+    // SAFETY: key.zone was set above from this cycle's zone, which outlives the request.
+    key.key.hash_it(unsafe { (*key.zone).hasher() });
     Ok(true)
 }
 

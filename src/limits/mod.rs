@@ -124,15 +124,25 @@ fn cycle_zones<'a>(cycle: &ngx_cycle_t) -> impl Iterator<Item = &'a ZoneCtx> {
     zones.iter().filter_map(|&z| zone_ctx(z))
 }
 
-/// Whether process `pid` is gone.
+/// Whether the worker registered as `pid` is gone: no process has the pid
+/// (ESRCH), or the pid now belongs to another user's process (EPERM: the
+/// pid was recycled; every worker runs as the one `user` of nginx.conf).
+/// After a reload that changed `user`, an old worker still draining looks
+/// dead too: its holds are given back early, and its releases then find
+/// nothing to take (the counts are low for a moment, never stuck).
 fn process_is_dead(pid: i32) -> bool {
-    matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+    use nix::errno::Errno;
+    matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(Errno::ESRCH | Errno::EPERM))
 }
 
 /// `init_process`: gives back the counts of dead workers (the one this
 /// worker replaces in its slot, and any other whose pid is gone), then
 /// registers this worker in the ledger.
 extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // the cache manager and loader count no request: they stay out of the ledger
+    if !crate::ngx_util::is_serving_process() {
+        return Status::NGX_OK.into();
+    }
     // SAFETY: nginx passes the live cycle.
     let cycle = unsafe { &*cycle };
     // SAFETY: ngx_pid is set at process start.
@@ -176,6 +186,9 @@ extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 /// `exit_process`: requests still open when a worker exits never run their
 /// pool cleanup; give their counts back and leave the ledger.
 extern "C" fn exit_worker(cycle: *mut ngx_cycle_t) {
+    if !crate::ngx_util::is_serving_process() {
+        return;
+    }
     // SAFETY: nginx passes the live cycle.
     let cycle = unsafe { &*cycle };
     let my_slot = worker_slot() as usize;
@@ -251,7 +264,7 @@ pub fn key_count(zone_name: &str, kind: &str, key: &str) -> Option<u64> {
         "key" => (KeyKind::Key, key.as_bytes().to_vec()),
         _ => return None,
     };
-    let key = Key::new(kind.tag(), &bytes);
+    let key = Key::new(kind.tag(), &bytes, zone.hasher());
     let mut locked = zone.lock()?;
     let table = &mut locked.table;
     Some(table.find(&key).map_or(0, |idx| table.entry(idx).count as u64))

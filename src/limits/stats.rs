@@ -13,7 +13,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use super::conf::{zone_ctx, MainConf};
 use super::counting::{display_key, file_id};
 use super::key::KeyKind;
-use super::zone::ZoneCtx;
+use super::zone::{ZoneCtx, MAX_SLOTS};
 use super::HttpVlimitModule;
 use crate::metrics::prometheus::{self, Exposition, MetricType};
 
@@ -72,6 +72,10 @@ struct ZoneSnapshot {
     rejections: u64,
     zone_full: u64,
     reclaimed: u64,
+    /// pids of the workers registered in the zone's ledger.
+    workers: Vec<i32>,
+    /// Entries in the longest hash bucket chain.
+    longest_chain: u32,
     keys: Vec<KeySnapshot>,
 }
 
@@ -91,8 +95,12 @@ impl ZoneSnapshot {
             rejections: header.rejections,
             zone_full: header.zone_full,
             reclaimed: header.reclaimed,
+            workers: Vec::new(),
+            longest_chain: 0,
             keys: Vec::with_capacity(header.live_entries as usize),
         };
+        snapshot.longest_chain = table.longest_chain();
+        snapshot.workers = (0..MAX_SLOTS).map(|slot| table.slot_pid(slot)).filter(|&pid| pid != 0).collect();
         table.for_each(|entry| {
             let Some(kind) = entry.kind().and_then(KeyKind::from_tag) else { return };
             snapshot.keys.push(KeySnapshot {
@@ -144,6 +152,8 @@ impl ZoneSnapshot {
             "rejections": self.rejections,
             "zone_full": self.zone_full,
             "reclaimed": self.reclaimed,
+            "workers": self.workers,
+            "longest_chain": self.longest_chain,
             "entries": keys,
         })
     }
@@ -182,7 +192,7 @@ struct Metric<T> {
 }
 
 /// The zone metrics, labelled `zone`.
-const ZONE_METRICS: [Metric<ZoneSnapshot>; 8] = [
+const ZONE_METRICS: [Metric<ZoneSnapshot>; 10] = [
     Metric {
         name: "nginx_vlimit_zone_size_bytes",
         kind: MetricType::Gauge,
@@ -212,6 +222,18 @@ const ZONE_METRICS: [Metric<ZoneSnapshot>; 8] = [
         kind: MetricType::Gauge,
         help: "Keys the zone can count at once.",
         value: |z| z.capacity.into(),
+    },
+    Metric {
+        name: "nginx_vlimit_zone_workers",
+        kind: MetricType::Gauge,
+        help: "Worker processes registered in the zone's ledger of held counts.",
+        value: |z| z.workers.len() as u64,
+    },
+    Metric {
+        name: "nginx_vlimit_zone_longest_chain",
+        kind: MetricType::Gauge,
+        help: "Entries in the zone's longest hash bucket chain (idle entries included).",
+        value: |z| z.longest_chain.into(),
     },
     Metric {
         name: "nginx_vlimit_rejections_total",

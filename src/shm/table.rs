@@ -22,6 +22,7 @@
 //! (`ngx_unlock_mutexes` in `os/unix/ngx_process.c`).
 
 use core::ffi::c_void;
+use core::hash::{BuildHasher, Hasher};
 use core::mem::{align_of, size_of};
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +36,7 @@ pub const MAX_SLOTS: usize = NGX_MAX_PROCESSES as usize;
 /// Key bytes stored in an entry; longer keys keep a prefix plus their hash.
 pub const KEY_INLINE: usize = 88;
 /// Marks a zone laid out by this version of the code.
-const MAGIC: u64 = 0x766c_696d_6974_0004;
+const MAGIC: u64 = 0x766c_696d_6974_0005;
 /// Keys up to this length are stored zero-padded to it and compared as two words.
 pub const KEY_SMALL: usize = 16;
 /// `Entry::reuse_next` of an entry that is not in the reusable FIFO.
@@ -154,6 +155,9 @@ pub struct ZoneShared {
     buckets_off: u64,
     entries_off: u64,
     holds_off: u64,
+    /// Seeds of the keyed hash, drawn from the kernel's random source when
+    /// the zone is created (kept across reloads with the zone).
+    hash_seeds: [u64; 4],
 }
 
 /// Where an entry's label starts: after the key, and after the padding of a short key.
@@ -175,11 +179,12 @@ pub struct Key<'a> {
 }
 
 impl<'a> Key<'a> {
-    /// A key of `bytes` (borrowed when longer than `KEY_SMALL`).
-    pub fn new(kind: KeyTag, bytes: &'a [u8]) -> Key<'a> {
+    /// A key of `bytes` (borrowed when longer than `KEY_SMALL`), hashed
+    /// with the zone's `hasher`.
+    pub fn new(kind: KeyTag, bytes: &'a [u8], hasher: &KeyHasher) -> Key<'a> {
         let mut key = Key::empty(kind);
         key.set_bytes(bytes);
-        key.hash_it();
+        key.hash_it(hasher);
         key
     }
 
@@ -207,13 +212,13 @@ impl<'a> Key<'a> {
         unsafe { &mut *(self.words.as_mut_ptr() as *mut [u8; KEY_SMALL]) }
     }
 
-    /// Computes `hash` once the bytes are set.
+    /// Computes `hash` with the zone's `hasher` once the bytes are set.
     #[inline]
-    pub fn hash_it(&mut self) {
+    pub fn hash_it(&mut self, hasher: &KeyHasher) {
         self.hash = if self.len <= KEY_SMALL {
-            small_key_hash(self.kind, self.len, self.words)
+            hasher.small_key(self.kind, self.len, self.words)
         } else {
-            key_hash(self.kind, self.bytes())
+            hasher.key(self.kind, self.bytes())
         };
     }
 
@@ -237,68 +242,49 @@ pub fn padded_words(padded: &[u8; KEY_SMALL]) -> [u64; 2] {
 
 const ENTRY_COST: usize = size_of::<Entry>() + 2 * size_of::<Hold>() + 2 * size_of::<u32>();
 
-/// Two words that together cover every byte of a key of at most 16 bytes
-/// (wyhash's loads: overlapping for 4..16 bytes). Keys of the same length
-/// are equal exactly when their words are.
-#[inline]
-fn small_words(key: &[u8]) -> (u64, u64) {
-    let n = key.len();
-    let word = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().unwrap_or([0; 8]));
-    let half = |at: usize| u32::from_le_bytes(key[at..at + 4].try_into().unwrap_or([0; 4])) as u64;
-    match n {
-        0 => (0, 0),
-        1..=3 => ((key[0] as u64) << 16 | (key[n / 2] as u64) << 8 | key[n - 1] as u64, 0),
-        4..=7 => (half(0), half(n - 4)),
-        _ => (word(0), word(n - 8)),
+/// The zone's keyed hash: aHash seeded with the zone's four random seeds.
+/// Every process maps the zone and holds a hasher built from the same
+/// seeds, so all hash alike; a client cannot tell which keys share a
+/// bucket, so it cannot pile its keys into one chain that every lookup
+/// then walks under the lock (a fixed public hash allowed exactly that).
+#[derive(Clone)]
+pub struct KeyHasher(ahash::RandomState);
+
+impl KeyHasher {
+    fn from_seeds(seeds: [u64; 4]) -> KeyHasher {
+        KeyHasher(ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]))
     }
-}
 
-/// 64x64 -> 128 bit multiply, folded (wyhash's mixing step).
-#[inline]
-fn mum(a: u64, b: u64) -> u64 {
-    let product = (a as u128).wrapping_mul(b as u128);
-    (product as u64) ^ ((product >> 64) as u64)
-}
-
-const HASH_SEED: [u64; 3] = [0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db, 0x8ebc_6af0_9c88_c6e3];
-
-/// Hash of a key of at most `KEY_SMALL` bytes from its zero-padded words
-/// (what `key_hash` computes for it).
-#[inline]
-pub fn small_key_hash(kind: KeyTag, len: usize, words: [u64; 2]) -> u64 {
-    // one multiply: the kind and length only need to separate keys whose
-    // words are equal (the table compares both anyway)
-    mum(words[0] ^ HASH_SEED[1] ^ len as u64, words[1] ^ HASH_SEED[0] ^ (kind as u64) << 56)
-}
-
-/// Hash of the kind and the key (wyhash-style: one multiply for keys of
-/// up to 16 bytes, which are an address or a device+inode).
-#[inline]
-pub fn key_hash(kind: KeyTag, key: &[u8]) -> u64 {
-    if key.len() <= KEY_SMALL {
-        let mut padded = [0u8; KEY_SMALL];
-        padded[..key.len()].copy_from_slice(key);
-        return small_key_hash(kind, key.len(), padded_words(&padded));
+    /// Hash of a key of at most `KEY_SMALL` bytes from its zero-padded
+    /// words (what `key` computes for it): one 128-bit block, so two
+    /// multiplies. The kind and length only need to separate keys whose
+    /// words are equal (the table compares both anyway).
+    #[inline]
+    pub fn small_key(&self, kind: KeyTag, len: usize, words: [u64; 2]) -> u64 {
+        let mut hasher = self.0.build_hasher();
+        hasher.write_u128(u128::from(words[0] ^ len as u64) | u128::from(words[1] ^ (kind as u64) << 56) << 64);
+        hasher.finish()
     }
-    let mut seed = HASH_SEED[0] ^ (kind as u64) << 56;
-    let mut rest = key;
-    while rest.len() > 16 {
-        let (a, b) = (
-            u64::from_le_bytes(rest[..8].try_into().unwrap_or([0; 8])),
-            u64::from_le_bytes(rest[8..16].try_into().unwrap_or([0; 8])),
-        );
-        seed = mum(a ^ HASH_SEED[1], b ^ seed);
-        rest = &rest[16..];
+
+    /// Hash of the kind and the key.
+    pub fn key(&self, kind: KeyTag, key: &[u8]) -> u64 {
+        if key.len() <= KEY_SMALL {
+            let mut padded = [0u8; KEY_SMALL];
+            padded[..key.len()].copy_from_slice(key);
+            return self.small_key(kind, key.len(), padded_words(&padded));
+        }
+        let mut hasher = self.0.build_hasher();
+        hasher.write_u8(kind);
+        hasher.write(key);
+        hasher.finish()
     }
-    let (a, b) = small_words(rest);
-    mum(HASH_SEED[1] ^ key.len() as u64, mum(a ^ HASH_SEED[1], b ^ seed))
 }
 
 /// Lays out a fresh table in `block` of `block_size` bytes.
 ///
 /// # Safety
 /// `block` must be writable for `block_size` bytes and aligned to 8.
-unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize) -> Option<*mut ZoneShared> {
+unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize, hash_seeds: [u64; 4]) -> Option<*mut ZoneShared> {
     let header = size_of::<ZoneShared>();
     let avail = block_size.checked_sub(header + 64)?;
     let mut capacity = avail / ENTRY_COST;
@@ -329,6 +315,7 @@ unsafe fn format(block: *mut u8, block_size: usize, zone_size: usize) -> Option<
         (*sh).buckets_off = buckets_off as u64;
         (*sh).entries_off = entries_off as u64;
         (*sh).holds_off = holds_off as u64;
+        (*sh).hash_seeds = hash_seeds;
         let bucket_ptr = block.add(buckets_off) as *mut u32;
         for i in 0..buckets {
             *bucket_ptr.add(i) = NIL;
@@ -362,6 +349,8 @@ pub struct ZoneCtx {
     /// The table's parts (shared memory is mapped at the same address in
     /// every process), set with `shared`.
     table: Table,
+    /// The keyed hash of this zone, built from the seeds in its header.
+    hasher: KeyHasher,
 }
 
 impl ZoneCtx {
@@ -378,7 +367,14 @@ impl ZoneCtx {
                 entries: ptr::null_mut(),
                 holds: ptr::null_mut(),
             },
+            hasher: KeyHasher::from_seeds([0; 4]),
         }
+    }
+
+    /// The hash keys of this zone are computed with (before its lock is taken).
+    #[inline]
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
     }
 
     fn set_shared(&mut self, shared: *mut ZoneShared) {
@@ -386,6 +382,8 @@ impl ZoneCtx {
         if !shared.is_null() {
             // SAFETY: a non-null header was laid out by `format` (checked by magic).
             self.table = unsafe { Table::from_shared(shared) };
+            // SAFETY: as above; the seeds never change after `format`.
+            self.hasher = KeyHasher::from_seeds(unsafe { (*shared).hash_seeds });
         }
     }
 
@@ -838,6 +836,24 @@ impl Table {
         }
     }
 
+    /// Entries in the longest bucket chain, idle ones included: the most a
+    /// lookup walks under the lock (what a flood of colliding keys would grow).
+    pub fn longest_chain(&mut self) -> u32 {
+        let buckets = self.header().mask as usize + 1;
+        let mut longest = 0;
+        for b in 0..buckets {
+            // SAFETY: b is below the bucket count.
+            let mut idx = unsafe { *self.buckets.add(b) };
+            let mut length = 0;
+            while idx != NIL && length <= self.header().entry_capacity {
+                length += 1;
+                idx = self.entry(idx).next;
+            }
+            longest = longest.max(length);
+        }
+        longest
+    }
+
     /// Bytes of the zone still available for new keys (idle entries included).
     pub fn free_bytes(&mut self) -> u64 {
         let header = self.header();
@@ -880,6 +896,13 @@ fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -
         ctx.set_shared(ctx.shared);
         return Ok(());
     }
+    let mut seed_bytes = [0u8; 32];
+    getrandom::getrandom(&mut seed_bytes)
+        .map_err(|err| format!("{} \"{}\": cannot draw its hash seeds: {err}", ctx.directive, ctx.name))?;
+    let mut hash_seeds = [0u64; 4];
+    for (seed, bytes) in hash_seeds.iter_mut().zip(seed_bytes.chunks_exact(8)) {
+        *seed = u64::from_ne_bytes(bytes.try_into().unwrap_or_default());
+    }
     let label = format!(" in {} \"{}\"\0", ctx.directive, ctx.name);
     // SAFETY: ngx_slab_alloc locks the pool itself; sizes are in bytes.
     unsafe {
@@ -902,7 +925,7 @@ fn init_ctx(zone: &mut ngx_shm_zone_t, ctx: &mut ZoneCtx, old: *const ZoneCtx) -
         if block.is_null() {
             return Err(format!("{} \"{}\" is too small", ctx.directive, ctx.name));
         }
-        let shared = format(block, pages * pagesize, zone.shm.size)
+        let shared = format(block, pages * pagesize, zone.shm.size, hash_seeds)
             .ok_or_else(|| format!("{} \"{}\" is too small", ctx.directive, ctx.name))?;
         pool.data = shared as *mut c_void;
         ctx.set_shared(shared);
