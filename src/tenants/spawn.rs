@@ -81,10 +81,27 @@ fn options(main: &MainConf, dir: &std::path::Path, uid: u32, gid: u32) -> Vec<St
     opts
 }
 
+/// A copy of the cycle's error log descriptor: the supervisor's stderr.
+/// (Not the master's own stderr: at the first start that is still the
+/// terminal or pipe nginx was launched from.)
+fn error_log_fd(cycle: &ngx_cycle_t) -> Result<OwnedFd, String> {
+    // SAFETY: the cycle's log is live; ngx_log_get_file_log returns its first file log.
+    let fd = unsafe {
+        let file_log = ngx_log_get_file_log(cycle.log);
+        if file_log.is_null() || (*file_log).file.is_null() {
+            return Err(String::from("no error log to give the supervisor"));
+        }
+        (*(*file_log).file).fd
+    };
+    // SAFETY: fd is nginx's open log file; we only duplicate it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned().map_err(|e| format!("cannot duplicate the error log descriptor: {e}"))
+}
+
 /// Execs the supervisor for this configuration (in the master). The
-/// program gets fds 0-2 (null, null, the error log: the master's stderr
-/// points there by now) and the life pipe as fd 3; nothing else survives
-/// the exec, and none of the master's memory does.
+/// program gets fds 0-2 (null, null, the error log) and the life pipe as
+/// fd 3; nothing else survives the exec, and none of the master's memory
+/// does.
 pub fn start_supervisor(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err(String::from("nginx's master must run as root to start runners as other users"));
@@ -106,6 +123,7 @@ pub fn start_supervisor(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), Stri
     let (life_read, life_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))?;
     let read_fd = life_read.as_raw_fd();
+    let log_fd = error_log_fd(cycle)?;
     let program = main.supervisor_path();
     let mut command = Command::new(&program);
     command
@@ -114,7 +132,7 @@ pub fn start_supervisor(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), Stri
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::from(log_fd));
     // SAFETY: runs between fork and exec; only async-signal-safe calls (dup2, fcntl, close_range).
     unsafe {
         command.pre_exec(move || {

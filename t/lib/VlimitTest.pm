@@ -79,14 +79,15 @@ sub pid_of_master {
     return $pid;
 }
 
-# Starts nginx with `$http` pasted into http{} and `$main` at the top level.
+# Starts nginx with `$http` pasted into http{} and `$main` at the top level;
+# `user` is the worker user when run as root (default root).
 sub start_nginx {
     my (%args) = @_;
     stop_nginx();
     File::Path::remove_tree($ServRoot);
     File::Path::make_path("$ServRoot/logs", "$ServRoot/conf", "$ServRoot/html");
     my $modules = join '', map { "load_module " . File::Spec->rel2abs($_) . ";\n" } @Modules;
-    my $user = $> == 0 ? "user root;\n" : '';
+    my $user = $> == 0 ? "user " . ($args{user} // 'root') . ";\n" : '';
     my $workers = $args{workers} // 2;
     my $main = $args{main} // '';
     my $http = $args{http} // '';
