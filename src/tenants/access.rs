@@ -122,7 +122,10 @@ pub fn existing_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a TenantCtx> {
 }
 
 /// The access handler.
-pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+///
+/// # Safety
+/// Called by nginx with a live request.
+pub(super) unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let r = unsafe { &mut *r };
     let Some(lcf) = HttpTenantsModule::location_conf(r) else {
