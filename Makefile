@@ -109,7 +109,8 @@ LAYOUT_RULES := \
 	shm:api,host,phases,conf,tls,vm,limits \
 	limits:api,host,phases,conf,tls,vm \
 	upstream:api,host,phases,conf,tls \
-	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream
+	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream \
+	tenants:api,host,phases,tls,upstream,limits,shm,vm,metrics
 
 check-layout:
 	@status=0; for rule in $(LAYOUT_RULES); do \
