@@ -443,6 +443,7 @@ for my $case (
     ['tenant_writable ../up;', qr/tenant_writable: invalid path "\.\.\/up"/],
     ['tenant_max_runners 0;', qr/invalid value "0" in "tenant_max_runners" directive/],
     ['tenant_queue_timeout soon;', qr/invalid value "soon" in "tenant_queue_timeout" directive/],
+    ['server { location / { tenant_cgi on; } }', qr/"tenant_cgi": CGI runners are not built yet/],
     ['tenant_supervisor /nonexistent/sup; server { location / { tenant_runner on; } }',
         qr/the supervisor program "\/nonexistent\/sup" is not an executable file/],
 ) {

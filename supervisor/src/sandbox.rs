@@ -159,11 +159,7 @@ fn landlock(spec: &RunnerSpec) -> Result<(), String> {
         .map_err(err)?;
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     let run = read | AccessFs::Execute;
-    let docroot_access = match spec.program {
-        RunnerProgram::Cgi => run,
-        RunnerProgram::FastCgi(_) => read,
-    };
-    ruleset = add_rule(ruleset, spec.docroot, docroot_access, abi)?;
+    ruleset = add_rule(ruleset, spec.docroot, read, abi)?;
     ruleset = add_rule(ruleset, spec.tmp, read | AccessFs::from_write(abi), abi)?;
     for relative in &spec.config.writable {
         let path: PathBuf = spec.docroot.join(relative);
@@ -176,11 +172,8 @@ fn landlock(spec: &RunnerSpec) -> Result<(), String> {
         ruleset = add_rule(ruleset, Path::new(path), AccessFs::ReadFile.into(), abi)?;
     }
     ruleset = add_rule(ruleset, Path::new("/dev/null"), AccessFs::ReadFile | AccessFs::WriteFile, abi)?;
-    if let RunnerProgram::FastCgi(program) = spec.program {
-        ruleset = add_rule(ruleset, program, run, abi)?;
-    } else {
-        ruleset = add_rule(ruleset, &spec.config.self_exe, run, abi)?;
-    }
+    let RunnerProgram::FastCgi(program) = spec.program;
+    ruleset = add_rule(ruleset, program, run, abi)?;
     let status = ruleset.restrict_self().map_err(err)?;
     if status.ruleset == RulesetStatus::NotEnforced {
         return Err(String::from("landlock is not supported by this kernel: refusing to run unconfined"));
@@ -208,11 +201,9 @@ fn environment(spec: &RunnerSpec) -> Result<Vec<CString>, String> {
     let mut tmpdir = b"TMPDIR=".to_vec();
     tmpdir.extend_from_slice(spec.tmp.as_os_str().as_bytes());
     env.push(cstring(&tmpdir)?);
-    if let RunnerProgram::FastCgi(_) = spec.program {
-        // one process serving one request at a time; the supervisor recycles it
-        env.push(cstring(b"PHP_FCGI_CHILDREN=0")?);
-        env.push(cstring(b"PHP_FCGI_MAX_REQUESTS=0")?);
-    }
+    // one process serving one request at a time; the supervisor recycles it
+    env.push(cstring(b"PHP_FCGI_CHILDREN=0")?);
+    env.push(cstring(b"PHP_FCGI_MAX_REQUESTS=0")?);
     Ok(env)
 }
 
@@ -241,11 +232,6 @@ fn exec(spec: &RunnerSpec) -> String {
                 argv.extend(php_settings(program, spec.tmp)?);
                 argv
             }
-            RunnerProgram::Cgi => vec![
-                cstring(spec.config.self_exe.as_os_str().as_bytes())?,
-                cstring(b"cgi-runner")?,
-                cstring(spec.docroot.as_os_str().as_bytes())?,
-            ],
         };
         let program = argv[0].clone();
         nix::unistd::execve(&program, &argv, &env).map_err(|e| format!("exec {}: {e}", program.to_string_lossy()))
