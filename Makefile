@@ -1,6 +1,7 @@
 # ngx-mruby-rs: build nginx + the module, run the demo, run every test.
 #   make setup   install system packages (Debian, apt)
-#   make build   build/sbin/nginx and build/modules/ngx_http_mruby_module.so
+#   make build   build/sbin/nginx, build/sbin/ngx-mruby-supervisor and
+#                build/modules/ngx_http_mruby_module.so
 #   make run     start nginx in the foreground on 127.0.0.1:8080 with conf/nginx.conf
 #   make test    cargo test + prove -r t/
 #   make bench   instruction counts and req/s against plain nginx (bench/)
@@ -14,13 +15,15 @@ PROFILE ?= release
 BUILD   := build
 NGINX   := $(BUILD)/sbin/nginx
 MODULE  := $(BUILD)/modules/ngx_http_mruby_module.so
+SUPERVISOR := $(BUILD)/sbin/ngx-mruby-supervisor
 TARGET  := target/$(PROFILE)
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
 APT_PACKAGES := build-essential pkg-config libclang-dev clang ruby rake bison dpkg-dev \
 	libpcre2-dev zlib1g-dev libssl-dev perl libtest-base-perl libwww-perl \
 	libhttp-message-perl libtext-diff-perl liblist-moreutils-perl \
-	valgrind wrk curl openssl procps iproute2 python3-venv
+	valgrind wrk curl openssl procps iproute2 python3-venv \
+	php-cgi passwd
 
 # Python for tests that need a real parser (prometheus_client's text
 # format parser); a venv of Debian's python3, filled from PyPI.
@@ -65,6 +68,7 @@ build:
 	$(CARGO) run -q $(CARGO_FLAGS) -p nginx-build -- $(NGINX)
 	mkdir -p $(BUILD)/modules $(BUILD)/run/logs
 	cp $(TARGET)/libngx_http_mruby_module.so $(MODULE).tmp && mv $(MODULE).tmp $(MODULE)
+	cp $(TARGET)/ngx-mruby-supervisor $(SUPERVISOR).tmp && mv $(SUPERVISOR).tmp $(SUPERVISOR)
 
 run: build
 	mkdir -p $(BUILD)/run/logs
@@ -110,7 +114,8 @@ LAYOUT_RULES := \
 	shm:api,host,phases,conf,tls,vm,limits,upstream \
 	limits:api,host,phases,conf,tls,vm,upstream \
 	upstream:api,host,phases,conf,tls,vm,limits,shm \
-	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream
+	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream \
+	tenants:api,host,phases,tls,upstream,limits,shm,vm,metrics
 
 check-layout:
 	@status=0; for rule in $(LAYOUT_RULES); do \

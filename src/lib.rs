@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod ngx_util;
 pub mod phases;
 pub mod shm;
+pub mod tenants;
 pub mod tls;
 pub mod upstream;
 pub mod vm;
@@ -144,7 +145,8 @@ macro_rules! ngx_modules_list {
 
 #[cfg(feature = "export-modules")]
 crate::ngx_modules_list!(
-    ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in tls;
+    ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in tls,
+    ngx_http_tenants_module in tenants;
     // the body filter sits below nginx's copy filter, which brings file
     // buffers into memory for it (no blocking read in the event loop)
     order: "ngx_http_mruby_module", "ngx_http_copy_filter_module"

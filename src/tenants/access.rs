@@ -1,0 +1,313 @@
+//! The access-phase handler of `tenant_runner on`: owner checks, then a
+//! runner from the supervisor while the request waits as an nginx event.
+
+use core::cell::Cell;
+use core::ffi::c_void;
+use core::ptr;
+
+use ngx::ffi::*;
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
+
+use super::link::{self, Reply, Spawn};
+use super::owner::{self, Refusal};
+use super::HttpTenantsModule;
+use crate::ngx_util::{log, pool_str};
+
+const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
+const DONE: ngx_int_t = NGX_DONE as ngx_int_t;
+const ERROR: ngx_int_t = NGX_ERROR as ngx_int_t;
+
+/// How long a request waits for the supervisor beyond `tenant_queue_timeout`
+/// before it gives up on its own.
+const ANSWER_GRACE_MS: u64 = 2000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Waiting,
+    Ready,
+    Failed,
+}
+
+/// Per-request state, in the request pool. Shared (`&`) between the
+/// handler, the link and the variables, hence `Cell`s.
+pub struct TenantCtx {
+    request: *mut ngx_http_request_t,
+    /// Posted when the answer is in; also the timer of the wait.
+    wake: *mut ngx_event_t,
+    state: Cell<State>,
+    tag: Cell<u32>,
+    /// The handler returned NGX_DONE holding a request reference.
+    suspended: Cell<bool>,
+    fail_status: Cell<ngx_int_t>,
+    runner: Cell<u64>,
+    pub pid: Cell<i32>,
+    pub uid: Cell<u32>,
+    pub spawn: Cell<Spawn>,
+    pub socket: Cell<ngx_str_t>,
+}
+
+impl TenantCtx {
+    /// Called by the link: records the answer and wakes the request.
+    pub fn deliver(&self, reply: Reply) {
+        if self.state.get() != State::Waiting {
+            return;
+        }
+        match reply {
+            Reply::Ok { runner, pid, uid, spawn, socket } => {
+                // SAFETY: request is live while its ctx is (same pool).
+                let copied = pool_str(unsafe { (*self.request).pool }, &socket);
+                self.runner.set(runner);
+                self.pid.set(pid);
+                self.uid.set(uid);
+                self.spawn.set(spawn);
+                match copied {
+                    Some(s) => {
+                        self.socket.set(s);
+                        self.state.set(State::Ready);
+                    }
+                    None => {
+                        // out of memory: the runner goes back with the cleanup
+                        self.state.set(State::Ready);
+                        self.fail(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+                    }
+                }
+            }
+            Reply::Err { status, reason } => {
+                // SAFETY: as above.
+                let c_log = unsafe { (*(*self.request).connection).log };
+                log(c_log, NGX_LOG_INFO, &format!("tenant_runner: the supervisor answered {status} ({reason})"));
+                let status = if (400..600).contains(&status) { status } else { 500 };
+                self.fail(status as ngx_int_t);
+            }
+        }
+        self.post_wake();
+    }
+
+    fn fail(&self, status: ngx_int_t) {
+        self.fail_status.set(status);
+        if self.state.get() != State::Ready {
+            self.state.set(State::Failed);
+        } else {
+            // a runner is held: keep it for the cleanup to give back, answer the error
+            self.fail_status.set(status);
+        }
+    }
+
+    fn post_wake(&self) {
+        // SAFETY: the wake event lives in the request pool; the cleanup unposts it.
+        unsafe {
+            if (*self.wake).timer_set() != 0 {
+                ngx_del_timer(self.wake);
+            }
+            ngx_post_event(self.wake, ptr::addr_of_mut!(ngx_posted_events));
+        }
+    }
+
+    /// The runner socket, when this request has one.
+    pub fn ready(&self) -> bool {
+        self.state.get() == State::Ready && self.fail_status.get() == 0
+    }
+}
+
+fn ctx_of<'a>(r: &ngx_http_request_t) -> Option<&'a TenantCtx> {
+    let index = HttpTenantsModule::module().ctx_index;
+    // SAFETY: r->ctx has one slot per HTTP module; ours holds a TenantCtx or NULL.
+    unsafe { (*r.ctx.add(index) as *const TenantCtx).as_ref() }
+}
+
+/// The context of `r`, for the variables.
+pub fn existing_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a TenantCtx> {
+    ctx_of(r)
+}
+
+/// The access handler.
+///
+/// # Safety
+/// Called by nginx with a live request.
+pub(super) unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let r = unsafe { &mut *r };
+    let Some(lcf) = HttpTenantsModule::location_conf(r) else {
+        return DECLINED;
+    };
+    if lcf.runner != Some(true) || !ptr::eq(r, r.main) {
+        return DECLINED;
+    }
+    if let Some(ctx) = ctx_of(r) {
+        return resume(r, ctx);
+    }
+    let cgi = lcf.cgi == Some(true);
+    start(r, cgi)
+}
+
+/// Called again by the phase engine after the wake event.
+fn resume(r: &mut ngx_http_request_t, ctx: &TenantCtx) -> ngx_int_t {
+    if ctx.suspended.replace(false) {
+        // SAFETY: r->main is live; start() took this reference.
+        unsafe {
+            let main = r.main;
+            (*main).set_count((*main).count() - 1);
+        }
+    }
+    match ctx.state.get() {
+        State::Waiting => {
+            ctx.suspended.set(true);
+            // SAFETY: as above; the reference is given back on the next resume.
+            unsafe { (*r.main).set_count((*r.main).count() + 1) };
+            DONE
+        }
+        _ if ctx.fail_status.get() != 0 => ctx.fail_status.get(),
+        _ => DECLINED,
+    }
+}
+
+fn start(r: &mut ngx_http_request_t, cgi: bool) -> ngx_int_t {
+    // SAFETY: r->connection is live.
+    let c_log = unsafe { (*r.connection).log };
+    let Some(main) = HttpTenantsModule::main_conf(r) else {
+        return DECLINED;
+    };
+    let mut path = ngx_str_t { len: 0, data: ptr::null_mut() };
+    let mut root_len: usize = 0;
+    // SAFETY: maps the URI into a pool string; `last` points at its NUL.
+    let last = unsafe { ngx_http_map_uri_to_path(r, &mut path, &mut root_len, 0) };
+    if last.is_null() {
+        return ERROR;
+    }
+    // SAFETY: path.data..last is the mapped path.
+    let script = unsafe { core::slice::from_raw_parts(path.data, last.offset_from(path.data) as usize) };
+    let docroot = &script[..root_len.min(script.len())];
+    let docroot = match docroot.strip_suffix(b"/") {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => docroot,
+    };
+    let shown = String::from_utf8_lossy(script);
+    let owner = match owner::check(script, docroot, main.min_uid(), main.min_gid()) {
+        Ok(owner) => owner,
+        Err(Refusal::Missing) => return NGX_HTTP_NOT_FOUND as ngx_int_t,
+        Err(Refusal::Rule(rule)) => {
+            log(c_log, NGX_LOG_ERR, &format!("tenant_runner: refused \"{shown}\": {rule}"));
+            return NGX_HTTP_FORBIDDEN as ngx_int_t;
+        }
+    };
+    let kind = if cgi {
+        "cgi"
+    } else {
+        match main.interpreter_kind(script) {
+            Some(kind) => kind,
+            None => {
+                log(
+                    c_log,
+                    NGX_LOG_ERR,
+                    &format!("tenant_runner: refused \"{shown}\": no tenant_interpreter for this file"),
+                );
+                return NGX_HTTP_FORBIDDEN as ngx_int_t;
+            }
+        }
+    };
+    let Some(ctx) = new_ctx(r) else {
+        return ERROR;
+    };
+    match link::acquire(ctx, kind, owner.uid, owner.gid, docroot) {
+        Ok(tag) => ctx.tag.set(tag),
+        Err(why) => {
+            log(c_log, NGX_LOG_ERR, &format!("tenant_runner: no runner for \"{shown}\": {why}"));
+            ctx.state.set(State::Failed);
+            ctx.fail_status.set(NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
+            return NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t;
+        }
+    }
+    // SAFETY: the wake event is ours, in the request pool.
+    unsafe { ngx_add_timer(ctx.wake, (main.queue_timeout_ms() + ANSWER_GRACE_MS) as ngx_msec_t) };
+    ctx.suspended.set(true);
+    // SAFETY: r->main is live; resume() gives this reference back.
+    unsafe { (*r.main).set_count((*r.main).count() + 1) };
+    DONE
+}
+
+/// Allocates the context, its wake event, and the cleanup that undoes
+/// whatever the request still holds when it ends.
+fn new_ctx<'a>(r: &mut ngx_http_request_t) -> Option<&'a TenantCtx> {
+    // SAFETY: all allocations come from the request pool, which outlives them;
+    // the cleanup is registered before anything needs undoing.
+    unsafe {
+        let pool = r.pool;
+        let wake = ngx_pcalloc(pool, core::mem::size_of::<ngx_event_t>()) as *mut ngx_event_t;
+        let cleanup = ngx_pool_cleanup_add(pool, core::mem::size_of::<TenantCtx>());
+        if wake.is_null() || cleanup.is_null() {
+            return None;
+        }
+        (*wake).handler = Some(on_wake);
+        (*wake).data = (r as *mut ngx_http_request_t).cast();
+        (*wake).log = (*r.connection).log;
+        let ctx = (*cleanup).data as *mut TenantCtx;
+        ctx.write(TenantCtx {
+            request: r,
+            wake,
+            state: Cell::new(State::Waiting),
+            tag: Cell::new(0),
+            suspended: Cell::new(false),
+            fail_status: Cell::new(0),
+            runner: Cell::new(0),
+            pid: Cell::new(0),
+            uid: Cell::new(0),
+            spawn: Cell::new(Spawn::Hit),
+            socket: Cell::new(ngx_str_t { len: 0, data: ptr::null_mut() }),
+        });
+        (*cleanup).handler = Some(cleanup_ctx);
+        let index = HttpTenantsModule::module().ctx_index;
+        *r.ctx.add(index) = ctx.cast();
+        Some(&*ctx)
+    }
+}
+
+/// The wake event: the answer is in, or the wait timed out.
+unsafe extern "C" fn on_wake(ev: *mut ngx_event_t) {
+    // SAFETY: the event's data is its live request (the cleanup removes the event first).
+    let r = unsafe { (*ev).data as *mut ngx_http_request_t };
+    // SAFETY: as above.
+    let Some(ctx) = ctx_of(unsafe { &*r }) else {
+        return;
+    };
+    // SAFETY: ev is live.
+    if unsafe { (*ev).timedout() } != 0 {
+        // SAFETY: as above.
+        unsafe { (*ev).set_timedout(0) };
+        if ctx.state.get() == State::Waiting {
+            link::cancel(ctx.tag.get());
+            // SAFETY: r is live.
+            let c_log = unsafe { (*(*r).connection).log };
+            log(c_log, NGX_LOG_ERR, "tenant_runner: the supervisor did not answer in time");
+            ctx.state.set(State::Failed);
+            ctx.fail_status.set(NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
+        }
+    }
+    // SAFETY: r is live; this is what nginx's own event handlers do.
+    unsafe {
+        let c = (*r).connection;
+        ngx_http_core_run_phases(r);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+/// However the request ends: no timer or posted event left, an unanswered
+/// question withdrawn, a held runner given back.
+unsafe extern "C" fn cleanup_ctx(data: *mut c_void) {
+    // SAFETY: data is the TenantCtx written by new_ctx; the pool is not freed yet.
+    let ctx = unsafe { &*(data as *const TenantCtx) };
+    // SAFETY: the wake event lives in the same pool.
+    unsafe {
+        if (*ctx.wake).timer_set() != 0 {
+            ngx_del_timer(ctx.wake);
+        }
+        if (*ctx.wake).posted() != 0 {
+            ngx_delete_posted_event(ctx.wake);
+        }
+    }
+    match ctx.state.get() {
+        State::Waiting => link::cancel(ctx.tag.get()),
+        State::Ready => link::release(ctx.runner.get()),
+        State::Failed => {}
+    }
+}

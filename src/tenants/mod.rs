@@ -1,0 +1,211 @@
+//! `ngx_http_tenants_module`: tenant runners. Every site's code runs as the
+//! site's owner, in a process that nothing it does can unlock (issue 9).
+//!
+//! # Design
+//!
+//! **Who runs what.**
+//! - *nginx master* (root): parses the configuration and, at each cycle
+//!   (start and reload, never for `nginx -t`), execs the supervisor program
+//!   `ngx-mruby-supervisor` (`spawn.rs`): a fresh program image, with fds 0-2
+//!   (null, null, error log) and fd 3 (the read end of a *life pipe*)
+//!   and nothing else; its options are the `tenant_*` settings of `http{}`.
+//!   The master keeps the pipe's write end; the workers inherit it.
+//! - *keeper* (root, reduced to CAP_SETUID, SETGID, SETPCAP, KILL, CHOWN,
+//!   DAC_READ_SEARCH, bounding set included, `no_new_privs`): detaches,
+//!   creates the generation's socket directory (root:worker group, 0710),
+//!   forks the *supervisor* and starts a new one a second after it dies.
+//!   It is a child subreaper, so a killed supervisor's runners (which die
+//!   with it, PR_SET_PDEATHSIG) are reaped, never left behind.
+//! - *supervisor* (same privileges): listens on `supervisor.sock`,
+//!   accepts only peers whose SO_PEERCRED uid and gid are the worker
+//!   user's, and answers a fixed one-line protocol
+//!   (`supervisor/src/protocol.rs`): `A <tag> <kind> <uid> <gid> <docroot>`
+//!   asks for a runner, `R <runner>` gives it back. It re-checks the owner
+//!   of the document root itself (never trusting the worker for the uid),
+//!   refuses and logs anything else, never parses HTTP and never runs
+//!   tenant code.
+//! - *runners* (the owner's uid and gid, no supplementary groups,
+//!   `no_new_privs`, every capability set empty including the bounding set,
+//!   Landlock: read the document root, write only `tenant_writable`, read
+//!   the runtime paths; signals and abstract sockets scoped; RLIMIT_NPROC;
+//!   fds beyond 0-2 closed): forked by the supervisor, which binds the
+//!   runner's socket (`r<id>.sock`, root:worker group 0660) and hands it
+//!   over as fd 0, the FastCGI convention; the runner then execs its
+//!   program: `php-cgi` (`tenant_interpreter`). A runner belongs to one
+//!   owner, document root and kind for life and serves one request at a
+//!   time; it is recycled after `tenant_max_requests`, reaped after
+//!   `tenant_idle_timeout`, and the least recently used idle one is reaped
+//!   when `tenant_max_runners` would be exceeded (runners being killed count
+//!   until reaped, so the process table never holds more than the cap).
+//! - *nginx workers* (the `user` of nginx.conf, which must not be root;
+//!   `no_new_privs`, no capabilities, checked at start): `tenant_runner on`
+//!   makes the access-phase handler (`access.rs`) map the URI to a file,
+//!   check its owner on descriptors opened with O_PATH (`owner.rs`: thesis
+//!   §3.2.4), then ask the supervisor over the worker's one persistent,
+//!   non-blocking connection (`link.rs`). The request waits as an nginx
+//!   event (NGX_DONE, a request reference, a timer), other requests go on.
+//!   The answer sets `$tenant_socket` for `fastcgi_pass unix:$tenant_socket;`
+//!   and `$tenant_uid`, `$tenant_runner_pid`, `$tenant_spawn`. A pool
+//!   cleanup gives the runner back however the request ends.
+//!
+//! **Lifetimes.** nginx stops: every holder of the life pipe's write end is
+//! gone, the keeper and supervisor read EOF, kill the runners and exit.
+//! Reload: the master starts a new keeper for the new configuration (a new
+//! generation directory) and closes its end of the old pipe; the old
+//! supervisor serves the old workers until the last one exits, then stops
+//! with its runners. A supervisor killed: the workers see EOF, log it and
+//! answer 503 for tenant requests until the keeper's new supervisor is up;
+//! its runners die with it. A worker killed: the supervisor sees EOF and
+//! kills the runners that worker's requests held.
+//!
+//! **What is trusted for what.** The worker's word is trusted for nothing
+//! that matters: whatever uid, document root or kind it names, a runner can
+//! only be the owner of that document root (checked by the supervisor),
+//! confined to that document root. The worker's own owner checks give the
+//! operator's rules (403 with the rule named) before anything is spawned.
+
+pub mod access;
+pub mod conf;
+pub mod link;
+pub mod owner;
+pub mod spawn;
+pub mod variables;
+
+use core::ffi::c_void;
+use core::ptr::{addr_of, addr_of_mut};
+
+use ngx::core::Status;
+use ngx::ffi::*;
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
+
+use crate::ngx_util::log;
+use conf::MainConf;
+
+/// The module's type for the `ngx` crate's configuration helpers.
+pub struct HttpTenantsModule;
+
+impl HttpModule for HttpTenantsModule {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: the module table is a static; nginx only writes its indices at load.
+        unsafe { &*addr_of!(ngx_http_tenants_module) }
+    }
+
+    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        // SAFETY: nginx passes a live configuration context.
+        let cf = unsafe { &mut *cf };
+        match variables::add_variables(cf) {
+            Ok(()) => Status::NGX_OK.into(),
+            Err(()) => Status::NGX_ERROR.into(),
+        }
+    }
+
+    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        // SAFETY: nginx passes a live configuration context.
+        let cf = unsafe { &mut *cf };
+        match postconfiguration(cf) {
+            Ok(()) => Status::NGX_OK.into(),
+            Err(()) => Status::NGX_ERROR.into(),
+        }
+    }
+}
+
+// SAFETY: the associated types are the structs this module allocates.
+unsafe impl HttpModuleMainConf for HttpTenantsModule {
+    type MainConf = MainConf;
+}
+
+// SAFETY: as above; the server level keeps no state of its own.
+unsafe impl HttpModuleServerConf for HttpTenantsModule {
+    type ServerConf = ();
+}
+
+// SAFETY: as above.
+unsafe impl HttpModuleLocationConf for HttpTenantsModule {
+    type LocationConf = conf::LocConf;
+}
+
+/// Registers the ACCESS handler when some location has `tenant_runner on`.
+fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    let used = HttpTenantsModule::main_conf(cf).is_some_and(|m| m.used);
+    if !used {
+        return Ok(());
+    }
+    conf::check_main(cf)?;
+    let cmcf = NgxHttpCoreModule::main_conf_mut(cf).ok_or(())?;
+    let phase = ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize;
+    // SAFETY: the phase handler arrays are initialised before postconfiguration.
+    unsafe {
+        let h = ngx_array_push(&mut cmcf.phases[phase].handlers) as *mut ngx_http_handler_pt;
+        if h.is_null() {
+            return Err(());
+        }
+        *h = Some(access::access_handler);
+    }
+    Ok(())
+}
+
+static NGX_HTTP_TENANTS_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: Some(HttpTenantsModule::preconfiguration),
+    postconfiguration: Some(HttpTenantsModule::postconfiguration),
+    create_main_conf: Some(HttpTenantsModule::create_main_conf),
+    init_main_conf: Some(HttpTenantsModule::init_main_conf),
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(HttpTenantsModule::create_loc_conf),
+    merge_loc_conf: Some(HttpTenantsModule::merge_loc_conf),
+};
+
+/// The nginx module table of the tenant runners.
+#[no_mangle]
+#[used]
+pub static mut ngx_http_tenants_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(NGX_HTTP_TENANTS_MODULE_CTX) as *mut c_void,
+    // SAFETY: only the address of the static table is taken.
+    commands: unsafe { addr_of_mut!(conf::COMMANDS[0]) },
+    type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_module: Some(init_module),
+    init_process: Some(init_worker),
+    ..ngx_module_t::default()
+};
+
+/// The tenant settings of the running cycle, if any location uses them.
+fn active_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {
+    HttpTenantsModule::main_conf(cycle).filter(|m| m.used)
+}
+
+/// `init_module`: in the master (start and reload; not `nginx -t`), starts
+/// this configuration's supervisor.
+extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live cycle.
+    let cycle = unsafe { &mut *cycle };
+    // SAFETY: plain reads of nginx globals set before configuration.
+    if unsafe { ngx_test_config } != 0 {
+        return Status::NGX_OK.into();
+    }
+    let Some(main) = active_main_conf(cycle) else {
+        spawn::retire_previous();
+        return Status::NGX_OK.into();
+    };
+    match spawn::start_supervisor(cycle, main) {
+        Ok(()) => Status::NGX_OK.into(),
+        Err(message) => {
+            log(cycle.log, NGX_LOG_EMERG, &format!("tenant_runner: {message}"));
+            Status::NGX_ERROR.into()
+        }
+    }
+}
+
+/// `init_process`: a worker that serves tenants holds no capability and
+/// can never gain one (`no_new_privs`), whatever nginx was told.
+extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live cycle.
+    let cycle = unsafe { &*cycle };
+    if active_main_conf(cycle).is_none() {
+        return Status::NGX_OK.into();
+    }
+    if let Err(message) = spawn::confine_worker() {
+        log(cycle.log, NGX_LOG_EMERG, &format!("tenant_runner: {message}"));
+        return Status::NGX_ERROR.into();
+    }
+    Status::NGX_OK.into()
+}

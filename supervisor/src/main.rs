@@ -1,0 +1,32 @@
+//! ngx-mruby-supervisor: the only process of ngx-mruby-rs that creates
+//! processes with another identity. The module execs it from nginx's
+//! master (`keeper` mode); it never parses HTTP and never runs tenant code.
+//! See `src/tenants/mod.rs` in the module for the whole design.
+
+mod config;
+mod dirs;
+mod keeper;
+mod log;
+mod owner;
+mod protocol;
+mod runners;
+mod sandbox;
+mod server;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("keeper") => match config::Config::from_args(&args[2..]) {
+            Ok(config) => keeper::run(config),
+            Err(e) => {
+                log_error!("supervisor: {e}");
+                std::process::exit(2)
+            }
+        },
+        _ => {
+            eprintln!("usage: ngx-mruby-supervisor keeper --dir <dir> --worker-uid <uid> --worker-gid <gid> [options]");
+            eprintln!("(started by the ngx_http_mruby module; see README, section Tenant runners)");
+            std::process::exit(2)
+        }
+    }
+}

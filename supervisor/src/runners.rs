@@ -1,0 +1,173 @@
+//! The runner table and its rules: one owner per runner for life, one
+//! request at a time, at most `max_per_owner` per owner and `max_runners`
+//! in all (counting runners being killed until they are reaped, so the
+//! process table never holds more), least recently used idle runner
+//! reaped to make room.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Which runners can serve a request: same owner, site and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerKey {
+    pub uid: u32,
+    pub gid: u32,
+    pub docroot: PathBuf,
+    pub kind: String,
+}
+
+/// A worker connection, by the supervisor's own number.
+pub type ClientId = u64;
+
+/// One runner process.
+#[derive(Debug)]
+pub struct Runner {
+    pub id: u64,
+    pub pid: i32,
+    pub key: RunnerKey,
+    pub socket: PathBuf,
+    /// The worker connection whose request holds it.
+    pub lessee: Option<ClientId>,
+    pub requests: u64,
+    pub last_used: Instant,
+    /// SIGKILL sent; still counted until reaped.
+    pub killing: bool,
+}
+
+/// What to do for a request that wants a runner.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// This idle runner is handed over.
+    Hit(u64),
+    /// Room for a new runner: spawn one.
+    Spawn,
+    /// Kill this idle runner to make room, then wait for it to be reaped.
+    Evict(u64),
+    /// Nothing to do but wait for a runner to be released or reaped.
+    Wait,
+}
+
+#[derive(Default)]
+pub struct RunnerTable {
+    runners: BTreeMap<u64, Runner>,
+    next_id: u64,
+}
+
+impl RunnerTable {
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn insert(&mut self, runner: Runner) {
+        self.runners.insert(runner.id, runner);
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Runner> {
+        self.runners.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Runner> {
+        self.runners.get_mut(&id)
+    }
+
+    pub fn remove_pid(&mut self, pid: i32) -> Option<Runner> {
+        let id = self.runners.values().find(|r| r.pid == pid)?.id;
+        self.runners.remove(&id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Runner> {
+        self.runners.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.runners.len()
+    }
+
+    fn idle(&self) -> impl Iterator<Item = &Runner> {
+        self.runners.values().filter(|r| r.lessee.is_none() && !r.killing)
+    }
+
+    /// The rule for one request.
+    pub fn decide(&self, key: &RunnerKey, max_runners: usize, max_per_owner: usize) -> Decision {
+        if let Some(runner) = self.idle().filter(|r| &r.key == key).max_by_key(|r| r.last_used) {
+            return Decision::Hit(runner.id);
+        }
+        let owner_count = self.runners.values().filter(|r| r.key.uid == key.uid).count();
+        if owner_count >= max_per_owner {
+            // the owner's own idle runner of another site or kind makes room
+            return match self.idle().filter(|r| r.key.uid == key.uid).min_by_key(|r| r.last_used) {
+                Some(runner) => Decision::Evict(runner.id),
+                None => Decision::Wait,
+            };
+        }
+        if self.runners.len() >= max_runners {
+            return match self.idle().min_by_key(|r| r.last_used) {
+                Some(runner) => Decision::Evict(runner.id),
+                None => Decision::Wait,
+            };
+        }
+        Decision::Spawn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(uid: u32) -> RunnerKey {
+        RunnerKey { uid, gid: uid, docroot: PathBuf::from(format!("/srv/{uid}")), kind: ".php".into() }
+    }
+
+    fn add(table: &mut RunnerTable, uid: u32, lessee: Option<ClientId>) -> u64 {
+        let id = table.next_id();
+        table.insert(Runner {
+            id,
+            pid: id as i32 + 100,
+            key: key(uid),
+            socket: PathBuf::new(),
+            lessee,
+            requests: 0,
+            last_used: Instant::now(),
+            killing: false,
+        });
+        id
+    }
+
+    #[test]
+    fn idle_runner_of_the_same_key_is_a_hit() {
+        let mut t = RunnerTable::default();
+        add(&mut t, 1001, Some(1));
+        let idle = add(&mut t, 1001, None);
+        assert_eq!(t.decide(&key(1001), 8, 4), Decision::Hit(idle));
+        assert_eq!(t.decide(&key(1002), 8, 4), Decision::Spawn);
+    }
+
+    #[test]
+    fn per_owner_cap_waits_or_evicts_own() {
+        let mut t = RunnerTable::default();
+        add(&mut t, 1001, Some(1));
+        add(&mut t, 1001, Some(2));
+        assert_eq!(t.decide(&key(1001), 8, 2), Decision::Wait);
+        let mut other_site = key(1001);
+        other_site.docroot = PathBuf::from("/srv/other");
+        let mut t2 = RunnerTable::default();
+        add(&mut t2, 1001, Some(1));
+        let idle = add(&mut t2, 1001, None);
+        assert_eq!(t2.decide(&other_site, 8, 2), Decision::Evict(idle));
+    }
+
+    #[test]
+    fn total_cap_evicts_least_recently_used_idle() {
+        let mut t = RunnerTable::default();
+        let oldest = add(&mut t, 1001, None);
+        add(&mut t, 1002, None);
+        t.get_mut(oldest).unwrap().last_used -= std::time::Duration::from_secs(5);
+        assert_eq!(t.decide(&key(1003), 2, 4), Decision::Evict(oldest));
+        // a runner being killed still counts: wait for its reaping
+        t.get_mut(oldest).unwrap().killing = true;
+        t.get_mut(oldest + 1).unwrap().lessee = Some(3);
+        assert_eq!(t.decide(&key(1003), 2, 4), Decision::Wait);
+    }
+}

@@ -1,0 +1,653 @@
+//! The supervisor process: accepts nginx workers on `supervisor.sock`,
+//! answers their requests for runners, creates and reaps runners, relays
+//! runner stderr to the error log. One thread, one `poll` loop.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::config::{Config, RunnerProgram};
+use crate::protocol::{self, Request, Spawn};
+use crate::runners::{ClientId, Decision, Runner, RunnerKey, RunnerTable};
+use crate::sandbox::{self, RunnerSpec};
+use crate::{log_error, log_info, log_notice, log_warn};
+
+/// The name of the supervisor's socket in the generation directory.
+pub const SOCKET_NAME: &str = "supervisor.sock";
+
+/// A connected nginx worker.
+struct Client {
+    stream: UnixStream,
+    pid: i32,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+}
+
+/// A request waiting for a runner.
+struct Waiting {
+    client: ClientId,
+    tag: u32,
+    key: RunnerKey,
+    program: RunnerProgram,
+    deadline: Instant,
+    /// It had to wait at least once (`$tenant_spawn` = `queued`).
+    queued: bool,
+    /// It already killed an idle runner to make room.
+    evicted: bool,
+}
+
+/// A runner's stderr pipe and its unfinished line.
+struct StderrPipe {
+    fd: OwnedFd,
+    partial: Vec<u8>,
+}
+
+struct Supervisor {
+    config: Config,
+    pid: i32,
+    listener: UnixListener,
+    signals: SignalFd,
+    life_fd: RawFd,
+    clients: HashMap<ClientId, Client>,
+    next_client: ClientId,
+    table: RunnerTable,
+    queue: VecDeque<Waiting>,
+    pipes: HashMap<u64, StderrPipe>,
+}
+
+/// Makes a socket file reachable by the nginx workers only (root:worker group, 0660).
+pub fn restrict_socket(path: &Path, worker_gid: u32) -> std::io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    std::os::unix::fs::chown(path, Some(0), Some(worker_gid))
+}
+
+/// Runs the supervisor until nginx goes away (`life_fd` reaches EOF) or a
+/// termination signal; never returns.
+pub fn run(config: Config, life_fd: RawFd) -> ! {
+    let mut mask = SigSet::empty();
+    for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP] {
+        mask.add(signal);
+    }
+    if let Err(e) = mask.thread_block() {
+        fatal(&format!("cannot block signals: {e}"));
+    }
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .unwrap_or_else(|e| fatal(&format!("signalfd: {e}")));
+    let socket = config.socket_dir().join(SOCKET_NAME);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).unwrap_or_else(|e| fatal(&format!("bind {}: {e}", socket.display())));
+    if let Err(e) = restrict_socket(&socket, config.worker_gid) {
+        fatal(&format!("cannot restrict {}: {e}", socket.display()));
+    }
+    if let Err(e) = listener.set_nonblocking(true) {
+        fatal(&format!("listener: {e}"));
+    }
+    log_notice!("supervisor started on {} (pid {})", socket.display(), std::process::id());
+    let mut supervisor = Supervisor {
+        pid: std::process::id() as i32,
+        config,
+        listener,
+        signals,
+        life_fd,
+        clients: HashMap::new(),
+        next_client: 0,
+        table: RunnerTable::default(),
+        queue: VecDeque::new(),
+        pipes: HashMap::new(),
+    };
+    supervisor.run()
+}
+
+fn fatal(message: &str) -> ! {
+    log_error!("supervisor: {message}");
+    std::process::exit(1)
+}
+
+/// Where a poll slot's readiness goes.
+#[derive(Clone, Copy)]
+enum Slot {
+    Signals,
+    Life,
+    Listener,
+    Client(ClientId),
+    Pipe(u64),
+}
+
+impl Supervisor {
+    fn run(&mut self) -> ! {
+        loop {
+            let mut slots = vec![Slot::Signals, Slot::Life, Slot::Listener];
+            let mut fds = vec![
+                pollfd(self.signals.as_raw_fd(), libc::POLLIN),
+                pollfd(self.life_fd, libc::POLLIN),
+                pollfd(self.listener.as_raw_fd(), libc::POLLIN),
+            ];
+            for (id, client) in &self.clients {
+                let events = if client.outbuf.is_empty() { libc::POLLIN } else { libc::POLLIN | libc::POLLOUT };
+                slots.push(Slot::Client(*id));
+                fds.push(pollfd(client.stream.as_raw_fd(), events));
+            }
+            for (id, pipe) in &self.pipes {
+                slots.push(Slot::Pipe(*id));
+                fds.push(pollfd(pipe.fd.as_raw_fd(), libc::POLLIN));
+            }
+            let timeout = self.next_timeout();
+            // SAFETY: fds is a live array of fds.len() pollfd structs.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 && std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
+                fatal(&format!("poll: {}", std::io::Error::last_os_error()));
+            }
+            for (slot, fd) in slots.iter().zip(fds.iter()) {
+                if fd.revents == 0 {
+                    continue;
+                }
+                match *slot {
+                    Slot::Signals => self.on_signals(),
+                    Slot::Life => self.on_life(),
+                    Slot::Listener => self.on_accept(),
+                    Slot::Client(id) => self.on_client(id, fd.revents),
+                    Slot::Pipe(id) => self.on_pipe(id),
+                }
+            }
+            self.on_timers();
+            self.serve_queue();
+            self.flush_all();
+        }
+    }
+
+    /// Milliseconds until the next queue deadline or idle reaping (at most 1 s).
+    fn next_timeout(&self) -> i32 {
+        let now = Instant::now();
+        let mut next = now + Duration::from_secs(1);
+        for w in &self.queue {
+            next = next.min(w.deadline);
+        }
+        for r in self.table.iter().filter(|r| r.lessee.is_none() && !r.killing) {
+            next = next.min(r.last_used + self.config.idle_timeout);
+        }
+        next.saturating_duration_since(now).as_millis().min(1000) as i32 + 1
+    }
+
+    fn on_signals(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(signal) => {
+                    log_notice!("supervisor: {signal} received, stopping runners");
+                    self.shutdown()
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// EOF on the life pipe: every nginx process that held it has exited.
+    fn on_life(&mut self) {
+        let mut byte = [0u8; 64];
+        // SAFETY: reads into a local buffer from the inherited pipe.
+        let n = unsafe { libc::read(self.life_fd, byte.as_mut_ptr().cast(), byte.len()) };
+        if n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != ErrorKind::WouldBlock) {
+            log_info!("supervisor: nginx has exited, stopping runners");
+            self.shutdown();
+        }
+    }
+
+    fn on_accept(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log_error!("supervisor: accept: {e}");
+                    return;
+                }
+            };
+            let cred = match getsockopt(&stream, PeerCredentials) {
+                Ok(cred) => cred,
+                Err(e) => {
+                    log_error!("supervisor: refused a connection: no peer credentials: {e}");
+                    continue;
+                }
+            };
+            if cred.uid() != self.config.worker_uid || cred.gid() != self.config.worker_gid {
+                log_error!(
+                    "supervisor: refused a connection from pid {} uid {} gid {}: not an nginx worker ({}:{})",
+                    cred.pid(),
+                    cred.uid(),
+                    cred.gid(),
+                    self.config.worker_uid,
+                    self.config.worker_gid
+                );
+                continue;
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            self.next_client += 1;
+            let client = Client { stream, pid: cred.pid(), inbuf: Vec::new(), outbuf: Vec::new() };
+            self.clients.insert(self.next_client, client);
+        }
+    }
+
+    fn on_client(&mut self, id: ClientId, revents: i16) {
+        if revents & libc::POLLOUT != 0 {
+            self.flush(id);
+        }
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            return;
+        }
+        let mut closed = false;
+        let mut lines = Vec::new();
+        if let Some(client) = self.clients.get_mut(&id) {
+            let mut buf = [0u8; 16384];
+            loop {
+                match client.stream.read(&mut buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => client.inbuf.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            while let Some(end) = client.inbuf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = client.inbuf.drain(..=end).collect();
+                lines.push(line[..line.len() - 1].to_vec());
+            }
+            if client.inbuf.len() > protocol::MAX_LINE {
+                log_error!(
+                    "supervisor: worker pid {} sent a line longer than {} bytes, disconnected",
+                    client.pid,
+                    protocol::MAX_LINE
+                );
+                closed = true;
+            }
+        }
+        for line in lines {
+            self.on_line(id, &line);
+        }
+        if closed {
+            self.drop_client(id);
+        }
+    }
+
+    fn on_line(&mut self, client: ClientId, line: &[u8]) {
+        let pid = self.clients.get(&client).map_or(0, |c| c.pid);
+        match protocol::parse(line) {
+            Ok(Request::Acquire { tag, kind, uid, gid, docroot }) => self.acquire(client, tag, kind, uid, gid, docroot),
+            Ok(Request::Release { runner }) => self.release(client, runner),
+            Err(reason) => {
+                log_error!(
+                    "supervisor: refused a malformed request from worker pid {pid}: {reason}: \"{}\"",
+                    String::from_utf8_lossy(&line[..line.len().min(200)])
+                );
+                self.reply(client, protocol::err_reply(0, 400, "malformed request"));
+            }
+        }
+    }
+
+    fn acquire(&mut self, client: ClientId, tag: u32, kind: String, uid: u32, gid: u32, docroot: PathBuf) {
+        let pid = self.clients.get(&client).map_or(0, |c| c.pid);
+        let Some(program) = self.config.program(&kind) else {
+            log_error!("supervisor: refused a runner of unknown kind \"{kind}\" asked by worker pid {pid}");
+            self.reply(client, protocol::err_reply(tag, 403, "unknown kind"));
+            return;
+        };
+        if let Err(reason) = crate::owner::check_docroot(&self.config, &docroot, uid, gid) {
+            log_error!(
+                "supervisor: refused a runner for uid:gid {uid}:{gid} document root \"{}\" asked by worker pid {pid}: {reason}",
+                docroot.display()
+            );
+            self.reply(client, protocol::err_reply(tag, 403, "refused"));
+            return;
+        }
+        let key = RunnerKey { uid, gid, docroot, kind };
+        let deadline = Instant::now() + self.config.queue_timeout;
+        self.queue.push_back(Waiting { client, tag, key, program, deadline, queued: false, evicted: false });
+    }
+
+    fn release(&mut self, client: ClientId, id: u64) {
+        let max_requests = self.config.max_requests;
+        let Some(runner) = self.table.get_mut(id) else {
+            return; // it died (and was logged) while the request ran
+        };
+        if runner.lessee != Some(client) {
+            let pid = self.clients.get(&client).map_or(0, |c| c.pid);
+            log_error!("supervisor: refused a release of runner {id} by worker pid {pid}, which does not hold it");
+            return;
+        }
+        runner.lessee = None;
+        runner.requests += 1;
+        runner.last_used = Instant::now();
+        if max_requests > 0 && runner.requests >= max_requests && !runner.killing {
+            log_info!(
+                "supervisor: recycling runner pid {} of uid {} after {} requests",
+                runner.pid,
+                runner.key.uid,
+                runner.requests
+            );
+            self.kill_runner(id);
+        }
+    }
+
+    /// Hands runners to waiting requests, spawning or evicting as the rules say.
+    fn serve_queue(&mut self) {
+        let mut still_waiting = VecDeque::new();
+        while let Some(mut w) = self.queue.pop_front() {
+            if !self.clients.contains_key(&w.client) {
+                continue;
+            }
+            match self.table.decide(&w.key, self.config.max_runners, self.config.max_per_owner) {
+                Decision::Hit(id) => {
+                    let spawn = if w.queued { Spawn::Queued } else { Spawn::Hit };
+                    self.lease(&w, id, spawn);
+                }
+                Decision::Spawn => match self.spawn(&w.key, &w.program) {
+                    Ok(id) => {
+                        let spawn = if w.queued { Spawn::Queued } else { Spawn::Spawned };
+                        self.lease(&w, id, spawn);
+                    }
+                    Err(reason) => {
+                        log_error!(
+                            "supervisor: cannot start a runner for uid {} document root \"{}\": {reason}",
+                            w.key.uid,
+                            w.key.docroot.display()
+                        );
+                        self.reply(w.client, protocol::err_reply(w.tag, 500, "spawn failed"));
+                    }
+                },
+                Decision::Evict(id) => {
+                    if !w.evicted {
+                        if let Some(r) = self.table.get(id) {
+                            log_info!(
+                                "supervisor: reaping idle runner pid {} of uid {} to make room for uid {}",
+                                r.pid,
+                                r.key.uid,
+                                w.key.uid
+                            );
+                        }
+                        self.kill_runner(id);
+                        w.evicted = true;
+                    }
+                    w.queued = true;
+                    still_waiting.push_back(w);
+                }
+                Decision::Wait => {
+                    w.queued = true;
+                    still_waiting.push_back(w);
+                }
+            }
+        }
+        self.queue = still_waiting;
+    }
+
+    fn lease(&mut self, w: &Waiting, id: u64, spawn: Spawn) {
+        let Some(runner) = self.table.get_mut(id) else {
+            return;
+        };
+        runner.lessee = Some(w.client);
+        runner.last_used = Instant::now();
+        let reply = protocol::ok_reply(w.tag, id, runner.pid, runner.key.uid, spawn, &runner.socket);
+        self.reply(w.client, reply);
+    }
+
+    /// Creates a runner: binds its socket here (so the runner needs no
+    /// write access to the socket directory), forks, and the child confines
+    /// itself and execs.
+    fn spawn(&mut self, key: &RunnerKey, program: &RunnerProgram) -> Result<u64, String> {
+        let id = self.table.next_id();
+        let socket = self.config.socket_dir().join(format!("r{id}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
+        restrict_socket(&socket, self.config.worker_gid).map_err(|e| format!("{}: {e}", socket.display()))?;
+        let (pipe_read, pipe_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let tmp = crate::dirs::owner_tmp(&self.config, key.uid, key.gid)?;
+        let spec =
+            RunnerSpec { uid: key.uid, gid: key.gid, docroot: &key.docroot, tmp: &tmp, program, config: &self.config };
+        // SAFETY: the supervisor is single-threaded; the child only confines itself and execs.
+        match unsafe { nix::unistd::fork() } {
+            Ok(ForkResult::Child) => {
+                let reason = sandbox::confine_and_exec(&spec, listener.as_raw_fd(), pipe_write.as_raw_fd(), self.pid);
+                let line = format!("runner setup failed: {reason}\n");
+                // SAFETY: writes to our stderr (the log pipe once redirected), then exits.
+                unsafe {
+                    libc::write(2, line.as_ptr().cast(), line.len());
+                    libc::_exit(127)
+                }
+            }
+            Ok(ForkResult::Parent { child }) => {
+                drop(listener);
+                drop(pipe_write);
+                let _ = nix::fcntl::fcntl(
+                    pipe_read.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
+                self.pipes.insert(id, StderrPipe { fd: pipe_read, partial: Vec::new() });
+                log_info!(
+                    "supervisor: runner pid {} started for uid {} document root \"{}\" kind {}",
+                    child,
+                    key.uid,
+                    key.docroot.display(),
+                    key.kind
+                );
+                self.table.insert(Runner {
+                    id,
+                    pid: child.as_raw(),
+                    key: key.clone(),
+                    socket,
+                    lessee: None,
+                    requests: 0,
+                    last_used: Instant::now(),
+                    killing: false,
+                });
+                Ok(id)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                Err(format!("fork: {e}"))
+            }
+        }
+    }
+
+    fn kill_runner(&mut self, id: u64) {
+        if let Some(runner) = self.table.get_mut(id) {
+            runner.killing = true;
+            let _ = kill(Pid::from_raw(runner.pid), Signal::SIGKILL);
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let (pid, how) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, format!("exited with code {code}")),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, format!("killed by {signal}")),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            let Some(runner) = self.table.remove_pid(pid.as_raw()) else {
+                continue;
+            };
+            self.drain_pipe(runner.id);
+            self.pipes.remove(&runner.id);
+            let _ = std::fs::remove_file(&runner.socket);
+            if runner.killing {
+                continue;
+            }
+            if runner.lessee.is_some() {
+                log_error!(
+                    "supervisor: runner pid {} of uid {} (document root \"{}\") {how} while serving a request",
+                    runner.pid,
+                    runner.key.uid,
+                    runner.key.docroot.display()
+                );
+            } else {
+                log_warn!("supervisor: idle runner pid {} of uid {} {how}", runner.pid, runner.key.uid);
+            }
+        }
+    }
+
+    fn on_pipe(&mut self, id: u64) {
+        self.drain_pipe(id);
+    }
+
+    /// Logs each complete line a runner wrote on stderr, tagged with its owner.
+    fn drain_pipe(&mut self, id: u64) {
+        let Some(pipe) = self.pipes.get_mut(&id) else {
+            return;
+        };
+        let mut buf = [0u8; 8192];
+        let eof = loop {
+            // SAFETY: reads into a local buffer from our own pipe.
+            let n = unsafe { libc::read(pipe.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break n == 0;
+            }
+            pipe.partial.extend_from_slice(&buf[..n as usize]);
+        };
+        let (uid, pid) = self.table.get(id).map_or((0, 0), |r| (r.key.uid, r.pid));
+        let mut lines = Vec::new();
+        while let Some(end) = pipe.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pipe.partial.drain(..=end).collect();
+            lines.push(line);
+        }
+        if pipe.partial.len() > 4096 || (eof && !pipe.partial.is_empty()) {
+            lines.push(std::mem::take(&mut pipe.partial));
+        }
+        for line in lines {
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end();
+            if !text.is_empty() {
+                log_error!("runner pid {pid} uid {uid}: {text}");
+            }
+        }
+        if eof {
+            self.pipes.remove(&id);
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        self.queue.retain(|w| {
+            if w.deadline <= now {
+                expired.push((w.client, w.tag, w.key.uid, w.key.docroot.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        for (client, tag, uid, docroot) in expired {
+            let pid = self.clients.get(&client).map_or(0, |c| c.pid);
+            log_error!(
+                "supervisor: no runner free for uid {uid} document root \"{}\" within tenant_queue_timeout (worker pid {pid})",
+                docroot.display()
+            );
+            self.reply(client, protocol::err_reply(tag, 503, "queue timeout"));
+        }
+        let idle: Vec<(u64, i32, u32)> = self
+            .table
+            .iter()
+            .filter(|r| r.lessee.is_none() && !r.killing && r.last_used + self.config.idle_timeout <= now)
+            .map(|r| (r.id, r.pid, r.key.uid))
+            .collect();
+        for (id, pid, uid) in idle {
+            log_info!("supervisor: reaping runner pid {pid} of uid {uid} after tenant_idle_timeout");
+            self.kill_runner(id);
+        }
+    }
+
+    fn reply(&mut self, client: ClientId, bytes: Vec<u8>) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.outbuf.extend_from_slice(&bytes);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let ids: Vec<ClientId> = self.clients.iter().filter(|(_, c)| !c.outbuf.is_empty()).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.flush(id);
+        }
+    }
+
+    fn flush(&mut self, id: ClientId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        while !client.outbuf.is_empty() {
+            match client.stream.write(&client.outbuf) {
+                Ok(n) => {
+                    client.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.drop_client(id);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A worker went away: its requests are over, whatever state their
+    /// runners are in, so those runners are killed rather than reused.
+    fn drop_client(&mut self, id: ClientId) {
+        let Some(client) = self.clients.remove(&id) else {
+            return;
+        };
+        self.queue.retain(|w| w.client != id);
+        let held: Vec<(u64, i32, u32)> =
+            self.table.iter().filter(|r| r.lessee == Some(id)).map(|r| (r.id, r.pid, r.key.uid)).collect();
+        for (runner, pid, uid) in held {
+            log_warn!(
+                "supervisor: worker pid {} went away holding runner pid {pid} of uid {uid}, killing it",
+                client.pid
+            );
+            if let Some(r) = self.table.get_mut(runner) {
+                r.lessee = None;
+            }
+            self.kill_runner(runner);
+        }
+    }
+
+    fn shutdown(&mut self) -> ! {
+        let ids: Vec<u64> = self.table.iter().map(|r| r.id).collect();
+        for id in ids {
+            self.kill_runner(id);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.table.len() > 0 && Instant::now() < deadline {
+            match waitpid(None, None) {
+                Ok(status) => {
+                    if let Some(pid) = status.pid() {
+                        if let Some(r) = self.table.remove_pid(pid.as_raw()) {
+                            let _ = std::fs::remove_file(&r.socket);
+                        }
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = std::fs::remove_file(self.config.socket_dir().join(SOCKET_NAME));
+        std::process::exit(0)
+    }
+}
+
+fn pollfd(fd: RawFd, events: i16) -> libc::pollfd {
+    libc::pollfd { fd, events, revents: 0 }
+}

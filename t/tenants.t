@@ -1,0 +1,459 @@
+# Tenant runners (issue 9) with real users, real document roots, Debian's
+# php-cgi and nginx workers running as nobody. Needs root (CI runs as root):
+# skipped otherwise. Plain Perl (t/lib/TenantTest.pm, t/lib/VlimitTest.pm):
+# many requests in flight, process tables, kill -9, reload.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep time);
+use VlimitTest;
+use TenantTest;
+
+plan skip_all => 'nginx or the module is not built' unless nginx_available();
+my $skip = tenants_skip_reason();
+plan skip_all => $skip if $skip;
+
+my $base = tenant_base();
+system('rm', '-rf', $base) == 0 or die "rm $base";
+my %users = tenant_users();
+my ($bin_uid) = (getpwnam('bin'))[2];
+my @tenants = map { "t$_" } 1 .. 5;
+my %uid_of = map { ("t$_" => $users{"ngxt$_"}[0]) } 1 .. 5;
+
+my %php = (
+    'id.php'    => qq{<?php echo posix_getuid(), " ", posix_getgid(), "\\n";\n},
+    'read.php'  => <<'PHP',
+<?php
+$c = @file_get_contents($_GET['f']);
+if ($c === false) { $e = error_get_last(); echo "DENIED ", $e ? $e['message'] : '', "\n"; }
+else { echo "READ ", $c; }
+PHP
+    'write.php' => qq{<?php echo \@file_put_contents(\$_GET['f'], "data") === false ? "DENIED\\n" : "WROTE\\n";\n},
+    'priv.php'  => <<'PHP',
+<?php
+echo @posix_setuid(0) ? "SETUID OK\n" : "SETUID DENIED\n";
+echo @posix_kill((int)$_GET['pid'], 9) ? "KILL OK\n" : "KILL DENIED " . posix_strerror(posix_get_last_error()) . "\n";
+PHP
+    'sleep.php' => qq{<?php usleep((int)\$_GET['ms'] * 1000); echo "slept ", posix_getuid(), "\\n";\n},
+);
+
+# Five sites, each owned by its tenant; scripts 0600 (the nobody workers
+# cannot read them, only their owner's runner can) or 0640.
+for my $n (1 .. 5) {
+    my $host = "t$n";
+    make_site($host, "ngxt$n");
+    for my $name (sort keys %php) {
+        write_site_file($host, $name, $php{$name}, owner => "ngxt$n", mode => $name eq 'id.php' ? 0600 : 0640);
+    }
+    write_site_file($host, 'static.txt', "static $host\n", owner => "ngxt$n", mode => 0644);
+}
+write_site_file('t2', 'secret.txt', "t2 secret\n", owner => 'ngxt2', mode => 0600);
+write_site_file('t2', 'public.txt', "t2 public\n", owner => 'ngxt2', mode => 0644);
+write_site_file('t1', 'notwritable.txt', "", owner => 'ngxt1', mode => 0644);
+mkdir site_dir('t1') . '/tmp';
+chown $users{ngxt1}[0], $users{ngxt1}[1], site_dir('t1') . '/tmp';
+chmod 0700, site_dir('t1') . '/tmp';
+# owner-check cases
+write_site_file('t1', 'root.php', $php{'id.php'}, owner => 'root', mode => 0644);
+write_site_file('t1', 'ww.php', $php{'id.php'}, owner => 'ngxt1', mode => 0666);
+write_site_file('t1', 'other.php', $php{'id.php'}, owner => 'ngxt2', mode => 0644);
+write_site_file('t1', 'wwdir/x.php', $php{'id.php'}, owner => 'ngxt1', mode => 0600);
+chown $users{ngxt1}[0], $users{ngxt1}[1], site_dir('t1') . '/wwdir';
+chmod 0777, site_dir('t1') . '/wwdir';
+symlink site_dir('t2') . '/id.php', site_dir('t1') . '/link.php' or die "symlink: $!";
+system('chown', '-h', 'ngxt1:ngxt1', site_dir('t1') . '/link.php') == 0 or die 'chown -h';
+make_site('low', 'bin');
+write_site_file('low', 'id.php', $php{'id.php'}, owner => 'bin', mode => 0644);
+
+sub http_conf {
+    my (%o) = @_;
+    my $extra = $o{extra} // '';
+    return <<"EOF";
+    tenant_interpreter .php /usr/bin/php-cgi;
+    tenant_socket_dir $base/run;
+    tenant_writable tmp;
+$extra
+    log_format tenant '\$host \$status \$tenant_uid \$tenant_runner_pid \$tenant_spawn';
+    server {
+        listen 127.0.0.1:${\ port()};
+        server_name localhost;
+        root $base/sites/\$host/htdocs;
+        access_log logs/tenant.log tenant;
+        location ~ \\.php\$ {
+            tenant_runner on;
+            fastcgi_pass unix:\$tenant_socket;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param SCRIPT_NAME \$fastcgi_script_name;
+            fastcgi_param QUERY_STRING \$query_string;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param REDIRECT_STATUS 200;
+            fastcgi_read_timeout 5s;
+            add_header X-Tenant-Uid \$tenant_uid;
+            add_header X-Runner-Pid \$tenant_runner_pid;
+            add_header X-Spawn \$tenant_spawn;
+        }
+    }
+EOF
+}
+
+sub header_of {
+    my ($head, $name) = @_;
+    return $head =~ /^\Q$name\E:\s*(.*?)\r?$/mi ? $1 : '';
+}
+
+sub log_has {
+    my ($from, $re) = @_;
+    return wait_until(sub { error_log_since($from) =~ $re }, 5);
+}
+
+# ---------------------------------------------------------------------------
+# Main configuration: defaults, workers as nobody.
+# ---------------------------------------------------------------------------
+
+start_nginx(http => http_conf(extra => "    tenant_queue_timeout 20s;\n    tenant_max_runners 32;"),
+            user => 'nobody nogroup');
+
+subtest 'each tenant runs as its owner; spawned, then hit' => sub {
+    for my $host (@tenants) {
+        my ($status, $body, $head) = http_get_host($host, '/id.php');
+        is($status, 200, "$host: 200");
+        like($body, qr/^$uid_of{$host} \d+$/, "$host: posix_getuid() is the owner's uid");
+        is(header_of($head, 'X-Tenant-Uid'), $uid_of{$host}, "$host: \$tenant_uid");
+        is(header_of($head, 'X-Spawn'), 'spawned', "$host: first request spawned a runner");
+        my ($status2, undef, $head2) = http_get_host($host, '/id.php');
+        is(header_of($head2, 'X-Spawn'), 'hit', "$host: second request reused it");
+        is(header_of($head2, 'X-Runner-Pid'), header_of($head, 'X-Runner-Pid'), "$host: same runner pid");
+    }
+    my ($status, $body) = http_get_host('t1', '/static.txt');
+    is("$status $body", "200 static t1\n", 'static files still served by the worker');
+};
+
+subtest '200 concurrent requests over 5 tenants: never a wrong uid' => sub {
+    my @order = map { $tenants[$_ % 5] } 0 .. 199;
+    my @socks = map { [$_, open_request('/id.php', host => $_, proto => 'HTTP/1.0')] } @order;
+    my $max_per_owner = 0;
+    my %wrong;
+    my $ok = 0;
+    for my $pair (@socks) {
+        my ($host, $sock) = @$pair;
+        for my $t (@tenants) {
+            my $n = () = runner_pids($uid_of{$t});
+            $max_per_owner = $n if $n > $max_per_owner;
+        }
+        my ($status, $body) = read_response($sock, 30);
+        if ($status == 200 && $body =~ /^(\d+) /) {
+            $ok++;
+            $wrong{"$host got $1"}++ if $1 != $uid_of{$host};
+        } else {
+            $wrong{"$host: status $status"}++;
+        }
+    }
+    is($ok, 200, 'all 200 answered 200');
+    is_deeply(\%wrong, {}, 'no request ran as another uid');
+    cmp_ok($max_per_owner, '<=', 4, 'never more than tenant_max_runners_per_owner (4) runners per owner');
+};
+
+subtest 'capabilities and identities read from /proc' => sub {
+    my @workers = worker_pids();
+    ok(@workers >= 2, 'workers found');
+    for my $w (@workers) {
+        my $s = proc_status($w);
+        is((split ' ', $s->{Uid})[0], (getpwnam('nobody'))[2], "worker $w runs as nobody");
+        is("$s->{CapPrm} $s->{CapEff} $s->{CapAmb}", '0000000000000000 0000000000000000 0000000000000000',
+            "worker $w: CapPrm, CapEff, CapAmb all 0");
+        is($s->{NoNewPrivs}, 1, "worker $w: no_new_privs");
+    }
+    my @sup = supervisor_pids();
+    is(scalar @sup, 1, 'one supervisor');
+    my $s = proc_status($sup[0]);
+    # CHOWN DAC_READ_SEARCH KILL SETGID SETUID SETPCAP
+    is("$s->{CapEff} $s->{CapPrm} $s->{CapBnd} $s->{CapInh} $s->{CapAmb}",
+        '00000000000001e5 00000000000001e5 00000000000001e5 0000000000000000 0000000000000000',
+        'supervisor keeps CHOWN, DAC_READ_SEARCH, KILL, SETGID, SETUID, SETPCAP and nothing else');
+    for my $host (@tenants) {
+        my ($pid) = runner_pids($uid_of{$host});
+        ok($pid, "$host has a runner") or next;
+        my $r = proc_status($pid);
+        my $uid = $uid_of{$host};
+        my $gid = $users{ "ngx$host" }[1];
+        is($r->{Uid}, "$uid\t$uid\t$uid\t$uid", "$host runner: real, effective, saved uid are the owner's");
+        is($r->{Gid}, "$gid\t$gid\t$gid\t$gid", "$host runner: gids are the owner's");
+        is($r->{Groups} // '', '', "$host runner: no supplementary groups");
+        is(join(' ', map { $r->{$_} } qw(CapInh CapPrm CapEff CapBnd CapAmb)), join(' ', ('0000000000000000') x 5),
+            "$host runner: every capability set empty, bounding set included");
+        is($r->{NoNewPrivs}, 1, "$host runner: no_new_privs");
+        opendir my $dh, "/proc/$pid/fd";
+        my @sockets = grep { (readlink "/proc/$pid/fd/$_" // '') =~ /^socket:/ } grep { /^\d+$/ } readdir $dh;
+        is("@sockets", '0', "$host runner: its only socket is the listening one on fd 0");
+    }
+};
+
+subtest 'sandbox: what a tenant script cannot do' => sub {
+    my $t2 = site_dir('t2');
+    my ($st, $body) = http_get_host('t1', "/read.php?f=$t2/secret.txt");
+    like($body, qr/^DENIED .*(Permission denied|Operation not permitted)/, "t1 cannot read t2's 0600 file");
+    ($st, $body) = http_get_host('t1', "/read.php?f=$t2/public.txt");
+    like($body, qr/^DENIED .*(Permission denied|Operation not permitted)/,
+        "t1 cannot read t2's world-readable file (Landlock: outside its document root)");
+    ($st, $body) = http_get_host('t2', "/read.php?f=$t2/public.txt");
+    is($body, "READ t2 public\n", 't2 reads its own file');
+    ($st, $body) = http_get_host('t1', '/read.php?f=/etc/passwd');
+    like($body, qr/^DENIED /, 't1 cannot read /etc/passwd');
+    my $t1 = site_dir('t1');
+    ($st, $body) = http_get_host('t1', "/write.php?f=$t1/tmp/out.txt");
+    is($body, "WROTE\n", 't1 writes where tenant_writable says');
+    ($st, $body) = http_get_host('t1', "/write.php?f=$t1/notwritable.txt");
+    is($body, "DENIED\n", 't1 cannot write its own file outside tenant_writable');
+    ($st, $body) = http_get_host('t1', '/write.php?f=/tmp/ngx-tenant-escape');
+    is($body, "DENIED\n", 't1 cannot write /tmp');
+    ok(!-e '/tmp/ngx-tenant-escape', 'nothing was written to /tmp');
+    my ($sup) = supervisor_pids();
+    my ($worker) = worker_pids();
+    my ($other) = runner_pids($uid_of{t2});
+    for my $victim (["supervisor", $sup], ["worker", $worker], ["t2's runner", $other]) {
+        ok($victim->[1] && $victim->[1] > 1, "the $victim->[0] found") or next;
+        ($st, $body) = http_get_host('t1', "/priv.php?pid=$victim->[1]");
+        like($body, qr/^SETUID DENIED\nKILL DENIED /, "t1: setuid(0) denied, kill of the $victim->[0] denied");
+        ok(kill(0, $victim->[1]), "the $victim->[0] is alive");
+    }
+};
+
+subtest 'owner checks: 403 and the rule in the error log' => sub {
+    my @cases = (
+        ['t1', '/root.php', qr/refused "[^"]*root\.php": file is owned by root/],
+        ['t1', '/ww.php', qr/refused "[^"]*ww\.php": file is world-writable/],
+        ['t1', '/wwdir/x.php', qr/refused "[^"]*x\.php": directory is world-writable/],
+        ['t1', '/other.php', qr/refused "[^"]*other\.php": owner mismatch: file $uid_of{t2}:\d+, directory $uid_of{t1}:/],
+        ['t1', '/link.php', qr/refused "[^"]*link\.php": symlink owned by $uid_of{t1}:\d+ points to a file owned by $uid_of{t2}:/],
+        ['low', '/id.php', qr/refused "[^"]*id\.php": owner $bin_uid:\d+ is below tenant_min_uid\/tenant_min_gid 1000:1000/],
+    );
+    for my $case (@cases) {
+        my ($host, $path, $re) = @$case;
+        my $from = error_log_size();
+        my ($status) = http_get_host($host, $path);
+        is($status, 403, "$host$path: 403");
+        ok(log_has($from, qr/\[error\].*tenant_runner: $re/), "$host$path: the rule is logged")
+            or diag error_log_since($from);
+    }
+    my ($status) = http_get_host('t1', '/missing.php');
+    is($status, 404, 'a missing script is 404');
+};
+
+subtest 'forged and malformed supervisor requests are refused and logged' => sub {
+    my $socket = supervisor_socket();
+    ok($socket, 'supervisor socket found') or return;
+    my $t2 = site_dir('t2');
+    my $low = site_dir('low');
+    my $from = error_log_size();
+    my $out = as_user_connect('nobody', 'nogroup', $socket,
+        "A 1 .php $uid_of{t1} $users{ngxt1}[1] $t2",
+        "A 2 .php $bin_uid $bin_uid $low",
+        "A 3 .exe $uid_of{t2} $users{ngxt2}[1] $t2",
+        "A 4 .php $uid_of{t2} $users{ngxt2}[1] $t2/../../t1/htdocs",
+        "hello supervisor");
+    like($out, qr/^ERR 1 403 refused$/m, 'a document root the named owner does not own: refused');
+    like($out, qr/^ERR 2 403 refused$/m, 'a uid below the minimum: refused');
+    like($out, qr/^ERR 3 403 unknown kind$/m, 'an unknown kind: refused');
+    like($out, qr/^ERR 0 400 malformed request$/m, 'a non-normalised document root: refused as malformed');
+    ok(log_has($from, qr/refused a runner for uid:gid $uid_of{t1}:\d+ document root "\Q$t2\E" asked by worker pid \d+: document root is owned by $uid_of{t2}/),
+        'wrong owner logged');
+    ok(log_has($from, qr/refused a runner for uid:gid $bin_uid:$bin_uid .*below tenant_min_uid/), 'low uid logged');
+    ok(log_has($from, qr/refused a malformed request from worker pid \d+: unknown verb: "hello supervisor"/),
+        'garbage logged');
+    $out = as_user_connect('ngxt1', 'ngxt1', $socket, "A 5 .php $uid_of{t2} $users{ngxt2}[1] $t2");
+    like($out, qr/^CONNECT FAILED: Permission denied/, 'a tenant cannot even reach the socket directory');
+    $from = error_log_size();
+    $out = as_user_connect('root', 'root', $socket, "A 6 .php $uid_of{t2} $users{ngxt2}[1] $t2");
+    unlike($out, qr/^OK/m, 'a peer that is not the worker user gets no runner');
+    ok(log_has($from, qr/refused a connection from pid \d+ uid 0 gid 0: not an nginx worker/), 'and is logged');
+};
+
+subtest 'kill -9 of a runner mid-request: 502, the next request is fine' => sub {
+    my ($status, $body, $head) = http_get_host('t3', '/id.php');
+    my $pid = header_of($head, 'X-Runner-Pid');
+    my $from = error_log_size();
+    my $sock = open_request('/sleep.php?ms=3000', host => 't3', proto => 'HTTP/1.0');
+    ok(wait_until(sub { my $p = processes_under("$base/run"); grep { $_ == $pid } keys %$p }, 2), 'runner alive');
+    sleep 0.3;
+    kill 'KILL', $pid;
+    ($status) = read_response($sock, 10);
+    is($status, 502, 'the request in flight gets 502');
+    ok(log_has($from, qr/runner pid $pid of uid $uid_of{t3} .* killed by SIGKILL while serving a request/),
+        'the supervisor logs the death');
+    ($status, $body, $head) = http_get_host('t3', '/id.php');
+    is($status, 200, 'next request: 200');
+    isnt(header_of($head, 'X-Runner-Pid'), $pid, 'from a fresh runner');
+};
+
+subtest 'kill -9 of a worker holding a runner: the runner is killed, not reused' => sub {
+    my $sock = open_request('/sleep.php?ms=5000', host => 't4', proto => 'HTTP/1.0');
+    ok(wait_until(sub { my @r = runner_pids($uid_of{t4}); @r }, 2), 't4 has a runner');
+    sleep 0.3;
+    my $holders = holder_pids();
+    my ($worker) = keys %$holders;
+    ok($worker, 'found the worker holding the request') or return;
+    my $from = error_log_size();
+    kill 'KILL', $worker;
+    ok(log_has($from, qr/worker pid $worker went away holding runner pid \d+ of uid $uid_of{t4}, killing it/),
+        'the supervisor kills the runners that worker held');
+    close $sock;
+    ok(wait_until(sub { my @w = worker_pids(); @w >= 2 }, 5), 'master replaced the worker');
+    my ($status, $body) = http_get_host('t4', '/id.php');
+    is($status, 200, 't4 served again');
+};
+
+subtest 'kill -9 of the supervisor: 503 for tenants until it is back, static files unaffected' => sub {
+    my ($sup) = supervisor_pids();
+    my @runners_before = runner_pids();
+    ok(@runners_before, 'runners before');
+    my $from = error_log_size();
+    kill 'KILL', $sup;
+    ok(wait_until(sub { !runner_pids() }, 3), 'its runners died with it (no orphan)');
+    my ($status) = http_get_host('t1', '/id.php');
+    is($status, 503, 'tenant request: 503 while the supervisor is down');
+    ok(log_has($from, qr/\[error\].*tenant_runner: (lost the connection to the supervisor|no runner for)/),
+        'the worker logs it');
+    my ($st2, $body) = http_get_host('t1', '/static.txt');
+    is("$st2 $body", "200 static t1\n", 'static file: unaffected');
+    ok(log_has($from, qr/supervisor pid $sup was killed by SIGKILL; starting a new one/), 'the keeper logs it');
+    ok(wait_until(sub { (http_get_host('t1', '/id.php'))[0] == 200 }, 5), 'tenant requests work again');
+    my @sup = supervisor_pids();
+    is(scalar @sup, 1, 'one (new) supervisor');
+    isnt($sup[0], $sup, 'a new process');
+};
+
+subtest 'reload with runners alive: the old generation ends with the old workers' => sub {
+    for my $host (@tenants) { http_get_host($host, '/id.php') }
+    my @old_runners = runner_pids();
+    my @old_sup = supervisor_pids();
+    ok(@old_runners >= 5, 'runners alive before reload');
+    reload_nginx();
+    ok(wait_until(sub { my %old = map { $_ => 1 } @old_runners; !grep { $old{$_} } runner_pids() }, 10),
+        'old runners are gone once the old workers exit');
+    ok(wait_until(sub { !grep { my $o = $_; grep { $_ == $o } supervisor_pids() } @old_sup }, 10),
+        'the old supervisor is gone');
+    my ($status, $body) = http_get_host('t2', '/id.php');
+    like("$status $body", qr/^200 $uid_of{t2} /, 'the new generation serves');
+    my @keepers = keeper_pids();
+    is(scalar @keepers, 1, 'one keeper');
+};
+
+subtest 'stop with runners alive: no process left behind' => sub {
+    for my $host (@tenants) { http_get_host($host, '/id.php') }
+    my @alive = runner_pids();
+    ok(@alive >= 5, 'runners alive');
+    stop_nginx();
+    ok(wait_until(sub { !%{ processes_under("$base/run") } }, 10),
+        'no keeper, supervisor or runner left in the process table')
+        or diag explain processes_under("$base/run");
+    ok(wait_until(sub { !glob("$base/run/*") }, 5), 'the generation directory is removed');
+};
+
+# ---------------------------------------------------------------------------
+# Small caps: LRU reaping, recycling, queueing, idle reaping.
+# ---------------------------------------------------------------------------
+
+start_nginx(http => http_conf(extra => <<'EOF'), user => 'nobody nogroup');
+    tenant_max_runners 2;
+    tenant_max_runners_per_owner 1;
+    tenant_max_requests 3;
+    tenant_idle_timeout 3s;
+    tenant_queue_timeout 1s;
+EOF
+
+subtest 'more owners than tenant_max_runners: LRU reaping, never above the cap' => sub {
+    my $from = error_log_size();
+    my $max = 0;
+    my $ok = 0;
+    for my $round (1 .. 2) {
+        for my $host (@tenants) {
+            my ($status, $body) = http_get_host($host, '/id.php');
+            $ok++ if $status == 200 && $body =~ /^$uid_of{$host} /;
+            my $n = () = runner_pids();
+            $max = $n if $n > $max;
+        }
+    }
+    is($ok, 10, 'every request served by its owner');
+    cmp_ok($max, '<=', 2, 'runner count never above tenant_max_runners');
+    ok(log_has($from, qr/reaping idle runner pid \d+ of uid \d+ to make room for uid \d+/), 'reaping logged');
+};
+
+subtest 'tenant_max_requests recycles a runner' => sub {
+    my $from = error_log_size();
+    my @pids = map { header_of((http_get_host('t5', '/id.php'))[2], 'X-Runner-Pid') } 1 .. 8;
+    my @runs = (1);
+    for my $i (1 .. $#pids) {
+        if ($pids[$i] eq $pids[$i - 1]) { $runs[-1]++ } else { push @runs, 1 }
+    }
+    # the first runner may have served requests before this test
+    is(join(' ', @runs[1 .. $#runs - 1]), join(' ', (3) x ($#runs - 1)), 'each runner serves 3 requests, then a new one')
+        or diag "@pids";
+    cmp_ok(scalar @runs, '>=', 3, 'runners were replaced');
+    ok(log_has($from, qr/recycling runner pid $pids[0] of uid $uid_of{t5} after 3 requests/), 'recycling logged');
+};
+
+subtest 'queueing: queued while one is busy; 503 after tenant_queue_timeout' => sub {
+    http_get_host('t1', '/id.php');
+    my $long = open_request('/sleep.php?ms=400', host => 't1', proto => 'HTTP/1.0');
+    sleep 0.1;
+    my ($status, $body, $head) = http_get_host('t1', '/id.php');
+    is($status, 200, 'second request of the owner waits for the busy runner');
+    is(header_of($head, 'X-Spawn'), 'queued', '$tenant_spawn is queued');
+    read_response($long);
+    my $from = error_log_size();
+    $long = open_request('/sleep.php?ms=3000', host => 't1', proto => 'HTTP/1.0');
+    sleep 0.1;
+    my $t0 = time;
+    ($status) = http_get_host('t1', '/id.php');
+    my $waited = time - $t0;
+    is($status, 503, 'no runner free within the queue timeout: 503');
+    ok($waited >= 0.8 && $waited < 3, "after about 1 s ($waited)");
+    ok(log_has($from, qr/no runner free for uid $uid_of{t1} .* within tenant_queue_timeout/), 'logged');
+    ($status) = http_get_host('t2', '/id.php');
+    is($status, 200, 'another owner is not affected');
+    is((read_response($long))[0], 200, 'the long request completes');
+};
+
+subtest 'tenant_idle_timeout reaps idle runners' => sub {
+    http_get_host('t3', '/id.php');
+    my @alive = runner_pids($uid_of{t3});
+    ok(@alive, 'runner alive');
+    my $from = error_log_size();
+    ok(wait_until(sub { !runner_pids($uid_of{t3}) }, 6), 'reaped after the idle timeout');
+    ok(log_has($from, qr/reaping runner pid \d+ of uid $uid_of{t3} after tenant_idle_timeout/), 'logged');
+};
+
+stop_nginx();
+ok(wait_until(sub { !%{ processes_under("$base/run") } }, 10), 'second configuration: nothing left behind');
+
+# ---------------------------------------------------------------------------
+# Configuration errors, caught by nginx -t.
+# ---------------------------------------------------------------------------
+
+my $nginx = $ENV{TEST_NGINX_BINARY} || "$FindBin::Bin/../build/sbin/nginx";
+my $module = $ENV{TEST_NGINX_LOAD_MODULES} || "$FindBin::Bin/../build/modules/ngx_http_mruby_module.so";
+for my $case (
+    ['tenant_interpreter php /usr/bin/php-cgi;', qr/tenant_interpreter: invalid extension "php"/],
+    ['tenant_interpreter .php /nonexistent/php-cgi; server { location / { tenant_runner on; } }',
+        qr/tenant_interpreter \.php: "\/nonexistent\/php-cgi" is not an executable file/],
+    ['tenant_writable ../up;', qr/tenant_writable: invalid path "\.\.\/up"/],
+    ['tenant_max_runners 0;', qr/invalid value "0" in "tenant_max_runners" directive/],
+    ['tenant_queue_timeout soon;', qr/invalid value "soon" in "tenant_queue_timeout" directive/],
+    ['server { location / { tenant_cgi on; } }', qr/"tenant_cgi": CGI runners are not built yet/],
+    ['tenant_supervisor /nonexistent/sup; server { location / { tenant_runner on; } }',
+        qr/the supervisor program "\/nonexistent\/sup" is not an executable file/],
+) {
+    my ($http, $re) = @$case;
+    my $conf = servroot() . '/conf/bad.conf';
+    open my $fh, '>', $conf or die;
+    print $fh "load_module $module;\nevents {}\nhttp { $http }\n";
+    close $fh;
+    my $out = `$nginx -t -p ${\ servroot()}/ -c conf/bad.conf 2>&1`;
+    like($out, $re, "nginx -t: $http");
+}
+
+done_testing();
