@@ -161,3 +161,15 @@ GET /slow
 request nil
 --- error_log
 handshake sees nil
+
+
+=== TEST 6: scripts see the cycle they run for: Nginx::Upstream works in mruby_init (the cycle being configured)
+--- http_config
+    upstream init_backend { server 127.0.0.1:1; }
+    mruby_init_code '$init_upstream = Nginx::Upstream.new("init_backend").server';
+--- config
+    location = /t { mruby_content_handler_code 'Nginx.rputs $init_upstream'; }
+--- request
+GET /t
+--- response_body chomp
+127.0.0.1:1
