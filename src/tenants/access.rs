@@ -307,7 +307,18 @@ unsafe extern "C" fn cleanup_ctx(data: *mut c_void) {
     }
     match ctx.state.get() {
         State::Waiting => link::cancel(ctx.tag.get()),
-        State::Ready => link::release(ctx.runner.get()),
+        State::Ready => {
+            // SAFETY: the request lives in the pool whose cleanups are running, not yet freed.
+            let status = unsafe { (*ctx.request).headers_out.status };
+            let failed = matches!(status as u32, NGX_HTTP_BAD_GATEWAY | NGX_HTTP_GATEWAY_TIME_OUT)
+                // SAFETY: as above; the connection outlives its requests.
+                || unsafe { (*(*ctx.request).connection).error() } != 0;
+            if failed {
+                link::discard(ctx.runner.get());
+            } else {
+                link::release(ctx.runner.get());
+            }
+        }
         State::Failed => {}
     }
 }
