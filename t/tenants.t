@@ -258,7 +258,7 @@ subtest 'sandbox: what a tenant script cannot do' => sub {
     my ($t2_runner) = runner_pids($uid_of{t2});
     ($st, $body) = http_get_host('t1', "/ptrace.cgi?$t2_runner");
     like($body, qr/^PTRACE DENIED (Operation not permitted|Permission denied)/, "ptrace of t2's runner: denied");
-    my ($own_php) = grep { processes_under("$base/run")->{$_}{comm} =~ /php/ } runner_pids($uid_of{t1});
+    my ($own_php) = grep { processes_under("$base/")->{$_}{comm} =~ /php/ } runner_pids($uid_of{t1});
     ($st, $body) = http_get_host('t1', "/ptrace.cgi?$own_php");
     like($body, qr/^PTRACE DENIED /, "ptrace of the same owner's other runner: denied (Landlock domains)");
     ($st, $body) = http_get_host('t1', "/write.php?f=$t1/tmp/out.txt");

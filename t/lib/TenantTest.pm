@@ -107,14 +107,14 @@ sub processes_under {
     return \%found;
 }
 
-# Runners of this test's supervisors (php-cgi and CGI runners get the
-# owner's private temporary directory under our base on their command line
-# or in their environment; we match the command line).
+# Runners of this test's supervisors: php-cgi (its command line names the
+# owner's temporary directory under our base) and CGI runners (the program
+# itself, with the document root under our base).
 sub runner_pids {
     my ($uid) = @_;
-    my $p = processes_under("$Base/run");
+    my $p = processes_under("$Base/");
     return sort { $a <=> $b } grep {
-        $p->{$_}{comm} !~ /^tenant-/ && (!defined $uid || $p->{$_}{uid} == $uid)
+        $p->{$_}{comm} =~ /^(php-cgi|ngx-mruby-super)/ && (!defined $uid || $p->{$_}{uid} == $uid)
     } keys %$p;
 }
 
