@@ -42,6 +42,32 @@ PHP
     'loop.php'  => qq{<?php while (true) {}\n},
 );
 
+# Ruby scripts (0600), run in the owner's own mruby VM.
+my %ruby = (
+    'id.rb'     => qq{Nginx.rputs "#{Process.uid} #{Process.euid}\\n"\n},
+    'size.rb'   => qq{Nginx.rputs "abc".size.to_s\n},
+    'evil.rb'   => qq{class String; def size; 42; end; end\nNginx.rputs "abc".size.to_s\n},
+    'rack.rb'   => qq{run Proc.new { |env| [201, { 'Content-Type' => 'text/plain', 'X-Rack' => 'yes' }, ["rack \#{env['REQUEST_METHOD']} \#{env['QUERY_STRING']} \#{Process.uid}\\n"]] }\n},
+    'api.rb'    => <<'RB',
+r = Nginx::Request.new
+Nginx::Headers_out.new['X-Api'] = 'set'
+Nginx.rputs [r.method, r.args, r.uri, Nginx::Headers_in.new['X-Test'], Nginx::Var.new.request_method].join(',')
+%w[headers_in var request].each do |what|
+  begin
+    case what
+    when 'headers_in' then Nginx::Headers_in.new['X-Test'] = 'no'
+    when 'var' then Nginx::Var.new.request_method = 'PUT'
+    when 'request' then r.uri = '/elsewhere'
+    end
+  rescue NotImplementedError => e
+    Nginx.rputs " #{what}:ro"
+  end
+end
+RB
+    'return.rb' => qq{Nginx.return Nginx::HTTP_FORBIDDEN\nNginx.rputs "no"\n},
+    'error.rb'  => qq{raise "tenant script failed on purpose"\n},
+);
+
 # CGI programs (0700: only the owner may even read them).
 my %cgi = (
     'id.cgi'      => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$(id -u) \$(id -g)"\n},
@@ -69,6 +95,9 @@ for my $n (1 .. 5) {
     write_site_file($host, 'static.txt', "static $host\n", owner => "ngxt$n", mode => 0644);
     for my $name (sort keys %cgi) {
         write_site_file($host, $name, $cgi{$name}, owner => "ngxt$n", mode => 0700);
+    }
+    for my $name (sort keys %ruby) {
+        write_site_file($host, $name, $ruby{$name}, owner => "ngxt$n", mode => 0600);
     }
 }
 # a setuid-root copy of id(1) that t1's CGI program runs
@@ -120,6 +149,15 @@ $extra
             add_header X-Tenant-Uid \$tenant_uid always;
             add_header X-Runner-Pid \$tenant_runner_pid always;
             add_header X-Spawn \$tenant_spawn always;
+        }
+        location ~ \\.rb\$ {
+            tenant_runner on;
+            fastcgi_pass unix:\$tenant_socket;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param QUERY_STRING \$query_string;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param DOCUMENT_URI \$document_uri;
+            fastcgi_read_timeout 2s;
         }
         location ~ \\.cgi\$ {
             tenant_runner on;
@@ -179,10 +217,39 @@ subtest 'CGI programs run as their owner, with the request' => sub {
     is("$status $body", "200 POST a=1\nposted", 'CGI gets the method, the query and the body on stdin');
 };
 
-subtest '200 concurrent requests over 5 tenants, PHP and CGI: never a wrong uid' => sub {
+subtest 'Ruby runs as its owner, in a VM of its own' => sub {
+    for my $host (@tenants) {
+        my ($status, $body) = http_get_host($host, '/id.rb');
+        is("$status $body", "200 $uid_of{$host} $uid_of{$host}\n", "$host: Process.uid and euid are the owner's");
+    }
+    my ($status, $body) = http_get_host('t1', '/evil.rb');
+    is($body, '42', 't1 redefines String#size in its VM');
+    ($status, $body) = http_get_host('t2', '/size.rb');
+    is($body, '3', "t2's next request sees the real String#size");
+    ($status, $body) = http_get_host('t1', '/size.rb');
+    is($body, '42', "t1's own VM keeps its redefinition (one owner, one VM)");
+    my $head;
+    ($status, $body, $head) = http_get_host('t3', '/rack.rb?x=1');
+    is("$status $body", "201 rack GET x=1 $uid_of{t3}\n", 'Rack: run app, env from the FastCGI parameters');
+    like($head, qr/^X-Rack: yes\r?$/m, 'Rack headers');
+    my $sock = open_request('/api.rb?a=b', host => 't4', proto => 'HTTP/1.0', headers => ['X-Test: hello']);
+    ($status, $body) = read_response($sock);
+    is("$status $body", '200 GET,a=b,/api.rb,hello,GET headers_in:ro var:ro request:ro',
+        'read-only Nginx::Request, Nginx::Var, Nginx::Headers_in; writes raise NotImplementedError');
+    ($status) = http_get_host('t4', '/return.rb');
+    is($status, 403, 'Nginx.return sets the status');
+    my $from = error_log_size();
+    ($status) = http_get_host('t5', '/error.rb');
+    is($status, 500, 'an exception: 500');
+    ok(log_has($from, qr/runner pid \d+ uid $uid_of{t5}: ruby runner: .*error\.rb.*tenant script failed on purpose/),
+        'and one error line tagged with the owner');
+};
+
+subtest '200 concurrent requests over 5 tenants, PHP, CGI and Ruby: never a wrong uid' => sub {
     my @order = map { $tenants[$_ % 5] } 0 .. 199;
     my $i = 0;
-    my @socks = map { [$_, open_request($i++ % 2 ? '/id.cgi' : '/id.php', host => $_, proto => 'HTTP/1.0')] } @order;
+    my @kinds = ('/id.php', '/id.cgi', '/id.rb');
+    my @socks = map { [$_, open_request($kinds[$i++ % 3], host => $_, proto => 'HTTP/1.0')] } @order;
     my $max_per_owner = 0;
     my %wrong;
     my $ok = 0;

@@ -196,6 +196,8 @@ fn start(r: &mut ngx_http_request_t, cgi: bool) -> ngx_int_t {
     } else {
         match main.interpreter_kind(script) {
             Some(kind) => kind,
+            // Ruby runs in the owner's own VM, never in the worker's
+            None if script.ends_with(b".rb") => "ruby",
             None => {
                 log(
                     c_log,

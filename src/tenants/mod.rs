@@ -33,7 +33,9 @@
 //!   over as fd 0, the FastCGI convention; the runner then execs its
 //!   program: `php-cgi` (`tenant_interpreter`), or for `tenant_cgi on` the
 //!   supervisor program's own CGI runner, which forks and execs each
-//!   requested program (already as the owner). A runner belongs to one
+//!   requested program (already as the owner), or for `.rb` its Ruby
+//!   runner (one mruby VM for the runner's life, the Ruby API built from
+//!   the FastCGI parameters). A runner belongs to one
 //!   owner, document root and kind for life and serves one request at a
 //!   time; it is recycled after `tenant_max_requests`, reaped after
 //!   `tenant_idle_timeout`, and the least recently used idle one is reaped

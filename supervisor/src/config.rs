@@ -127,6 +127,7 @@ impl Config {
     pub fn program(&self, kind: &str) -> Option<RunnerProgram> {
         match kind {
             "cgi" => Some(RunnerProgram::Cgi),
+            "ruby" => Some(RunnerProgram::Ruby),
             _ => self.interpreters.iter().find(|(ext, _)| ext == kind).map(|(_, p)| RunnerProgram::FastCgi(p.clone())),
         }
     }
@@ -139,6 +140,8 @@ pub enum RunnerProgram {
     FastCgi(PathBuf),
     /// This program's CGI runner: forks and execs each requested program.
     Cgi,
+    /// This program's Ruby runner: one mruby VM for the runner's life.
+    Ruby,
 }
 
 #[cfg(test)]
@@ -169,6 +172,7 @@ mod tests {
         assert_eq!(c.worker_uid, 65534);
         assert_eq!(c.program(".php"), Some(RunnerProgram::FastCgi(PathBuf::from("/usr/bin/php-cgi"))));
         assert_eq!(c.program("cgi"), Some(RunnerProgram::Cgi));
+        assert_eq!(c.program("ruby"), Some(RunnerProgram::Ruby));
         assert_eq!(c.program(".py"), None);
         assert_eq!(c.queue_timeout, Duration::from_millis(250));
     }

@@ -11,6 +11,7 @@ mod keeper;
 mod log;
 mod owner;
 mod protocol;
+mod ruby;
 mod runners;
 mod sandbox;
 mod server;
@@ -27,6 +28,7 @@ fn main() {
         },
         // exec'd by a confined runner, never by hand
         Some("cgi-runner") => cgi::run(&args[2..]),
+        Some("ruby-runner") => ruby::run(&args[2..]),
         _ => {
             eprintln!("usage: ngx-mruby-supervisor keeper --dir <dir> --worker-uid <uid> --worker-gid <gid> [options]");
             eprintln!("(started by the ngx_http_mruby module; see README, section Tenant runners)");

@@ -162,7 +162,7 @@ fn landlock(spec: &RunnerSpec) -> Result<(), String> {
     // CGI programs are executed from the document root; scripts only read
     let docroot_access = match spec.program {
         RunnerProgram::Cgi => run,
-        RunnerProgram::FastCgi(_) => read,
+        RunnerProgram::FastCgi(_) | RunnerProgram::Ruby => read,
     };
     ruleset = add_rule(ruleset, spec.docroot, docroot_access, abi)?;
     ruleset = add_rule(ruleset, spec.tmp, read | AccessFs::from_write(abi), abi)?;
@@ -179,7 +179,7 @@ fn landlock(spec: &RunnerSpec) -> Result<(), String> {
     ruleset = add_rule(ruleset, Path::new("/dev/null"), AccessFs::ReadFile | AccessFs::WriteFile, abi)?;
     let program = match spec.program {
         RunnerProgram::FastCgi(program) => program,
-        RunnerProgram::Cgi => &spec.config.self_exe,
+        RunnerProgram::Cgi | RunnerProgram::Ruby => &spec.config.self_exe,
     };
     ruleset = add_rule(ruleset, program, run, abi)?;
     let status = ruleset.restrict_self().map_err(err)?;
@@ -242,9 +242,9 @@ fn exec(spec: &RunnerSpec) -> String {
                 argv.extend(php_settings(program, spec.tmp)?);
                 argv
             }
-            RunnerProgram::Cgi => vec![
+            RunnerProgram::Cgi | RunnerProgram::Ruby => vec![
                 cstring(spec.config.self_exe.as_os_str().as_bytes())?,
-                cstring(b"cgi-runner")?,
+                cstring(if *spec.program == RunnerProgram::Cgi { b"cgi-runner" } else { b"ruby-runner" })?,
                 cstring(spec.docroot.as_os_str().as_bytes())?,
             ],
         };
