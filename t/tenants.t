@@ -39,6 +39,49 @@ echo @posix_setuid(0) ? "SETUID OK\n" : "SETUID DENIED\n";
 echo @posix_kill((int)$_GET['pid'], 9) ? "KILL OK\n" : "KILL DENIED " . posix_strerror(posix_get_last_error()) . "\n";
 PHP
     'sleep.php' => qq{<?php usleep((int)\$_GET['ms'] * 1000); echo "slept ", posix_getuid(), "\\n";\n},
+    'loop.php'  => qq{<?php while (true) {}\n},
+);
+
+# Ruby scripts (0600), run in the owner's own mruby VM.
+my %ruby = (
+    'id.rb'     => qq{Nginx.rputs "#{Process.uid} #{Process.euid}\\n"\n},
+    'size.rb'   => qq{Nginx.rputs "abc".size.to_s\n},
+    'evil.rb'   => qq{class String; def size; 42; end; end\nNginx.rputs "abc".size.to_s\n},
+    'rack.rb'   => qq{run Proc.new { |env| [201, { 'Content-Type' => 'text/plain', 'X-Rack' => 'yes' }, ["rack \#{env['REQUEST_METHOD']} \#{env['QUERY_STRING']} \#{Process.uid}\\n"]] }\n},
+    'api.rb'    => <<'RB',
+r = Nginx::Request.new
+Nginx::Headers_out.new['X-Api'] = 'set'
+Nginx.rputs [r.method, r.args, r.uri, Nginx::Headers_in.new['X-Test'], Nginx::Var.new.request_method].join(',')
+%w[headers_in var request].each do |what|
+  begin
+    case what
+    when 'headers_in' then Nginx::Headers_in.new['X-Test'] = 'no'
+    when 'var' then Nginx::Var.new.request_method = 'PUT'
+    when 'request' then r.uri = '/elsewhere'
+    end
+  rescue NotImplementedError => e
+    Nginx.rputs " #{what}:ro"
+  end
+end
+RB
+    'return.rb' => qq{Nginx.return Nginx::HTTP_FORBIDDEN\nNginx.rputs "no"\n},
+    'error.rb'  => qq{raise "tenant script failed on purpose"\n},
+);
+
+# CGI programs (0700: only the owner may even read them).
+my %cgi = (
+    'id.cgi'      => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$(id -u) \$(id -g)"\n},
+    'suid.cgi'    => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "euid \$(./suid-id -u) ruid \$(./suid-id -ru)"\n},
+    'ptrace.cgi'  => <<'PL',
+#!/usr/bin/perl
+print "Content-Type: text/plain\r\n\r\n";
+my $r = syscall(101, 16, $ENV{QUERY_STRING} + 0, 0, 0);    # PTRACE_ATTACH
+print $r == -1 ? "PTRACE DENIED $!\n" : "PTRACE OK\n";
+PL
+    'loop.cgi'    => qq{#!/bin/sh\nwhile :; do :; done\n},
+    'bomb.cgi'    => qq{#!/bin/sh\nb() { b | b & }\nb\nsleep 60\n},
+    'memhog.cgi'  => qq{#!/usr/bin/perl\nmy \$x = "x" x (1024 * 1024 * 1024);\nprint "Content-Type: text/plain\\r\\n\\r\\nallocated\\n";\n},
+    'env.cgi'     => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$REQUEST_METHOD \$QUERY_STRING"\ncat\n},
 );
 
 # Five sites, each owned by its tenant; scripts 0600 (the nobody workers
@@ -50,7 +93,16 @@ for my $n (1 .. 5) {
         write_site_file($host, $name, $php{$name}, owner => "ngxt$n", mode => $name eq 'id.php' ? 0600 : 0640);
     }
     write_site_file($host, 'static.txt', "static $host\n", owner => "ngxt$n", mode => 0644);
+    for my $name (sort keys %cgi) {
+        write_site_file($host, $name, $cgi{$name}, owner => "ngxt$n", mode => 0700);
+    }
+    for my $name (sort keys %ruby) {
+        write_site_file($host, $name, $ruby{$name}, owner => "ngxt$n", mode => 0600);
+    }
 }
+# a setuid-root copy of id(1) that t1's CGI program runs
+system('cp', '/usr/bin/id', site_dir('t1') . '/suid-id') == 0 or die 'cp id';
+chmod 04755, site_dir('t1') . '/suid-id';
 write_site_file('t2', 'secret.txt', "t2 secret\n", owner => 'ngxt2', mode => 0600);
 write_site_file('t2', 'public.txt', "t2 public\n", owner => 'ngxt2', mode => 0644);
 write_site_file('t1', 'notwritable.txt', "", owner => 'ngxt1', mode => 0644);
@@ -76,6 +128,8 @@ sub http_conf {
     tenant_interpreter .php /usr/bin/php-cgi;
     tenant_socket_dir $base/run;
     tenant_writable tmp;
+    tenant_max_processes 32;
+    tenant_max_memory 256m;
 $extra
     log_format tenant '\$host \$status \$tenant_uid \$tenant_runner_pid \$tenant_spawn';
     server {
@@ -91,10 +145,31 @@ $extra
             fastcgi_param QUERY_STRING \$query_string;
             fastcgi_param REQUEST_METHOD \$request_method;
             fastcgi_param REDIRECT_STATUS 200;
-            fastcgi_read_timeout 5s;
-            add_header X-Tenant-Uid \$tenant_uid;
-            add_header X-Runner-Pid \$tenant_runner_pid;
-            add_header X-Spawn \$tenant_spawn;
+            fastcgi_read_timeout 2s;
+            add_header X-Tenant-Uid \$tenant_uid always;
+            add_header X-Runner-Pid \$tenant_runner_pid always;
+            add_header X-Spawn \$tenant_spawn always;
+        }
+        location ~ \\.rb\$ {
+            tenant_runner on;
+            fastcgi_pass unix:\$tenant_socket;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param QUERY_STRING \$query_string;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param DOCUMENT_URI \$document_uri;
+            fastcgi_read_timeout 2s;
+        }
+        location ~ \\.cgi\$ {
+            tenant_runner on;
+            tenant_cgi on;
+            fastcgi_pass unix:\$tenant_socket;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param QUERY_STRING \$query_string;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param CONTENT_LENGTH \$content_length;
+            fastcgi_read_timeout 2s;
+            add_header X-Tenant-Uid \$tenant_uid always;
+            add_header X-Runner-Pid \$tenant_runner_pid always;
         }
     }
 EOF
@@ -132,9 +207,49 @@ subtest 'each tenant runs as its owner; spawned, then hit' => sub {
     is("$status $body", "200 static t1\n", 'static files still served by the worker');
 };
 
-subtest '200 concurrent requests over 5 tenants: never a wrong uid' => sub {
+subtest 'CGI programs run as their owner, with the request' => sub {
+    for my $host (@tenants) {
+        my ($status, $body) = http_get_host($host, '/id.cgi');
+        is("$status $body", "200 $uid_of{$host} $users{\"ngx$host\"}[1]\n", "$host: id -u of its CGI program");
+    }
+    my ($status, $body) = read_response(open_request('/env.cgi?a=1', host => 't3', method => 'POST', body => 'posted',
+        proto => 'HTTP/1.0', headers => ['Content-Length: 6']));
+    is("$status $body", "200 POST a=1\nposted", 'CGI gets the method, the query and the body on stdin');
+};
+
+subtest 'Ruby runs as its owner, in a VM of its own' => sub {
+    for my $host (@tenants) {
+        my ($status, $body) = http_get_host($host, '/id.rb');
+        is("$status $body", "200 $uid_of{$host} $uid_of{$host}\n", "$host: Process.uid and euid are the owner's");
+    }
+    my ($status, $body) = http_get_host('t1', '/evil.rb');
+    is($body, '42', 't1 redefines String#size in its VM');
+    ($status, $body) = http_get_host('t2', '/size.rb');
+    is($body, '3', "t2's next request sees the real String#size");
+    ($status, $body) = http_get_host('t1', '/size.rb');
+    is($body, '42', "t1's own VM keeps its redefinition (one owner, one VM)");
+    my $head;
+    ($status, $body, $head) = http_get_host('t3', '/rack.rb?x=1');
+    is("$status $body", "201 rack GET x=1 $uid_of{t3}\n", 'Rack: run app, env from the FastCGI parameters');
+    like($head, qr/^X-Rack: yes\r?$/m, 'Rack headers');
+    my $sock = open_request('/api.rb?a=b', host => 't4', proto => 'HTTP/1.0', headers => ['X-Test: hello']);
+    ($status, $body) = read_response($sock);
+    is("$status $body", '200 GET,a=b,/api.rb,hello,GET headers_in:ro var:ro request:ro',
+        'read-only Nginx::Request, Nginx::Var, Nginx::Headers_in; writes raise NotImplementedError');
+    ($status) = http_get_host('t4', '/return.rb');
+    is($status, 403, 'Nginx.return sets the status');
+    my $from = error_log_size();
+    ($status) = http_get_host('t5', '/error.rb');
+    is($status, 500, 'an exception: 500');
+    ok(log_has($from, qr/runner pid \d+ uid $uid_of{t5}: ruby runner: .*error\.rb.*tenant script failed on purpose/),
+        'and one error line tagged with the owner');
+};
+
+subtest '200 concurrent requests over 5 tenants, PHP, CGI and Ruby: never a wrong uid' => sub {
     my @order = map { $tenants[$_ % 5] } 0 .. 199;
-    my @socks = map { [$_, open_request('/id.php', host => $_, proto => 'HTTP/1.0')] } @order;
+    my $i = 0;
+    my @kinds = ('/id.php', '/id.cgi', '/id.rb');
+    my @socks = map { [$_, open_request($kinds[$i++ % 3], host => $_, proto => 'HTTP/1.0')] } @order;
     my $max_per_owner = 0;
     my %wrong;
     my $ok = 0;
@@ -204,6 +319,15 @@ subtest 'sandbox: what a tenant script cannot do' => sub {
     ($st, $body) = http_get_host('t1', '/read.php?f=/etc/passwd');
     like($body, qr/^DENIED /, 't1 cannot read /etc/passwd');
     my $t1 = site_dir('t1');
+    ok(-u "$t1/suid-id" && (stat "$t1/suid-id")[4] == 0, 'suid-id is setuid root');
+    ($st, $body) = http_get_host('t1', '/suid.cgi');
+    is($body, "euid $uid_of{t1} ruid $uid_of{t1}\n", 'a setuid-root binary run from a CGI program gains nothing');
+    my ($t2_runner) = runner_pids($uid_of{t2});
+    ($st, $body) = http_get_host('t1', "/ptrace.cgi?$t2_runner");
+    like($body, qr/^PTRACE DENIED (Operation not permitted|Permission denied)/, "ptrace of t2's runner: denied");
+    my ($own_php) = grep { processes_under("$base/")->{$_}{comm} =~ /php/ } runner_pids($uid_of{t1});
+    ($st, $body) = http_get_host('t1', "/ptrace.cgi?$own_php");
+    like($body, qr/^PTRACE DENIED /, "ptrace of the same owner's other runner: denied (Landlock domains)");
     ($st, $body) = http_get_host('t1', "/write.php?f=$t1/tmp/out.txt");
     is($body, "WROTE\n", 't1 writes where tenant_writable says');
     ($st, $body) = http_get_host('t1', "/write.php?f=$t1/notwritable.txt");
@@ -270,6 +394,75 @@ subtest 'forged and malformed supervisor requests are refused and logged' => sub
     $out = as_user_connect('root', 'root', $socket, "A 6 .php $uid_of{t2} $users{ngxt2}[1] $t2");
     unlike($out, qr/^OK/m, 'a peer that is not the worker user gets no runner');
     ok(log_has($from, qr/refused a connection from pid \d+ uid 0 gid 0: not an nginx worker/), 'and is logged');
+};
+
+# Only the tenant whose script misbehaves suffers: the others and static
+# files keep answering meanwhile; the runner is discarded (killed with
+# everything it started).
+sub others_fine {
+    my ($what, @hosts) = @_;
+    for my $host (@hosts) {
+        my ($status, $body) = http_get_host($host, '/id.php', 3);
+        is("$status $body" =~ s/ \d+\n$//r, "200 $uid_of{$host}", "during $what: $host answers");
+    }
+    my ($status, $body) = http_get_host('t5', '/static.txt', 3);
+    is("$status $body", "200 static t5\n", "during $what: static files answer");
+}
+
+subtest 'runaway scripts: 504 after fastcgi_read_timeout, runner discarded, others unaffected' => sub {
+    for my $case (['t1', '/loop.php'], ['t1', '/loop.cgi']) {
+        my ($host, $path) = @$case;
+        my $from = error_log_size();
+        my $t0 = time;
+        my $sock = open_request($path, host => $host, proto => 'HTTP/1.0');
+        sleep 0.3;
+        others_fine("$host$path", 't2', 't3');
+        my ($status, undef) = read_response($sock, 10);
+        is($status, 504, "$host$path: 504");
+        ok(time - $t0 < 5, "$host$path: after about fastcgi_read_timeout");
+        ok(log_has($from, qr/discarding runner pid \d+ of uid $uid_of{$host}: its request failed or timed out/),
+            "$host$path: runner discarded");
+        ok(wait_until(sub { !grep { ((proc_status($_) // {})->{State} // '') =~ /^R/ } uid_processes($uid_of{$host}) }, 5),
+            "$host$path: nothing of $host left spinning");
+        my ($st2) = http_get_host($host, '/id.php');
+        is($st2, 200, "$host: next request fine");
+    }
+};
+
+subtest 'a fork bomb: RLIMIT_NPROC holds it, only its owner suffers, all of it is killed' => sub {
+    my $from = error_log_size();
+    my $sock = open_request('/bomb.cgi', host => 't2', proto => 'HTTP/1.0');
+    sleep 0.8;
+    my @bomb = uid_processes($uid_of{t2});
+    cmp_ok(scalar @bomb, '<=', 32, 'never more than tenant_max_processes (32) processes of t2');
+    others_fine('the fork bomb', 't1', 't3');
+    my ($status) = read_response($sock, 10);
+    is($status, 504, 'the bomb request: 504');
+    my $bomb_left = sub { grep { ((proc_status($_) // {})->{Name} // '') =~ /^(bomb\.cgi|sleep)$/ } uid_processes($uid_of{t2}) };
+    ok(wait_until(sub { !$bomb_left->() }, 5), 'every process of the bomb is gone')
+        or diag join ' ', $bomb_left->();
+    my ($st2, $body) = http_get_host('t2', '/id.php');
+    is($st2, 200, 't2 is served again');
+};
+
+subtest 'a memory hog: RLIMIT_AS stops it, only its owner suffers' => sub {
+    my $sock = open_request('/memhog.cgi', host => 't4', proto => 'HTTP/1.0');
+    others_fine('the memory hog', 't1', 't5');
+    my ($status, $body) = read_response($sock, 10);
+    isnt($body, "allocated\n", 'the 1 GB allocation failed under tenant_max_memory 256m');
+    like($status, qr/^50[24]$/, "the hog's request fails ($status)");
+};
+
+subtest 'nginx -s reload completes while a runaway script runs' => sub {
+    my $sock = open_request('/loop.php', host => 't3', proto => 'HTTP/1.0');
+    sleep 0.3;
+    my $t0 = time;
+    reload_nginx();
+    ok(time - $t0 < 5, 'new workers are up');
+    my ($status) = read_response($sock, 10);
+    is($status, 504, 'the runaway request ends with 504 on the old worker');
+    my ($st2, $body) = http_get_host('t3', '/id.php');
+    is($st2, 200, 'the new generation serves t3');
 };
 
 subtest 'kill -9 of a runner mid-request: 502, the next request is fine' => sub {
@@ -405,7 +598,7 @@ subtest 'queueing: queued while one is busy; 503 after tenant_queue_timeout' => 
     is(header_of($head, 'X-Spawn'), 'queued', '$tenant_spawn is queued');
     read_response($long);
     my $from = error_log_size();
-    $long = open_request('/sleep.php?ms=3000', host => 't1', proto => 'HTTP/1.0');
+    $long = open_request('/sleep.php?ms=1800', host => 't1', proto => 'HTTP/1.0');
     sleep 0.1;
     my $t0 = time;
     ($status) = http_get_host('t1', '/id.php');
@@ -443,7 +636,6 @@ for my $case (
     ['tenant_writable ../up;', qr/tenant_writable: invalid path "\.\.\/up"/],
     ['tenant_max_runners 0;', qr/invalid value "0" in "tenant_max_runners" directive/],
     ['tenant_queue_timeout soon;', qr/invalid value "soon" in "tenant_queue_timeout" directive/],
-    ['server { location / { tenant_cgi on; } }', qr/"tenant_cgi": CGI runners are not built yet/],
     ['tenant_supervisor /nonexistent/sup; server { location / { tenant_runner on; } }',
         qr/the supervisor program "\/nonexistent\/sup" is not an executable file/],
 ) {

@@ -196,6 +196,8 @@ fn start(r: &mut ngx_http_request_t, cgi: bool) -> ngx_int_t {
     } else {
         match main.interpreter_kind(script) {
             Some(kind) => kind,
+            // Ruby runs in the owner's own VM, never in the worker's
+            None if script.ends_with(b".rb") => "ruby",
             None => {
                 log(
                     c_log,
@@ -307,7 +309,18 @@ unsafe extern "C" fn cleanup_ctx(data: *mut c_void) {
     }
     match ctx.state.get() {
         State::Waiting => link::cancel(ctx.tag.get()),
-        State::Ready => link::release(ctx.runner.get()),
+        State::Ready => {
+            // SAFETY: the request lives in the pool whose cleanups are running, not yet freed.
+            let status = unsafe { (*ctx.request).headers_out.status };
+            let failed = matches!(status as u32, NGX_HTTP_BAD_GATEWAY | NGX_HTTP_GATEWAY_TIME_OUT)
+                // SAFETY: as above; the connection outlives its requests.
+                || unsafe { (*(*ctx.request).connection).error() } != 0;
+            if failed {
+                link::discard(ctx.runner.get());
+            } else {
+                link::release(ctx.runner.get());
+            }
+        }
         State::Failed => {}
     }
 }

@@ -185,11 +185,6 @@ fn set_setting(cf: &mut ngx_conf_t, cmd: &ngx_command_t, loc: &mut LocConf) -> R
     let name = str_lossy(&cmd.name);
     let arg = &args(cf)[0];
     let setting = Setting::ALL.get(cmd.offset).copied().ok_or("tenant_runner: bad directive selector")?;
-    if let Setting::Cgi = setting {
-        return Err(String::from(
-            "\"tenant_cgi\": CGI runners are not built yet (README, Tenant runners, Not done yet)",
-        ));
-    }
     if let Setting::Runner | Setting::Cgi = setting {
         let slot = if let Setting::Runner = setting { &mut loc.runner } else { &mut loc.cgi };
         duplicate(slot, &name)?;

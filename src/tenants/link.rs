@@ -90,6 +90,17 @@ pub fn release(runner: u64) {
     });
 }
 
+/// Gives a runner back to be killed: its request failed (502, 504) or was
+/// cut short, so the runner may still be busy with it.
+pub fn discard(runner: u64) {
+    LINK.with_borrow_mut(|link| {
+        if link.conn.is_some() {
+            link.outbuf.extend_from_slice(format!("K {runner}\n").as_bytes());
+            link.flush();
+        }
+    });
+}
+
 /// A waiting request went away: its answer, if one comes, is given back.
 pub fn cancel(tag: u32) {
     LINK.with_borrow_mut(|link| {

@@ -31,7 +31,11 @@
 //!   fds beyond 0-2 closed): forked by the supervisor, which binds the
 //!   runner's socket (`r<id>.sock`, root:worker group 0660) and hands it
 //!   over as fd 0, the FastCGI convention; the runner then execs its
-//!   program: `php-cgi` (`tenant_interpreter`). A runner belongs to one
+//!   program: `php-cgi` (`tenant_interpreter`), or for `tenant_cgi on` the
+//!   supervisor program's own CGI runner, which forks and execs each
+//!   requested program (already as the owner), or for `.rb` its Ruby
+//!   runner (one mruby VM for the runner's life, the Ruby API built from
+//!   the FastCGI parameters). A runner belongs to one
 //!   owner, document root and kind for life and serves one request at a
 //!   time; it is recycled after `tenant_max_requests`, reaped after
 //!   `tenant_idle_timeout`, and the least recently used idle one is reaped
@@ -46,7 +50,9 @@
 //!   event (NGX_DONE, a request reference, a timer), other requests go on.
 //!   The answer sets `$tenant_socket` for `fastcgi_pass unix:$tenant_socket;`
 //!   and `$tenant_uid`, `$tenant_runner_pid`, `$tenant_spawn`. A pool
-//!   cleanup gives the runner back however the request ends.
+//!   cleanup gives the runner back however the request ends: `R` when it
+//!   ended well, `K` after a 502, a 504 or a client abort (the runner may
+//!   still be busy: the supervisor kills it and its whole session).
 //!
 //! **Lifetimes.** nginx stops: every holder of the life pipe's write end is
 //! gone, the keeper and supervisor read EOF, kill the runners and exit.

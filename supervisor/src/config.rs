@@ -125,8 +125,11 @@ impl Config {
 
     /// The program a runner of `kind` executes, if the kind is configured.
     pub fn program(&self, kind: &str) -> Option<RunnerProgram> {
-        // the CGI runner program ("cgi") is not built yet
-        self.interpreters.iter().find(|(ext, _)| ext == kind).map(|(_, p)| RunnerProgram::FastCgi(p.clone()))
+        match kind {
+            "cgi" => Some(RunnerProgram::Cgi),
+            "ruby" => Some(RunnerProgram::Ruby),
+            _ => self.interpreters.iter().find(|(ext, _)| ext == kind).map(|(_, p)| RunnerProgram::FastCgi(p.clone())),
+        }
     }
 }
 
@@ -135,6 +138,10 @@ impl Config {
 pub enum RunnerProgram {
     /// A FastCGI interpreter started on the listening socket (php-cgi).
     FastCgi(PathBuf),
+    /// This program's CGI runner: forks and execs each requested program.
+    Cgi,
+    /// This program's Ruby runner: one mruby VM for the runner's life.
+    Ruby,
 }
 
 #[cfg(test)]
@@ -164,7 +171,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.worker_uid, 65534);
         assert_eq!(c.program(".php"), Some(RunnerProgram::FastCgi(PathBuf::from("/usr/bin/php-cgi"))));
-        assert_eq!(c.program("cgi"), None);
+        assert_eq!(c.program("cgi"), Some(RunnerProgram::Cgi));
+        assert_eq!(c.program("ruby"), Some(RunnerProgram::Ruby));
         assert_eq!(c.program(".py"), None);
         assert_eq!(c.queue_timeout, Duration::from_millis(250));
     }

@@ -3,12 +3,15 @@
 //! master (`keeper` mode); it never parses HTTP and never runs tenant code.
 //! See `src/tenants/mod.rs` in the module for the whole design.
 
+mod cgi;
 mod config;
 mod dirs;
+mod fastcgi;
 mod keeper;
 mod log;
 mod owner;
 mod protocol;
+mod ruby;
 mod runners;
 mod sandbox;
 mod server;
@@ -23,6 +26,9 @@ fn main() {
                 std::process::exit(2)
             }
         },
+        // exec'd by a confined runner, never by hand
+        Some("cgi-runner") => cgi::run(&args[2..]),
+        Some("ruby-runner") => ruby::run(&args[2..]),
         _ => {
             eprintln!("usage: ngx-mruby-supervisor keeper --dir <dir> --worker-uid <uid> --worker-gid <gid> [options]");
             eprintln!("(started by the ngx_http_mruby module; see README, section Tenant runners)");

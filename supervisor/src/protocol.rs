@@ -6,6 +6,8 @@
 //!   whose document root is `docroot`, owned by `uid:gid`. `tag` (a u32)
 //!   comes back in the answer.
 //! - `R <runner>`: the request that was handed `runner` has ended.
+//! - `K <runner>`: it ended badly (502, 504, aborted): kill the runner and
+//!   everything it started rather than hand it out again.
 //!
 //! Supervisor to worker:
 //! - `OK <tag> <runner> <pid> <uid> <hit|spawned|queued> <socket>`
@@ -25,6 +27,7 @@ pub const MAX_KIND: usize = 16;
 pub enum Request {
     Acquire { tag: u32, kind: String, uid: u32, gid: u32, docroot: PathBuf },
     Release { runner: u64 },
+    Discard { runner: u64 },
 }
 
 fn number<T: std::str::FromStr>(field: Option<&str>, what: &'static str) -> Result<T, String> {
@@ -62,11 +65,12 @@ pub fn parse(line: &[u8]) -> Result<Request, String> {
             check_docroot_syntax(docroot)?;
             Ok(Request::Acquire { tag, kind: kind.to_string(), uid, gid, docroot: PathBuf::from(docroot) })
         }
-        "R" => {
+        "R" | "K" => {
             if rest.contains(' ') {
                 return Err(String::from("extra fields"));
             }
-            Ok(Request::Release { runner: number(Some(rest), "runner")? })
+            let runner = number(Some(rest), "runner")?;
+            Ok(if verb == "R" { Request::Release { runner } } else { Request::Discard { runner } })
         }
         _ => Err(String::from("unknown verb")),
     }
@@ -138,6 +142,7 @@ mod tests {
     #[test]
     fn release_parses() {
         assert_eq!(parse(b"R 42"), Ok(Request::Release { runner: 42 }));
+        assert_eq!(parse(b"K 42"), Ok(Request::Discard { runner: 42 }));
         assert!(parse(b"R 42 1").is_err());
         assert!(parse(b"R -1").is_err());
     }

@@ -33,6 +33,9 @@ pub struct Runner {
     pub last_used: Instant,
     /// SIGKILL sent; still counted until reaped.
     pub killing: bool,
+    /// Its request failed: killed at this time unless it exits first (so a
+    /// runner that died on its own is logged as such).
+    pub discard_at: Option<Instant>,
 }
 
 /// What to do for a request that wants a runner.
@@ -131,6 +134,7 @@ mod tests {
             requests: 0,
             last_used: Instant::now(),
             killing: false,
+            discard_at: None,
         });
         id
     }

@@ -159,7 +159,12 @@ fn landlock(spec: &RunnerSpec) -> Result<(), String> {
         .map_err(err)?;
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     let run = read | AccessFs::Execute;
-    ruleset = add_rule(ruleset, spec.docroot, read, abi)?;
+    // CGI programs are executed from the document root; scripts only read
+    let docroot_access = match spec.program {
+        RunnerProgram::Cgi => run,
+        RunnerProgram::FastCgi(_) | RunnerProgram::Ruby => read,
+    };
+    ruleset = add_rule(ruleset, spec.docroot, docroot_access, abi)?;
     ruleset = add_rule(ruleset, spec.tmp, read | AccessFs::from_write(abi), abi)?;
     for relative in &spec.config.writable {
         let path: PathBuf = spec.docroot.join(relative);
@@ -172,7 +177,10 @@ fn landlock(spec: &RunnerSpec) -> Result<(), String> {
         ruleset = add_rule(ruleset, Path::new(path), AccessFs::ReadFile.into(), abi)?;
     }
     ruleset = add_rule(ruleset, Path::new("/dev/null"), AccessFs::ReadFile | AccessFs::WriteFile, abi)?;
-    let RunnerProgram::FastCgi(program) = spec.program;
+    let program = match spec.program {
+        RunnerProgram::FastCgi(program) => program,
+        RunnerProgram::Cgi | RunnerProgram::Ruby => &spec.config.self_exe,
+    };
     ruleset = add_rule(ruleset, program, run, abi)?;
     let status = ruleset.restrict_self().map_err(err)?;
     if status.ruleset == RulesetStatus::NotEnforced {
@@ -201,9 +209,11 @@ fn environment(spec: &RunnerSpec) -> Result<Vec<CString>, String> {
     let mut tmpdir = b"TMPDIR=".to_vec();
     tmpdir.extend_from_slice(spec.tmp.as_os_str().as_bytes());
     env.push(cstring(&tmpdir)?);
-    // one process serving one request at a time; the supervisor recycles it
-    env.push(cstring(b"PHP_FCGI_CHILDREN=0")?);
-    env.push(cstring(b"PHP_FCGI_MAX_REQUESTS=0")?);
+    if let RunnerProgram::FastCgi(_) = spec.program {
+        // one process serving one request at a time; the supervisor recycles it
+        env.push(cstring(b"PHP_FCGI_CHILDREN=0")?);
+        env.push(cstring(b"PHP_FCGI_MAX_REQUESTS=0")?);
+    }
     Ok(env)
 }
 
@@ -232,6 +242,11 @@ fn exec(spec: &RunnerSpec) -> String {
                 argv.extend(php_settings(program, spec.tmp)?);
                 argv
             }
+            RunnerProgram::Cgi | RunnerProgram::Ruby => vec![
+                cstring(spec.config.self_exe.as_os_str().as_bytes())?,
+                cstring(if *spec.program == RunnerProgram::Cgi { b"cgi-runner" } else { b"ruby-runner" })?,
+                cstring(spec.docroot.as_os_str().as_bytes())?,
+            ],
         };
         let program = argv[0].clone();
         nix::unistd::execve(&program, &argv, &env).map_err(|e| format!("exec {}: {e}", program.to_string_lossy()))

@@ -22,6 +22,11 @@ use crate::runners::{ClientId, Decision, Runner, RunnerKey, RunnerTable};
 use crate::sandbox::{self, RunnerSpec};
 use crate::{log_error, log_info, log_notice, log_warn};
 
+/// How long a discarded runner may take to exit on its own before it is
+/// killed (a runner killed mid-request has closed its socket before its
+/// SIGCHLD arrives, so the worker's discard can come first).
+const DISCARD_DELAY: Duration = Duration::from_millis(100);
+
 /// The name of the supervisor's socket in the generation directory.
 pub const SOCKET_NAME: &str = "supervisor.sock";
 
@@ -172,8 +177,12 @@ impl Supervisor {
         for w in &self.queue {
             next = next.min(w.deadline);
         }
-        for r in self.table.iter().filter(|r| r.lessee.is_none() && !r.killing) {
-            next = next.min(r.last_used + self.config.idle_timeout);
+        for r in self.table.iter().filter(|r| !r.killing) {
+            match r.discard_at {
+                Some(at) => next = next.min(at),
+                None if r.lessee.is_none() => next = next.min(r.last_used + self.config.idle_timeout),
+                None => {}
+            }
         }
         next.saturating_duration_since(now).as_millis().min(1000) as i32 + 1
     }
@@ -290,7 +299,8 @@ impl Supervisor {
         let pid = self.clients.get(&client).map_or(0, |c| c.pid);
         match protocol::parse(line) {
             Ok(Request::Acquire { tag, kind, uid, gid, docroot }) => self.acquire(client, tag, kind, uid, gid, docroot),
-            Ok(Request::Release { runner }) => self.release(client, runner),
+            Ok(Request::Release { runner }) => self.release(client, runner, false),
+            Ok(Request::Discard { runner }) => self.release(client, runner, true),
             Err(reason) => {
                 log_error!(
                     "supervisor: refused a malformed request from worker pid {pid}: {reason}: \"{}\"",
@@ -321,7 +331,8 @@ impl Supervisor {
         self.queue.push_back(Waiting { client, tag, key, program, deadline, queued: false, evicted: false });
     }
 
-    fn release(&mut self, client: ClientId, id: u64) {
+    /// The request holding runner `id` ended; `discard`: it ended badly.
+    fn release(&mut self, client: ClientId, id: u64, discard: bool) {
         let max_requests = self.config.max_requests;
         let Some(runner) = self.table.get_mut(id) else {
             return; // it died (and was logged) while the request ran
@@ -334,6 +345,12 @@ impl Supervisor {
         runner.lessee = None;
         runner.requests += 1;
         runner.last_used = Instant::now();
+        if discard {
+            // still held until killed; if it died on its own, its SIGCHLD comes first
+            runner.lessee = Some(client);
+            runner.discard_at = Some(Instant::now() + DISCARD_DELAY);
+            return;
+        }
         if max_requests > 0 && runner.requests >= max_requests && !runner.killing {
             log_info!(
                 "supervisor: recycling runner pid {} of uid {} after {} requests",
@@ -455,6 +472,7 @@ impl Supervisor {
                     requests: 0,
                     last_used: Instant::now(),
                     killing: false,
+                    discard_at: None,
                 });
                 Ok(id)
             }
@@ -465,10 +483,13 @@ impl Supervisor {
         }
     }
 
+    /// Kills a runner and every process of its session (what its programs
+    /// started: a CGI program's children, a fork bomb).
     fn kill_runner(&mut self, id: u64) {
         if let Some(runner) = self.table.get_mut(id) {
             runner.killing = true;
             let _ = kill(Pid::from_raw(runner.pid), Signal::SIGKILL);
+            kill_session(runner.pid);
         }
     }
 
@@ -483,6 +504,7 @@ impl Supervisor {
             let Some(runner) = self.table.remove_pid(pid.as_raw()) else {
                 continue;
             };
+            kill_session(runner.pid);
             self.drain_pipe(runner.id);
             self.pipes.remove(&runner.id);
             let _ = std::fs::remove_file(&runner.socket);
@@ -559,6 +581,16 @@ impl Supervisor {
                 docroot.display()
             );
             self.reply(client, protocol::err_reply(tag, 503, "queue timeout"));
+        }
+        let discarded: Vec<(u64, i32, u32)> = self
+            .table
+            .iter()
+            .filter(|r| !r.killing && r.discard_at.is_some_and(|at| at <= now))
+            .map(|r| (r.id, r.pid, r.key.uid))
+            .collect();
+        for (id, pid, uid) in discarded {
+            log_info!("supervisor: discarding runner pid {pid} of uid {uid}: its request failed or timed out");
+            self.kill_runner(id);
         }
         let idle: Vec<(u64, i32, u32)> = self
             .table
@@ -645,6 +677,52 @@ impl Supervisor {
         }
         let _ = std::fs::remove_file(self.config.socket_dir().join(SOCKET_NAME));
         std::process::exit(0)
+    }
+}
+
+/// The session id and state of a process, from `/proc/<pid>/stat`.
+fn session_and_state(pid: &str) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // after "pid (comm)": state ppid pgrp session
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((fields.nth(2)?.parse().ok()?, state))
+}
+
+/// Live processes of session `sid`, with whether each is stopped.
+fn session_members(sid: i32) -> Vec<(i32, bool)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|name| match session_and_state(&name) {
+            Some((s, state)) if s == sid && state != 'Z' && state != 'X' => {
+                Some((name.parse().ok()?, state == 'T' || state == 't'))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Kills every process whose session is `sid` (a runner calls setsid, so
+/// its session is its pid). A fork bomb forks while it is being killed, so
+/// the session is frozen first (SIGSTOP until a scan finds nothing still
+/// running; stopped processes cannot fork), then killed.
+fn kill_session(sid: i32) {
+    for _ in 0..100 {
+        let members = session_members(sid);
+        if members.iter().all(|(_, stopped)| *stopped) {
+            break;
+        }
+        for (pid, _) in members {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+        }
+    }
+    for (pid, _) in session_members(sid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 

@@ -22,7 +22,7 @@ use VlimitTest qw(port servroot wait_until);
 our @EXPORT = qw(
     tenant_base tenant_users ensure_user site_dir write_site_file make_site
     processes_under runner_pids supervisor_pids keeper_pids proc_status
-    tenants_skip_reason as_user_connect supervisor_socket http_get_host
+    tenants_skip_reason as_user_connect supervisor_socket http_get_host uid_processes
 );
 
 my $Base = '/tmp/ngx-tenants-' . port();
@@ -107,14 +107,14 @@ sub processes_under {
     return \%found;
 }
 
-# Runners of this test's supervisors (php-cgi and CGI runners get the
-# owner's private temporary directory under our base on their command line
-# or in their environment; we match the command line).
+# Runners of this test's supervisors: php-cgi (its command line names the
+# owner's temporary directory under our base) and CGI runners (the program
+# itself, with the document root under our base).
 sub runner_pids {
     my ($uid) = @_;
-    my $p = processes_under("$Base/run");
+    my $p = processes_under("$Base/");
     return sort { $a <=> $b } grep {
-        $p->{$_}{comm} !~ /^tenant-/ && (!defined $uid || $p->{$_}{uid} == $uid)
+        $p->{$_}{comm} =~ /^(php-cgi|ngx-mruby-super)/ && (!defined $uid || $p->{$_}{uid} == $uid)
     } keys %$p;
 }
 
@@ -128,12 +128,23 @@ sub keeper_pids {
     return sort { $a <=> $b } grep { $p->{$_}{comm} eq 'tenant-keeper' } keys %$p;
 }
 
+# pids of every live process whose real uid is `$uid`.
+sub uid_processes {
+    my ($uid) = @_;
+    opendir my $dh, '/proc' or return;
+    return grep {
+        my $s = proc_status($_);
+        $s && ($s->{State} // '') !~ /^Z/ && (split ' ', $s->{Uid})[0] == $uid
+    } grep { /^\d+$/ } readdir $dh;
+}
+
 # The fields of /proc/<pid>/status.
 sub proc_status {
     my ($pid) = @_;
+    return unless defined $pid;
     open my $fh, '<', "/proc/$pid/status" or return;
     my %f;
-    while (<$fh>) { $f{$1} = $2 if /^(\w+):\s*(.*?)\s*$/ }
+    while (my $line = <$fh>) { $f{$1} = $2 if $line =~ /^(\w+):\s*(.*?)\s*$/ }
     return \%f;
 }
 
