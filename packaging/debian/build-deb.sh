@@ -5,7 +5,8 @@
 #
 #   /usr/lib/nginx/modules/ngx_http_mruby_module.so
 #   /usr/share/nginx/modules-available/mod-http-mruby.conf   (load_module)
-#   /etc/nginx/modules-enabled/50-mod-http-mruby.conf        (symlink, postinst)
+#   /etc/nginx/modules-enabled/70-mod-http-mruby.conf        (symlink, postinst;
+#                                                             after 50-mod-stream.conf)
 #
 # Depends on the nginx ABI virtual package (nginx-abi-<version>-<n>) named
 # by the nginx source the module was built against, as dh_nginx does, so
@@ -76,6 +77,14 @@ printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$package" "$package" >"
 shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps -O "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so" 2>/dev/null |
     sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] && shlibs=", $shlibs"
+
+# The module's stream part (ngx_stream_mruby_module) links against
+# ngx_stream_module, which Debian builds as a dynamic module of its own.
+stream_depends=
+if nm -D --undefined-only "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so" | grep -q ' ngx_stream_'; then
+    stream_depends=", libnginx-mod-stream"
+fi
+shlibs="$stream_depends$shlibs"
 
 installed_size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$installed_size/" \
