@@ -5,6 +5,7 @@
 #
 #   /usr/lib/nginx/modules/ngx_http_mruby_module.so
 #   /usr/share/nginx/modules-available/mod-http-mruby.conf   (load_module)
+#   /usr/sbin/ngx-mruby-supervisor                           (tenant runners)
 #   /etc/nginx/modules-enabled/70-mod-http-mruby.conf        (symlink, postinst;
 #                                                             after 50-mod-stream.conf)
 #
@@ -61,6 +62,17 @@ mkdir -p "$stage/DEBIAN" "$stage/usr/lib/nginx/modules" \
 # Debian ships modules stripped (debug symbols go to -dbgsym packages).
 objcopy --strip-debug --remove-section=.comment "$module" "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so"
 chmod 644 "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so"
+# The tenant runners' supervisor program, where the module looks for it by
+# default: next to the nginx binary (tenant_supervisor). It does not
+# depend on the nginx version.
+profile=${PROFILE:-release}
+cargo_flags=()
+if [ "$profile" = release ]; then cargo_flags+=(--release); fi
+"${CARGO:-cargo}" build "${cargo_flags[@]}" -p ngx-mruby-supervisor >&2
+mkdir -p "$stage/usr/sbin"
+objcopy --strip-debug --remove-section=.comment "$repo/target/$profile/ngx-mruby-supervisor" \
+    "$stage/usr/sbin/ngx-mruby-supervisor"
+chmod 755 "$stage/usr/sbin/ngx-mruby-supervisor"
 install -m 644 "$here/mod-http-mruby.conf" "$stage/usr/share/nginx/modules-available/"
 install -m 644 "$here/copyright" "$stage/usr/share/doc/$package/copyright"
 printf '%s (%s) unstable; urgency=medium\n\n  * Built from ngx-mruby-rs %s for nginx %s (%s).\n\n -- ngx-mruby-rs developers <ngx-mruby-rs@localhost>  %s\n' \
@@ -74,7 +86,8 @@ shlibs_dir="$out/shlibs"
 rm -rf "$shlibs_dir"
 mkdir -p "$shlibs_dir/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$package" "$package" >"$shlibs_dir/debian/control"
-shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps -O "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so" 2>/dev/null |
+shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps -O "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so" \
+    "$stage/usr/sbin/ngx-mruby-supervisor" 2>/dev/null |
     sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] && shlibs=", $shlibs"
 
