@@ -666,3 +666,25 @@ ok
 init remote_ip: RuntimeError: Nginx::Stream::Connection can only be used in mruby_stream or mruby_stream_code
 init stream_status: RuntimeError
 init sleep: RuntimeError
+
+
+=== TEST 32: Async.sleep from a Fiber of the script's own raises FiberError, nothing stays armed
+--- stream_server_config
+    mruby_stream_code '
+        begin
+          Fiber.new { Nginx::Stream::Async.sleep 10 }.resume
+        rescue FiberError => e
+          Nginx::Stream.log Nginx::Stream::LOG_NOTICE, "own fiber: #{e.class}"
+        end
+        Nginx::Stream::Async.sleep 20
+        Nginx::Stream.log Nginx::Stream::LOG_NOTICE, "then slept in the script Fiber"
+    ';
+    return "ok\n";
+--- stream_request
+--- stream_response
+ok
+--- error_log
+own fiber: FiberError
+then slept in the script Fiber
+--- no_error_log
+[error]

@@ -4,17 +4,20 @@
 //! connection (`$status` 403), ERROR closes it as an internal error (500).
 //!
 //! An exception closes that connection (500) with one `[error]` line. A
-//! script that uses `Nginx::Stream::Async` runs in a Fiber: when it sleeps,
-//! the handler returns NGX_DONE and the worker serves other connections; the
-//! timer runs the phase engine again, which calls this handler, and it
-//! resumes the Fiber.
+//! script that uses `Nginx::Stream::Async` runs in a Fiber: when it sleeps
+//! (`host/stream.rs`), the handler returns NGX_DONE and the worker serves
+//! other connections; the timer runs the phase engine again, which calls
+//! this handler, and it resumes the Fiber. The session's state is the
+//! stream host, installed around every VM entry.
 
 use ngx::ffi::*;
 
 use super::conf::{main_conf_of_session, srv_conf_of_session};
-use super::session::{self, session_state, StreamSession};
+use super::module_ctx::session_state;
+use crate::host::stream::{self, StreamSession};
+use crate::host::{self, Host};
 use crate::ngx_util::log;
-use crate::vm::run::{resume, run_for_effect, start, Completion, ScriptFailure};
+use crate::vm::run::{fiber_context, resume, run, run_for_effect, Completion, ScriptFailure};
 use crate::vm::{Script, Vm};
 
 const OK: ngx_int_t = NGX_OK as ngx_int_t;
@@ -94,25 +97,33 @@ fn start_script(vm: &Vm, script: &Script, state: &StreamSession) -> Outcome {
         Ok(proc_) => proc_,
         Err(err) => return Outcome::Failed(format!("failed to recompile {err}")),
     };
-    let _entered = session::enter(state);
-    let result = if script.suspendable() {
-        state.in_fiber.set(true);
-        let result = vm.mrb().arena_scope(|| start(vm, proc_, true).map(fiber_only(vm)));
-        state.in_fiber.set(false);
-        result
-    } else {
-        run_for_effect(vm, proc_, false).map(|()| Completion::Finished(vm.mrb().nil()))
-    };
-    after_run(vm, state, result)
+    let result = host::enter(&Host::Stream(state), || {
+        if !script.suspendable() {
+            return run_for_effect(vm, proc_, false).map(|()| Completion::Finished(vm.mrb().nil()));
+        }
+        // the bytecode gives the script's Fiber; a wait must come from there
+        vm.mrb().arena_scope(|| {
+            run(vm.mrb(), proc_).and_then(|fiber| {
+                state.fiber_context.set(fiber_context(fiber));
+                let result = resume(vm, fiber, None).map(fiber_only(vm));
+                state.fiber_context.set(core::ptr::null_mut());
+                result
+            })
+        })
+    });
+    after_run(state, result)
 }
 
 fn resume_script(vm: &Vm, state: &StreamSession) -> Outcome {
-    let _entered = session::enter(state);
-    session::restore_globals(vm, state);
-    state.in_fiber.set(true);
-    let result = vm.mrb().arena_scope(|| resume(vm, state.fiber.get()).map(fiber_only(vm)));
-    state.in_fiber.set(false);
-    after_run(vm, state, result)
+    stream::put_back_globals(state);
+    let fiber = state.fiber.get();
+    let result = host::enter(&Host::Stream(state), || {
+        state.fiber_context.set(fiber_context(fiber));
+        let result = vm.mrb().arena_scope(|| resume(vm, fiber, Some(vm.mrb().nil())).map(fiber_only(vm)));
+        state.fiber_context.set(core::ptr::null_mut());
+        result
+    });
+    after_run(state, result)
 }
 
 /// Only the Fiber (GC-registered by `after_run`) is kept past the arena.
@@ -123,73 +134,31 @@ fn fiber_only(vm: &Vm) -> impl Fn(Completion) -> Completion + '_ {
     }
 }
 
-fn after_run(vm: &Vm, state: &StreamSession, result: Result<Completion, ScriptFailure>) -> Outcome {
+fn after_run(state: &StreamSession, result: Result<Completion, ScriptFailure>) -> Outcome {
     match result {
         Ok(Completion::Suspended(fiber)) if state.pending.get() => {
-            if !state.suspended.get() {
-                vm.mrb().gc_register(fiber);
-                state.fiber.set(fiber);
-                state.suspended.set(true);
-            }
-            session::release_globals(vm, state, true);
+            stream::keep_fiber(state, fiber);
+            stream::take_out_globals(state, true);
             Outcome::Suspended
         }
         Ok(Completion::Suspended(_)) => {
-            finish(vm, state);
+            finish(state);
             Outcome::Failed(String::from("Fiber.yield outside Nginx::Stream::Async: nothing would resume the script"))
         }
         Ok(Completion::Finished(_)) => {
-            finish(vm, state);
+            finish(state);
             Outcome::Done
         }
         Err(failure) => {
-            finish(vm, state);
+            finish(state);
             Outcome::Failed(failure.report)
         }
     }
 }
 
 /// The script will not run again: no timer, no Fiber, no globals left.
-fn finish(vm: &Vm, state: &StreamSession) {
-    session::disarm_timer(state);
-    session::release_fiber(vm, state);
-    session::release_globals(vm, state, false);
-}
-
-/// `Nginx::Stream::Async.sleep`: arms the session's timer, with the
-/// session cleanup that disarms it however the session ends, in one step.
-pub(crate) fn arm_sleep(state: &StreamSession, ms: u64) -> Result<(), String> {
-    if !state.in_fiber.get() {
-        return Err(String::from(
-            "Nginx::Stream::Async.sleep can only wait in mruby_stream (the script must mention Nginx::Stream::Async)",
-        ));
-    }
-    session::register_cleanup(state).map_err(|()| String::from("out of memory"))?;
-    // SAFETY: the event lives in the session pool; the cleanup registered
-    // above removes it from the timer tree before the pool is freed.
-    unsafe {
-        if state.timer.get().is_null() {
-            let ev = ngx_pcalloc(state.pool(), core::mem::size_of::<ngx_event_t>()) as *mut ngx_event_t;
-            if ev.is_null() {
-                return Err(String::from("out of memory"));
-            }
-            (*ev).handler = Some(sleep_done);
-            (*ev).data = core::ptr::from_ref(state).cast_mut().cast();
-            (*ev).log = state.log();
-            state.timer.set(ev);
-        }
-        ngx_add_timer(state.timer.get(), ms as ngx_msec_t);
-    }
-    state.pending.set(true);
-    Ok(())
-}
-
-/// The sleep is over: run the session's phases again, which resumes the script.
-unsafe extern "C" fn sleep_done(ev: *mut ngx_event_t) {
-    // SAFETY: the timer's data is the live session's state (the session
-    // cleanup removes the timer before the session goes).
-    let state = unsafe { &*((*ev).data as *const StreamSession) };
-    state.pending.set(false);
-    // SAFETY: the session is live; this is what nginx's own handlers do.
-    unsafe { ngx_stream_core_run_phases(state.session()) };
+fn finish(state: &StreamSession) {
+    stream::disarm_timer(state);
+    stream::release_fiber(state);
+    stream::take_out_globals(state, false);
 }

@@ -8,8 +8,9 @@ use ngx::core::{Pool, Status};
 use ngx::ffi::*;
 use ngx::ngx_string;
 
-use crate::conf::{args as conf_args, compile_file_script, compile_inline_script, conf_result};
-use crate::ngx_util::{conf_log, log, str_lossy};
+use crate::conf::{cache_argument, compile_file_script, compile_inline_script, run_hook};
+use crate::host::Context;
+use crate::ngx_util::{conf_args, conf_log, conf_result, log, str_lossy};
 use crate::vm::{Script, Vm};
 
 /// `stream{}`-level state: the VM and the process hooks.
@@ -103,7 +104,7 @@ fn stream_vm(cf: &mut ngx_conf_t) -> Result<Rc<Vm>, String> {
     if let Some(vm) = &main.vm {
         return Ok(vm.clone());
     }
-    let vm = Rc::new(Vm::open_with(crate::api::stream::install)?);
+    let vm = Rc::new(Vm::open(crate::api::stream::install)?);
     main.vm = Some(vm.clone());
     Ok(vm)
 }
@@ -115,7 +116,7 @@ fn directive_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t, inline: bool) -> R
     if inline {
         compile_inline_script(cf, cmd, &args[0], &vm)
     } else {
-        compile_file_script(cf, cmd, args, &vm)
+        compile_file_script(cf, cmd, &args[0], cache_argument(args)?, &vm)
     }
 }
 
@@ -241,7 +242,7 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
         return Status::NGX_OK.into();
     };
     let result = match &main.init {
-        Some(script) => run_hook(&vm, script),
+        Some(script) => run_hook(&vm, script, Context::INIT, cf_ref.cycle),
         None => Ok(()),
     };
     vm.mark_globals_baseline();
@@ -254,15 +255,6 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
     }
 }
 
-/// Runs a process hook's script (no session: `Nginx::Stream.log` goes to
-/// the cycle's log; waiting is impossible).
-fn run_hook(vm: &Vm, script: &Script) -> Result<(), String> {
-    let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
-    vm.mrb()
-        .arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
-        .map_err(|failure| failure.report)
-}
-
 /// Runs `mruby_stream_init_worker` in a freshly forked worker. A failure is
 /// logged at `[alert]` and the worker keeps serving (as the HTTP hook).
 pub(crate) fn init_worker(cycle: &mut ngx_cycle_t) {
@@ -273,7 +265,7 @@ pub(crate) fn init_worker(cycle: &mut ngx_cycle_t) {
         return;
     };
     let result = match &main.init_worker {
-        Some(script) => run_hook(vm, script),
+        Some(script) => run_hook(vm, script, Context::INIT_WORKER, core::ptr::from_mut(cycle)),
         None => Ok(()),
     };
     vm.mark_globals_baseline();
@@ -288,7 +280,7 @@ pub(crate) fn exit_worker(cycle: &mut ngx_cycle_t) {
         return;
     };
     if let (Some(vm), Some(script)) = (&main.vm, &main.exit_worker) {
-        if let Err(report) = run_hook(vm, script) {
+        if let Err(report) = run_hook(vm, script, Context::EXIT_WORKER, core::ptr::from_mut(cycle)) {
             log(cycle.log, NGX_LOG_ERR, &format!("mruby_stream_exit_worker failed: {report}"));
         }
     }

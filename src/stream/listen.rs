@@ -2,37 +2,23 @@
 //! is parsed, and `Nginx::Stream.add_listener` adds listening sockets to
 //! that server, as a `listen` directive would.
 
-use core::cell::Cell;
 use core::ptr;
 
 use ngx::ffi::*;
 
+use crate::host::server_config::{ListenSpec, ListenerTarget, ServerConfigHost};
+use crate::host::{self, Host};
 use crate::ngx_util::{pool_str, str_lossy};
 use crate::vm::{RubyError, Script, Vm};
 
 /// The configuration context and the stream server being parsed.
-#[derive(Clone, Copy)]
 struct ServerBeingParsed {
     cf: *mut ngx_conf_t,
     cscf: *mut ngx_stream_core_srv_conf_t,
 }
 
-thread_local! {
-    /// Set only while a `mruby_stream_server_context_code` script runs.
-    static CURRENT: Cell<Option<ServerBeingParsed>> = const { Cell::new(None) };
-}
-
-/// Clears the server however the run ends.
-struct Entered(Option<ServerBeingParsed>);
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.0));
-    }
-}
-
-/// Runs `script` now, with the server being parsed as the target of
-/// `add_listener`. Returns the exception report on failure.
+/// Runs `script` now, with a server-configuration host whose target is the
+/// stream server being parsed. Returns the exception report on failure.
 pub(crate) fn run_server_context(cf: &mut ngx_conf_t, vm: &Vm, script: &Script) -> Result<(), String> {
     // SAFETY: inside a stream server block cf->ctx is its conf context, whose
     // srv_conf array holds the core module's server conf.
@@ -42,17 +28,29 @@ pub(crate) fn run_server_context(cf: &mut ngx_conf_t, vm: &Vm, script: &Script) 
         *(*ctx).srv_conf.add(index) as *mut ngx_stream_core_srv_conf_t
     };
     let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
+    let cycle = cf.cycle;
     let server = ServerBeingParsed { cf: ptr::from_mut(cf), cscf };
-    let _entered = Entered(CURRENT.with(|c| c.replace(Some(server))));
-    vm.mrb().arena_scope(|| crate::vm::run::run(vm.mrb(), proc_).map(|_| ())).map_err(|failure| failure.report)
+    let result = host::enter(&Host::ServerConfig(&ServerConfigHost::new(&server, cycle)), || {
+        // a script that names Async compiles to a Fiber: run_to_end runs it
+        vm.mrb().arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))
+    });
+    // the script ran once; its bytecode is not needed again
+    script.release(vm.mrb());
+    result.map_err(|failure| failure.report)
 }
 
-/// `Nginx::Stream.add_listener`: listen on `address` (`host:port` or
-/// `port`) in the server being parsed.
-pub(crate) fn add_listener(address: &[u8]) -> Result<(), RubyError> {
-    let server = CURRENT.with(Cell::get).ok_or_else(|| {
-        RubyError::runtime("Nginx::Stream.add_listener can only be called in mruby_stream_server_context_code")
-    })?;
+impl ListenerTarget for ServerBeingParsed {
+    /// `Nginx::Stream.add_listener`: listen on `address` (`host:port` or
+    /// `port`) in the stream server being parsed, as `listen` would.
+    fn add_listener(&self, spec: &ListenSpec) -> Result<(), RubyError> {
+        if spec.ssl || spec.http2 {
+            return Err(RubyError::argument("Nginx::Stream.add_listener takes only :address"));
+        }
+        add_stream_listener(self, &spec.address)
+    }
+}
+
+fn add_stream_listener(server: &ServerBeingParsed, address: &[u8]) -> Result<(), RubyError> {
     let shown = String::from_utf8_lossy(address).into_owned();
     // SAFETY: the server is set only while its directive runs, so cf and
     // cscf are the live configuration and the server being parsed.

@@ -18,7 +18,7 @@
 pub mod access;
 pub mod conf;
 pub mod listen;
-pub mod session;
+pub mod module_ctx;
 pub mod upstream;
 
 use core::ffi::c_void;

@@ -1,13 +1,14 @@
-//! `Nginx::Stream::Async.sleep(ms)`: the Rust half (`__sleep` arms the
-//! timer and its cleanup); mrblib/stream.rb then yields the script's Fiber
-//! until `stream::access` resumes it from the timer.
+//! `Nginx::Stream::Async.sleep(ms)`: waits without blocking the worker
+//! (`host/stream.rs` arms the timer and yields the script's Fiber in one
+//! call; the handler resumes it when the timer fires).
 
 use mruby_sys::*;
+use ngx::ffi::ngx_msec_t;
 
 use super::current_session;
 use crate::api::{arg_int, arity, ARGS_ANY};
+use crate::host::stream;
 use crate::ruby_fn;
-use crate::stream::access::arm_sleep;
 use crate::vm::{Mrb, RubyError, RubyResult};
 
 /// Longer sleeps are a mistake (and nginx timers are 32-bit on some builds).
@@ -20,13 +21,12 @@ fn sleep(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
         return Err(RubyError::argument(format!("sleep time must be 1..{MAX_SLEEP_MS} milliseconds, not {ms}")));
     }
     let state = current_session("Nginx::Stream::Async.sleep")?;
-    arm_sleep(state, ms as u64).map_err(RubyError::runtime)?;
-    Ok(mrb.nil())
+    stream::sleep(mrb, state, ms as ngx_msec_t)
 }
 
 pub fn init(mrb: Mrb) {
     let nginx = mrb.define_class(c"Nginx");
     let stream = mrb.define_class_under(nginx, c"Stream");
     let async_class = mrb.define_class_under(stream, c"Async");
-    mrb.define_class_method(async_class, c"__sleep", ruby_fn!(sleep), ARGS_ANY);
+    mrb.define_class_method(async_class, c"sleep", ruby_fn!(sleep), ARGS_ANY);
 }

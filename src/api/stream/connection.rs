@@ -10,12 +10,12 @@ use mruby_sys::*;
 use ngx::ffi::*;
 
 use super::current_session;
-use crate::api::gems::{make_data_class, DataType};
+use crate::api::core::gems::{make_data_class, DataType};
 use crate::api::{arg_bytes, arg_int, arity, ARGS_ANY};
+use crate::host::StreamSession;
 use crate::ngx_util::str_bytes;
 use crate::ruby_fn;
-use crate::stream::session::StreamSession;
-use crate::stream::upstream::{choose_server, find_upstream, first_server_name};
+use crate::upstream::stream::{find, first_server_name, parse_server};
 use crate::vm::{Mrb, RubyError, RubyResult};
 
 /// What a `Nginx::Stream::Connection` object holds: the upstream block it
@@ -32,7 +32,7 @@ fn session<'a>() -> Result<&'a StreamSession, RubyError> {
 fn initialize(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let name = arg_bytes(mrb, args[0], "upstream name")?;
-    let upstream = find_upstream(session()?.session(), name)
+    let upstream = find(session()?.session(), name)
         .ok_or_else(|| RubyError::argument(format!("upstream \"{}\" not found", String::from_utf8_lossy(name))))?;
     CONNECTION
         .set(mrb, self_, UpstreamRef(upstream))
@@ -53,14 +53,10 @@ fn upstream_server(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult
     arity(args, 0, 0)?;
     let state = session()?;
     let upstream = upstream_of(mrb, self_)?;
-    let chosen = state.chosen.get();
-    // SAFETY: chosen is NULL or a ChosenServer in the live session's pool.
-    if let Some(chosen) = unsafe { chosen.as_ref() } {
-        if chosen.upstream == upstream {
-            return Ok(mrb.str(str_bytes(&chosen.name)));
-        }
+    if let Some(chosen) = state.chosen_for(upstream) {
+        return Ok(mrb.str(str_bytes(&chosen.name)));
     }
-    Ok(first_server_name(upstream).map(|name| mrb.str(&name)).unwrap_or_else(|| mrb.nil()))
+    Ok(first_server_name(upstream).map(|name| mrb.str(name)).unwrap_or_else(|| mrb.nil()))
 }
 
 /// `upstream_server = "ip:port"`: this session connects there instead of
@@ -70,8 +66,8 @@ fn set_upstream_server(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyRe
     let address = arg_bytes(mrb, args[0], "upstream server")?;
     let state = session()?;
     let upstream = upstream_of(mrb, self_)?;
-    let chosen = choose_server(state.pool(), upstream, address).map_err(RubyError::argument)?;
-    state.chosen.set(chosen);
+    let server = parse_server(state.pool(), address).map_err(RubyError::argument)?;
+    state.choose(upstream, server.sockaddr, server.socklen, server.name)?;
     Ok(args[0])
 }
 

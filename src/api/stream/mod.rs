@@ -7,24 +7,23 @@ pub mod async_;
 pub mod connection;
 pub mod nginx_stream;
 
+use crate::host::{self, Host, StreamSession};
 use crate::vm::{Mrb, RubyError};
 
-/// Ruby halves of the stream API (`mrblib/`).
-const STREAM_MRBLIB: &[(&str, &str)] = &[("mrblib/stream.rb", include_str!("../../../mrblib/stream.rb"))];
-
-/// Defines the stream API in a fresh VM (the stream module's `Vm::open_with`).
+/// Defines the stream API in a fresh VM (the stream module's `Vm::open`).
 pub fn install(mrb: Mrb) -> Result<(), String> {
     let arena = mrb.arena_save();
     nginx_stream::init(mrb);
     connection::init(mrb);
     async_::init(mrb);
     mrb.arena_restore(arena);
-    super::define_library(mrb)?;
-    super::load_mrblib(mrb, STREAM_MRBLIB)
+    super::install_library(mrb)
 }
 
 /// The session the running script serves; RuntimeError elsewhere.
-pub(crate) fn current_session<'a>(what: &str) -> Result<&'a crate::stream::session::StreamSession, RubyError> {
-    crate::stream::session::current()
-        .ok_or_else(|| RubyError::runtime(format!("{what} can only be used in mruby_stream or mruby_stream_code")))
+pub(crate) fn current_session<'a>(what: &str) -> Result<&'a StreamSession, RubyError> {
+    match host::current() {
+        Some(Host::Stream(session)) => Ok(session),
+        _ => Err(RubyError::runtime(format!("{what} can only be used in mruby_stream or mruby_stream_code"))),
+    }
 }

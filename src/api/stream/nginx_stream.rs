@@ -1,12 +1,11 @@
 //! `Nginx::Stream`: constants, logging, module name, `add_listener`.
 
 use mruby_sys::*;
-use ngx::ffi::*;
 
 use crate::api::{arg_int, arity, to_s_bytes, ARGS_ANY};
+use crate::host::{self, Host, ListenSpec};
 use crate::ngx_util::log;
 use crate::ruby_fn;
-use crate::stream::listen;
 use crate::vm::{Mrb, RubyError, RubyResult};
 
 /// What `Nginx::Stream.module_name` returns (ngx_mruby's stream module).
@@ -21,11 +20,8 @@ fn log_message(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
         return Err(RubyError::argument(format!("invalid log level {level} (Nginx::Stream::LOG_STDERR..LOG_DEBUG)")));
     }
     let message = to_s_bytes(mrb, args[1])?;
-    let target = match crate::stream::session::current() {
-        Some(state) => state.log(),
-        // SAFETY: ngx_cycle is nginx's current cycle, always set once running.
-        None => unsafe { (*ngx_cycle).log },
-    };
+    // the connection's log (nginx adds client and server), or the cycle's in a process hook
+    let target = host::current().map(Host::log).ok_or_else(|| RubyError::runtime("no script is running"))?;
     log(target, level as u32, &String::from_utf8_lossy(&message));
     Ok(mrb.nil())
 }
@@ -39,6 +35,14 @@ fn module_name(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
 /// only in `mruby_stream_server_context_code`, while the server is parsed.
 fn add_listener(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
+    let server = match host::current() {
+        Some(Host::ServerConfig(server)) => server,
+        _ => {
+            return Err(RubyError::runtime(
+                "Nginx::Stream.add_listener can only be called in mruby_stream_server_context_code",
+            ))
+        }
+    };
     let options = args[0];
     if !mrb.is_hash(options) {
         return Err(RubyError::type_error(format!(
@@ -53,7 +57,7 @@ fn add_listener(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
         .filter(|a| !a.is_empty())
         .ok_or_else(|| RubyError::argument("add_listener: :address must be a non-empty String"))?
         .to_vec();
-    listen::add_listener(&address)?;
+    server.add_listener(&ListenSpec { address, ssl: false, http2: false })?;
     Ok(mrb.nil())
 }
 
