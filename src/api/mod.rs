@@ -131,12 +131,18 @@ const LIBRARY_MRBLIB: &[(&str, &str)] = &[
     ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
 ];
 
-/// Ruby sources of the HTTP API (`mrblib/`), loaded after the Rust classes.
+/// Ruby sources of the HTTP VM (`mrblib/`, the library's included), loaded
+/// after the Rust classes.
 const HTTP_MRBLIB: &[(&str, &str)] = &[
     ("mrblib/nginx.rb", include_str!("../../mrblib/nginx.rb")),
     ("mrblib/request.rb", include_str!("../../mrblib/request.rb")),
     ("mrblib/utils.rb", include_str!("../../mrblib/utils.rb")),
     ("mrblib/async.rb", include_str!("../../mrblib/async.rb")),
+    ("mrblib/userdata.rb", include_str!("../../mrblib/userdata.rb")),
+    ("mrblib/stringio.rb", include_str!("../../mrblib/stringio.rb")),
+    ("mrblib/json.rb", include_str!("../../mrblib/json.rb")),
+    ("mrblib/regexp.rb", include_str!("../../mrblib/regexp.rb")),
+    ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
     ("mrblib/rack.rb", include_str!("../../mrblib/rack.rb")),
     ("mrblib/vlimit.rb", include_str!("../../mrblib/vlimit.rb")),
 ];
@@ -157,13 +163,14 @@ pub fn install(mrb: Mrb) -> Result<(), String> {
     http::ssl::init(mrb);
     http::upstream::init(mrb);
     http::listener::init(mrb);
+    core::kernel::init(mrb);
+    core::gems::init(mrb);
     mrb.arena_restore(arena);
-    install_library(mrb)?;
     load_mrblib(mrb, HTTP_MRBLIB)
 }
 
 /// Defines what every VM has, HTTP or stream: `Kernel#server_name`, the
-/// Ruby library (`core/gems/`) and its Ruby halves.
+/// Ruby library (`core/gems/`) and its Ruby halves (the stream VM's base).
 pub fn install_library(mrb: Mrb) -> Result<(), String> {
     let arena = mrb.arena_save();
     core::kernel::init(mrb);
