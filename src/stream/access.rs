@@ -56,6 +56,8 @@ enum Outcome {
     Failed(String),
 }
 
+/// The ACCESS phase handler: runs (or resumes) the server's script for
+/// session `s` and maps what it did to the phase's return code.
 unsafe extern "C" fn access_handler(s: *mut ngx_stream_session_t) -> ngx_int_t {
     let Some(script) = srv_conf_of_session(s).and_then(|srv| srv.script.as_deref()) else {
         return DECLINED;

@@ -7,7 +7,9 @@
 //! * `listen.rs`: `Nginx::Stream.add_listener` from
 //!   `mruby_stream_server_context_code`.
 //! * `upstream.rs`: the upstream server a session's script chose
-//!   (`Nginx::Stream::Connection#upstream_server=`).
+//!   (`Nginx::Stream::Connection#upstream_server=`), applied when the proxy
+//!   connects.
+//! * `module_ctx.rs`: the session's ctx slot holding its host state.
 //!
 //! Each `stream{}` configuration has its own VM (not the HTTP one), with the
 //! stream API (`api/stream/`) and the Ruby library defined in it. A session
