@@ -688,3 +688,42 @@ own fiber: FiberError
 then slept in the script Fiber
 --- no_error_log
 [error]
+
+
+=== TEST 33: every kind of stream directive in one configuration
+--- stream_config
+    mruby_stream_init_code 'Userdata.new.port = "$TEST_NGINX_RAND_PORT_1"';
+    mruby_stream_init_worker $TEST_NGINX_HTML_DIR/init_worker.rb;
+    mruby_stream_exit_worker_code 'Userdata.new.worker_ready = false';
+    mruby_stream_code 'Nginx::Stream.log Nginx::Stream::LOG_NOTICE, "main-level code ran"';
+    upstream all_backends { server 127.0.0.1:1; }
+    server { listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1; return "backend\n"; }
+    server {
+        mruby_stream_server_context_code 'Nginx::Stream.add_listener({address: "127.0.0.1:$TEST_NGINX_RAND_PORT_2"})';
+        mruby_stream $TEST_NGINX_HTML_DIR/pick.rb cache;
+        proxy_pass all_backends;
+    }
+--- user_files
+>>> init_worker.rb
+Userdata.new.worker_ready = true
+>>> pick.rb
+u = Userdata.new
+c = Nginx::Stream::Connection.new("all_backends")
+c.upstream_server = "127.0.0.1:#{u.port}" if u.worker_ready
+Nginx::Stream.log Nginx::Stream::LOG_NOTICE, "pick.rb chose #{c.upstream_server}"
+--- stream_server_config
+    mruby_stream_code '
+        Nginx::Stream::Async.sleep 10
+        Nginx::Stream.log Nginx::Stream::LOG_NOTICE, "server code ran"
+    ';
+    return "front\n";
+--- init
+my $st = stream_exchange(data => '', port => rand_port(2));
+Test::More::is($st->{raw}, "backend\n", "the add_listener port proxies to the server chosen by pick.rb");
+--- stream_request
+--- stream_response
+front
+--- error_log eval
+[qr/pick\.rb chose 127\.0\.0\.1:\d+/, "server code ran", "main-level code ran"]
+--- no_error_log
+[error]
