@@ -727,3 +727,32 @@ front
 [qr/pick\.rb chose 127\.0\.0\.1:\d+/, "server code ran", "main-level code ran"]
 --- no_error_log
 [error]
+
+
+=== TEST 34: $status of a session: 403 after ABORT, 500 after an exception or ERROR, 200 otherwise
+--- stream_config
+    log_format st 'stream-status $remote_addr $status';
+    access_log $TEST_NGINX_SERVER_ROOT/logs/access.log st;
+--- stream_server_config
+    mruby_stream_code '
+        c = Nginx::Stream::Connection
+        case c.remote_ip
+        when "127.0.0.2" then c.stream_status = Nginx::Stream::ABORT
+        when "127.0.0.3" then raise "boom"
+        when "127.0.0.4" then c.stream_status = Nginx::Stream::ERROR
+        end
+    ';
+    return "ok\n";
+--- init
+for my $addr (qw(127.0.0.2 127.0.0.3 127.0.0.4)) {
+    my $st = stream_exchange(data => '', local_addr => $addr);
+    Test::More::is($st->{raw}, '', "$addr gets nothing");
+}
+--- stream_request
+--- stream_response
+ok
+--- access_log
+stream-status 127.0.0.2 403
+stream-status 127.0.0.3 500
+stream-status 127.0.0.4 500
+stream-status 127.0.0.1 200
