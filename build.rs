@@ -8,13 +8,17 @@
 //!   pointer and repeated headers in `headers_in` are lists of elements
 //!   (before, `cookies` and `x_forwarded_for` were arrays of pointers);
 //! * `nginx_listen_type` (nginx >= 1.25.0, with HTTP/3): `ngx_http_listen_opt_t`
-//!   has a socket `type`.
+//!   has a socket `type`;
+//! * `nginx_stream_add_listen` (nginx >= 1.25.5, virtual servers in stream):
+//!   `ngx_stream_add_listen` and `ngx_stream_listen_opt_t`, which
+//!   `Nginx::Stream.add_listener` needs (before, it raises).
 //!
 //! The oldest nginx supported is 1.22.1 (README, "Supported nginx versions");
 //! `make module` refuses older sources with that message.
 
 /// (first version with it, cfg name)
-const VERSION_CFGS: &[(u64, &str)] = &[(1_023_000, "nginx_header_lists"), (1_025_000, "nginx_listen_type")];
+const VERSION_CFGS: &[(u64, &str)] =
+    &[(1_023_000, "nginx_header_lists"), (1_025_000, "nginx_listen_type"), (1_025_005, "nginx_stream_add_listen")];
 
 fn main() {
     for (_, name) in VERSION_CFGS {

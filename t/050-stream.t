@@ -107,6 +107,7 @@ qr/access forbidden by rule.*, client: 127\.0\.0\.2,/
 
 
 === TEST 5: Nginx::Stream.add_listener in mruby_stream_server_context_code opens ports
+--- skip_nginx: 3: < 1.25.5
 --- stream_config
     server {
         mruby_stream_server_context_code '
@@ -539,6 +540,7 @@ qr/\[emerg\].*mruby_stream_init failed: .*no config for you \(RuntimeError\)/
 
 
 === TEST 25: nginx -t: add_listener with a bad address
+--- skip_nginx: 2: < 1.25.5
 --- stream_config
     server {
         mruby_stream_server_context_code 'Nginx::Stream.add_listener({address: "127.0.0.1:99999"})';
@@ -691,6 +693,7 @@ then slept in the script Fiber
 
 
 === TEST 33: every kind of stream directive in one configuration
+--- skip_nginx: 6: < 1.25.5
 --- stream_config
     mruby_stream_init_code 'Userdata.new.port = "$TEST_NGINX_RAND_PORT_1"';
     mruby_stream_init_worker $TEST_NGINX_HTML_DIR/init_worker.rb;
@@ -756,3 +759,17 @@ stream-status 127.0.0.2 403
 stream-status 127.0.0.3 500
 stream-status 127.0.0.4 500
 stream-status 127.0.0.1 200
+
+
+=== TEST 35: built for an nginx before 1.25.5 (no stream listen API): add_listener says what it needs
+--- skip_nginx: 2: >= 1.25.5
+--- stream_config
+    server {
+        mruby_stream_server_context_code 'Nginx::Stream.add_listener({address: "127.0.0.1:$TEST_NGINX_RAND_PORT_1"})';
+        return "x";
+    }
+--- stream_server_config
+    return "x";
+--- must_die
+--- error_log eval
+qr/\[emerg\].*mruby_stream_server_context_code failed: .*Nginx::Stream\.add_listener needs nginx 1\.25\.5 or newer \(the module was built for an older nginx\) \(RuntimeError\)/

@@ -8,10 +8,12 @@ use ngx::ffi::*;
 
 use crate::host::server_config::{ListenSpec, ListenerTarget, ServerConfigHost};
 use crate::host::{self, Host};
+#[cfg(nginx_stream_add_listen)]
 use crate::ngx_util::{pool_str, str_lossy};
 use crate::vm::{RubyError, Script, Vm};
 
 /// The configuration context and the stream server being parsed.
+#[cfg_attr(not(nginx_stream_add_listen), allow(dead_code))]
 struct ServerBeingParsed {
     cf: *mut ngx_conf_t,
     cscf: *mut ngx_stream_core_srv_conf_t,
@@ -50,6 +52,17 @@ impl ListenerTarget for ServerBeingParsed {
     }
 }
 
+/// Before nginx 1.25.5 (virtual servers in stream) a stream server had no
+/// listen options of its own for a module to add (`ngx_stream_add_listen`):
+/// compiled out, the method says so.
+#[cfg(not(nginx_stream_add_listen))]
+fn add_stream_listener(_server: &ServerBeingParsed, _address: &[u8]) -> Result<(), RubyError> {
+    Err(RubyError::runtime(
+        "Nginx::Stream.add_listener needs nginx 1.25.5 or newer (the module was built for an older nginx)",
+    ))
+}
+
+#[cfg(nginx_stream_add_listen)]
 fn add_stream_listener(server: &ServerBeingParsed, address: &[u8]) -> Result<(), RubyError> {
     let shown = String::from_utf8_lossy(address).into_owned();
     // SAFETY: the server is set only while its directive runs, so cf and
