@@ -628,7 +628,9 @@ ok(wait_until(sub { !%{ processes_under("$base/run") } }, 10), 'second configura
 # ---------------------------------------------------------------------------
 
 my $nginx = $ENV{TEST_NGINX_BINARY} || "$FindBin::Bin/../build/sbin/nginx";
-my $module = $ENV{TEST_NGINX_LOAD_MODULES} || "$FindBin::Bin/../build/modules/ngx_http_mruby_module.so";
+# one load_module line per module (make test-debian loads Debian's stream module first)
+my $load_modules = join '', map { "load_module $_;\n" }
+    split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || "$FindBin::Bin/../build/modules/ngx_http_mruby_module.so");
 for my $case (
     ['tenant_interpreter php /usr/bin/php-cgi;', qr/tenant_interpreter: invalid extension "php"/],
     ['tenant_interpreter .php /nonexistent/php-cgi; server { location / { tenant_runner on; } }',
@@ -642,7 +644,7 @@ for my $case (
     my ($http, $re) = @$case;
     my $conf = servroot() . '/conf/bad.conf';
     open my $fh, '>', $conf or die;
-    print $fh "load_module $module;\nevents {}\nhttp { $http }\n";
+    print $fh "${load_modules}events {}\nhttp { $http }\n";
     close $fh;
     my $out = `$nginx -t -p ${\ servroot()}/ -c conf/bad.conf 2>&1`;
     like($out, $re, "nginx -t: $http");
