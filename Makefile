@@ -106,16 +106,17 @@ check: check-layout
 # `use crate::{...}` group (the -z grep sees groups spanning lines).
 LAYOUT_RULES := \
 	vm:api,host,phases,conf,tls,upstream,limits,shm \
-	host:api,phases,conf,tls,upstream,limits,shm \
-	api:phases,conf,tls,shm \
-	conf:phases,tls \
-	phases:api,tls \
-	tls:api,phases \
-	shm:api,host,phases,conf,tls,vm,limits,upstream \
-	limits:api,host,phases,conf,tls,vm,upstream \
-	upstream:api,host,phases,conf,tls,vm,limits,shm \
-	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream \
-	tenants:api,host,phases,tls,upstream,limits,shm,vm,metrics
+	host:api,phases,conf,tls,upstream,limits,shm,stream \
+	api:phases,conf,tls,shm,stream \
+	conf:phases,tls,stream \
+	phases:api,tls,stream \
+	tls:api,phases,stream \
+	stream:phases,tls,limits,shm,tenants \
+	shm:api,host,phases,conf,tls,vm,limits,upstream,stream \
+	limits:api,host,phases,conf,tls,vm,upstream,stream \
+	upstream:api,host,phases,conf,tls,vm,limits,shm,stream \
+	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream,stream \
+	tenants:api,host,phases,tls,upstream,limits,shm,vm,metrics,stream
 
 check-layout:
 	@status=0; for rule in $(LAYOUT_RULES); do \

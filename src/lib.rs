@@ -5,7 +5,7 @@
 //! the VM in `vm/`, whom Ruby runs for in `host/`, the Ruby API in `api/`,
 //! phase and filter handlers in `phases/`, the TLS handshake hook in `tls/`,
 //! upstream keepalive in `upstream/`, vlimit/lalimit in `limits/` on the
-//! shared table of `shm/`.
+//! shared table of `shm/`, the stream module (`mruby_stream*`) in `stream/`.
 
 pub mod api;
 pub mod conf;
@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod ngx_util;
 pub mod phases;
 pub mod shm;
+pub mod stream;
 pub mod tenants;
 pub mod tls;
 pub mod upstream;
@@ -145,8 +146,11 @@ macro_rules! ngx_modules_list {
 
 #[cfg(feature = "export-modules")]
 crate::ngx_modules_list!(
-    ngx_http_mruby_module, ngx_http_vlimit_module in limits, ngx_http_mruby_ssl_module in tls,
-    ngx_http_tenants_module in tenants;
+    ngx_http_mruby_module,
+    ngx_http_vlimit_module in limits,
+    ngx_http_mruby_ssl_module in tls,
+    ngx_http_tenants_module in tenants,
+    ngx_stream_mruby_module in stream;
     // the body filter sits below nginx's copy filter, which brings file
     // buffers into memory for it (no blocking read in the event loop)
     order: "ngx_http_mruby_module", "ngx_http_copy_filter_module"

@@ -162,7 +162,7 @@ GET /t
 --- response_body chomp
 ok
 --- error_log
-Nginx::Async can only wait in post_read, server_rewrite, rewrite, access and content handlers, not in mruby_log_handler
+Nginx::Async can only wait in post_read, server_rewrite, rewrite, access and content handlers and mruby_set, not in mruby_log_handler
 --- no_error_log
 log handler went on
 exited on signal

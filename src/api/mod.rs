@@ -2,7 +2,8 @@
 //! binding Ruby method names to Rust functions; `mrblib/` adds the parts
 //! written in Ruby. `core/` is what every host can use (Kernel, `Nginx`
 //! constants/versions/log, the Ruby library in `gems/`); `http/` is what
-//! an HTTP request (or handshake, or server block) offers.
+//! an HTTP request (or handshake, or server block) offers; `stream/` is the
+//! stream VM's API (`Nginx::Stream`), installed by [`stream::install`].
 //!
 //! A method learns whom it runs for from `host::current()` (or
 //! [`current_request`] / `host::require(contexts)`), never from phase code.
@@ -13,6 +14,7 @@
 
 pub mod core;
 pub mod http;
+pub mod stream;
 
 use crate::host::{self, RequestCtx};
 use crate::vm::{Mrb, RubyError, RubyResult};
@@ -120,8 +122,18 @@ pub fn current_request_state<'a>() -> Result<(&'a mut ngx::ffi::ngx_http_request
     host::current_request().map(|request| (request.request(), request.state())).ok_or_else(not_in_request)
 }
 
-/// Ruby sources of the API (`mrblib/`), loaded after the Rust classes.
-const MRBLIB: &[(&str, &str)] = &[
+/// Ruby sources of the library every VM has (`mrblib/`).
+const LIBRARY_MRBLIB: &[(&str, &str)] = &[
+    ("mrblib/userdata.rb", include_str!("../../mrblib/userdata.rb")),
+    ("mrblib/stringio.rb", include_str!("../../mrblib/stringio.rb")),
+    ("mrblib/json.rb", include_str!("../../mrblib/json.rb")),
+    ("mrblib/regexp.rb", include_str!("../../mrblib/regexp.rb")),
+    ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
+];
+
+/// Ruby sources of the HTTP VM (`mrblib/`, the library's included), loaded
+/// after the Rust classes.
+const HTTP_MRBLIB: &[(&str, &str)] = &[
     ("mrblib/nginx.rb", include_str!("../../mrblib/nginx.rb")),
     ("mrblib/request.rb", include_str!("../../mrblib/request.rb")),
     ("mrblib/utils.rb", include_str!("../../mrblib/utils.rb")),
@@ -135,7 +147,7 @@ const MRBLIB: &[(&str, &str)] = &[
     ("mrblib/vlimit.rb", include_str!("../../mrblib/vlimit.rb")),
 ];
 
-/// Defines the whole API in a fresh VM (the installer `Vm::open` receives).
+/// Defines the HTTP API in a fresh VM (the installer `Vm::open` receives).
 pub fn install(mrb: Mrb) -> Result<(), String> {
     let arena = mrb.arena_save();
     core::nginx::init(mrb);
@@ -154,7 +166,23 @@ pub fn install(mrb: Mrb) -> Result<(), String> {
     core::kernel::init(mrb);
     core::gems::init(mrb);
     mrb.arena_restore(arena);
-    for (name, source) in MRBLIB {
+    load_mrblib(mrb, HTTP_MRBLIB)
+}
+
+/// Defines what every VM has, HTTP or stream: `Kernel#server_name`, the
+/// Ruby library (`core/gems/`) and its Ruby halves (the stream VM's base).
+pub fn install_library(mrb: Mrb) -> Result<(), String> {
+    let arena = mrb.arena_save();
+    core::kernel::init(mrb);
+    core::gems::init(mrb);
+    mrb.arena_restore(arena);
+    load_mrblib(mrb, LIBRARY_MRBLIB)
+}
+
+/// Compiles and runs each Ruby source once.
+pub fn load_mrblib(mrb: Mrb, sources: &[(&str, &str)]) -> Result<(), String> {
+    let arena = mrb.arena_save();
+    for (name, source) in sources {
         let proc_ = crate::vm::compile::compile(mrb, source.as_bytes(), name).map_err(|err| err.to_string())?;
         let result = crate::vm::run::run(mrb, proc_).map(|_| ()).map_err(|failure| failure.report);
         // SAFETY: proc_ was registered by compile(); it is not needed again.

@@ -153,18 +153,33 @@ pub(crate) fn parse_file_script(cf: &mut ngx_conf_t, cmd: &ngx_command_t) -> Res
 
 /// `file [cache]` from `args`: the only valid second argument is the literal `cache`.
 fn parse_file_args(cf: &mut ngx_conf_t, cmd: &ngx_command_t, args: &[ngx_str_t]) -> Result<Rc<Script>, String> {
-    let cache = match args.get(1) {
-        None => false,
-        Some(arg) if crate::ngx_util::str_bytes(arg) == b"cache" => true,
-        Some(arg) => {
-            return Err(format!("invalid parameter \"{}\", valid parameter is only \"cache\"", str_lossy(arg)));
-        }
-    };
-    let path = resolve_path(cf, &args[0]);
+    let cache = cache_argument(args)?;
     let vm = conf_vm(cf)?;
+    compile_file_script(cf, cmd, &args[0], cache, &vm)
+}
+
+/// Compiles the script file `name` in `vm` (the HTTP or the stream VM);
+/// a failure names the directive, the file and the line.
+pub(crate) fn compile_file_script(
+    cf: &mut ngx_conf_t,
+    cmd: &ngx_command_t,
+    name: &ngx_str_t,
+    cache: bool,
+    vm: &Vm,
+) -> Result<Rc<Script>, String> {
+    let path = resolve_path(cf, name);
     let script =
         Script::from_file(vm.mrb(), path, cache).map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?;
     Ok(Rc::new(script))
+}
+
+/// `file [cache]`: whether the only valid second argument, `cache`, is there.
+pub(crate) fn cache_argument(args: &[ngx_str_t]) -> Result<bool, String> {
+    match args.get(1) {
+        None => Ok(false),
+        Some(arg) if crate::ngx_util::str_bytes(arg) == b"cache" => Ok(true),
+        Some(arg) => Err(format!("invalid parameter \"{}\", valid parameter is only \"cache\"", str_lossy(arg))),
+    }
 }
 
 /// `'code'`: compiled once, labelled with the directive and config line.
@@ -173,10 +188,20 @@ pub(crate) fn parse_inline_script(
     cmd: &ngx_command_t,
     code: &ngx_str_t,
 ) -> Result<Rc<Script>, String> {
+    let vm = conf_vm(cf)?;
+    compile_inline_script(cf, cmd, code, &vm)
+}
+
+/// Compiles inline `code` in `vm`, labelled `<directive>@<file>:<line>`.
+pub(crate) fn compile_inline_script(
+    cf: &mut ngx_conf_t,
+    cmd: &ngx_command_t,
+    code: &ngx_str_t,
+    vm: &Vm,
+) -> Result<Rc<Script>, String> {
     // SAFETY: conf_file is set while a file is being parsed.
     let (file, line) = unsafe { (str_lossy(&(*cf.conf_file).file.name), (*cf.conf_file).line) };
     let label = format!("{}@{}:{}", directive_name(cmd), file, line);
-    let vm = conf_vm(cf)?;
     let script = Script::from_inline(vm.mrb(), str_lossy(code), label)
         .map_err(|err| format!("{} failed: {err}", directive_name(cmd)))?;
     Ok(Rc::new(script))
@@ -463,8 +488,9 @@ pub(crate) fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
     result.map_err(|report| conf_log(cf, NGX_LOG_EMERG, &format!("mruby_init failed: {report}")))
 }
 
-/// Runs a process hook's script with a process host installed.
-fn run_hook(vm: &Vm, script: &Script, context: Context, cycle: *mut ngx_cycle_t) -> Result<(), String> {
+/// Runs a process hook's script with a process host installed (also the
+/// stream module's hooks, in the stream VM).
+pub(crate) fn run_hook(vm: &Vm, script: &Script, context: Context, cycle: *mut ngx_cycle_t) -> Result<(), String> {
     let proc_ = script.current(vm.mrb(), true).map_err(|err| err.to_string())?;
     host::enter(&Host::Process(context, cycle), || {
         vm.mrb().arena_scope(|| crate::vm::run::run_to_end(vm, proc_, script.suspendable()).map(|_| ()))

@@ -26,9 +26,9 @@
 //!
 //! # How to add a host kind
 //! 1. Add a variant to [`Host`] holding a reference to the kind's state
-//!    (a struct in its own file here, e.g. `stream.rs` with the session
-//!    and its output), and a [`Context`] bit per place it runs scripts
-//!    (e.g. `STREAM_CONTENT`), added to [`Context::name`].
+//!    (a struct in its own file here, as `stream.rs` holds a stream
+//!    session), and a [`Context`] bit per place it runs scripts (as
+//!    `STREAM`), added to [`Context::name`].
 //! 2. The code that decides when to run (a `stream/` handler, a tenant
 //!    runner) builds the state and calls `host::enter(&Host::Stream(&state),
 //!    || run the script)`; nothing else sets the current host.
@@ -44,6 +44,7 @@ pub mod globals;
 pub mod handshake;
 pub mod request;
 pub mod server_config;
+pub mod stream;
 pub mod wait;
 
 use core::ptr;
@@ -55,6 +56,7 @@ use crate::vm::{RubyError, Vm};
 pub use handshake::HandshakeHost;
 pub use request::{RequestCtx, RequestHost};
 pub use server_config::{ListenSpec, ServerConfigHost};
+pub use stream::StreamSession;
 
 /// Where a script runs: the host kind plus the place in it, as one bit, so
 /// a method can allow a set of places (`Context::REWRITE | Context::ACCESS`).
@@ -77,6 +79,8 @@ impl Context {
     pub const INIT: Context = Context(1 << 11);
     pub const INIT_WORKER: Context = Context(1 << 12);
     pub const EXIT_WORKER: Context = Context(1 << 13);
+    /// `mruby_stream[_code]`: a stream session in its ACCESS phase.
+    pub const STREAM: Context = Context(1 << 14);
 
     /// Every context of an HTTP request.
     pub const REQUEST: Context = Context(0x1ff);
@@ -90,7 +94,7 @@ impl Context {
 
     /// The directive family, for "API disabled in the context of ..." messages.
     pub fn name(self) -> &'static str {
-        const NAMES: [&str; 14] = [
+        const NAMES: [&str; 15] = [
             "mruby_post_read_handler",
             "mruby_server_rewrite_handler",
             "mruby_rewrite_handler",
@@ -105,6 +109,7 @@ impl Context {
             "mruby_init",
             "mruby_init_worker",
             "mruby_exit_worker",
+            "mruby_stream",
         ];
         NAMES.get(self.0.trailing_zeros() as usize).copied().unwrap_or("(several contexts)")
     }
@@ -126,8 +131,11 @@ pub enum Host<'a> {
     /// A `server{}` block being parsed (`mruby_server_context_handler_code`).
     ServerConfig(&'a ServerConfigHost<'a>),
     /// A process hook: `mruby_init` (master), `mruby_init_worker`,
-    /// `mruby_exit_worker`, with the cycle it runs for.
+    /// `mruby_exit_worker` (and their `mruby_stream_*` forms), with the
+    /// cycle it runs for.
     Process(Context, *mut ngx_cycle_t),
+    /// A stream session (`mruby_stream[_code]`).
+    Stream(&'a StreamSession),
 }
 
 impl Host<'_> {
@@ -138,6 +146,7 @@ impl Host<'_> {
             Host::Handshake(_) => Context::SSL_HANDSHAKE,
             Host::ServerConfig(_) => Context::SERVER_CONFIG,
             Host::Process(context, _) => *context,
+            Host::Stream(_) => Context::STREAM,
         }
     }
 
@@ -148,7 +157,7 @@ impl Host<'_> {
             Host::ServerConfig(server) => server.cycle(),
             Host::Process(_, cycle) => *cycle,
             // SAFETY: ngx_cycle is nginx's running cycle, set before any request or handshake.
-            Host::Request(_) | Host::Handshake(_) => unsafe { ngx_cycle },
+            Host::Request(_) | Host::Handshake(_) | Host::Stream(_) => unsafe { ngx_cycle },
         }
     }
 
@@ -158,6 +167,7 @@ impl Host<'_> {
         match self {
             Host::Request(request) => request.log(),
             Host::Handshake(handshake) => handshake.log(),
+            Host::Stream(session) => session.log(),
             // SAFETY: the cycle of a server block or process hook is live while its script runs.
             Host::ServerConfig(_) | Host::Process(..) => unsafe { (*self.cycle()).log },
         }

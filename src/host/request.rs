@@ -79,6 +79,13 @@ pub struct RequestCtx {
     pub wait_cleanup_registered: Cell<bool>,
     /// The request's globals while it is outside the VM (`globals.rs`).
     pub held_globals: Cell<*mut super::globals::HeldGlobals>,
+    /// `mruby_set`: the script code (its address) whose script waits in
+    /// `fiber`, or 0.
+    pub set_waiting: Cell<usize>,
+    /// `mruby_set`: values of scripts that finished after waiting, by code
+    /// address. When a wait ends the rewrite codes run again from the
+    /// start; a script that waited gives its value instead of running again.
+    pub set_values: Cell<*mut Vec<(usize, ngx_str_t)>>,
 }
 
 /// The request host: the request, its context, and where the script runs.

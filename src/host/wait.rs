@@ -77,6 +77,58 @@ pub(crate) fn resume_script(r: *mut ngx_http_request_t, vm: &Vm, ctx: &RequestCt
     after_run(r, vm, ctx, result)
 }
 
+/// Starts an `mruby_set` script in its Fiber: its value when it finished
+/// (kept in the caller's arena), None when it waits.
+pub(crate) fn start_value_script(
+    r: *mut ngx_http_request_t,
+    vm: &Vm,
+    ctx: &RequestCtx,
+    proc_: *mut mruby_sys::RProc,
+) -> Result<Option<mrb_value>, ScriptFailure> {
+    let result = run(vm.mrb(), proc_).and_then(|fiber| {
+        ctx.vm.set(vm);
+        ctx.fiber_context.set(fiber_context(fiber));
+        let result = resume(vm, fiber, None);
+        ctx.fiber_context.set(ptr::null_mut());
+        result
+    });
+    value_after_run(r, vm, ctx, result)
+}
+
+/// Resumes the waiting `mruby_set` script of `r`: its value when it
+/// finished (kept in the caller's arena), None when it waits again.
+pub(crate) fn resume_value_script(
+    r: *mut ngx_http_request_t,
+    vm: &Vm,
+    ctx: &RequestCtx,
+) -> Result<Option<mrb_value>, ScriptFailure> {
+    let fiber = ctx.fiber.get();
+    ctx.fiber_context.set(fiber_context(fiber));
+    let value = match ctx.waiting_for.replace(Waiting::Nothing) {
+        Waiting::Subrequest => response_value(vm.mrb(), ctx),
+        Waiting::Sleep | Waiting::Nothing => vm.mrb().nil(),
+    };
+    let result = resume(vm, fiber, Some(value));
+    ctx.fiber_context.set(ptr::null_mut());
+    value_after_run(r, vm, ctx, result)
+}
+
+fn value_after_run(
+    r: *mut ngx_http_request_t,
+    vm: &Vm,
+    ctx: &RequestCtx,
+    result: Result<Completion, ScriptFailure>,
+) -> Result<Option<mrb_value>, ScriptFailure> {
+    let value = match &result {
+        Ok(Completion::Finished(value)) => Some(*value),
+        _ => None,
+    };
+    match after_run(r, vm, ctx, result)? {
+        ScriptRun::Suspended => Ok(None),
+        ScriptRun::Done | ScriptRun::Failed => Ok(Some(value.unwrap_or_else(|| vm.mrb().nil()))),
+    }
+}
+
 fn after_run(
     r: *mut ngx_http_request_t,
     vm: &Vm,
@@ -175,19 +227,19 @@ pub(crate) enum Wait<'a> {
 /// handler from here, registers the request's wait cleanup, arms the timer
 /// or starts the subrequest, and yields, all in this one call (a C method
 /// that returns `mrb_fiber_yield`, like `Fiber.yield`). When the script
-/// cannot yield (log phase, filters, `mruby_set`, a block called from C, a
+/// cannot yield (log phase, filters, a block called from C, a
 /// Fiber of its own), nothing is armed and it gets a FiberError saying why.
 pub(crate) fn wait(mrb: Mrb, r: *mut ngx_http_request_t, ctx: &RequestCtx, context: Context, what: Wait) -> RubyResult {
     let method = match what {
         Wait::Sleep(_) => "Nginx::Async.sleep",
         Wait::Subrequest { .. } => "Nginx::Async::HTTP.sub_request",
     };
-    if !context.within(Context::WAITABLE) {
+    if !context.within(Context::WAITABLE | Context::SET) {
         return Err(RubyError::new(
             "FiberError",
             format!(
-                "Nginx::Async can only wait in post_read, server_rewrite, rewrite, access and content handlers, \
-                 not in {} ({method})",
+                "Nginx::Async can only wait in post_read, server_rewrite, rewrite, access and content handlers \
+                 and mruby_set, not in {} ({method})",
                 context.name()
             ),
         ));

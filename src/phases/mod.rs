@@ -402,7 +402,7 @@ pub(crate) fn suspend(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// Called again by the phase engine: give back the reference `suspend`
 /// took, except in the content phase, whose checker already did by
 /// finalizing with NGX_DONE.
-fn reenter(r: *mut ngx_http_request_t, slot: HandlerSlot) {
+pub(crate) fn reenter(r: *mut ngx_http_request_t, slot: HandlerSlot) {
     if slot == HandlerSlot::Content {
         return;
     }

@@ -50,7 +50,7 @@ our @EXPORT = qw(
     worker_connections env_to_nginx add_block_preprocessor
     add_response_body_check config_preamble check_accum_error_log
     server_port server_port_for_client server_addr server_name
-    html_dir server_root get_servroot stream_port stream_exchange
+    html_dir server_root get_servroot stream_port stream_exchange rand_port
     nginx_pid worker_pids bail_out
 );
 
@@ -161,6 +161,11 @@ sub add_response_body_check { push @ResponseBodyChecks, shift }
 sub server_port { return $ServerPort }
 sub server_port_for_client { return $ServerPortForClient }
 sub stream_port { return $StreamPort }
+# The port $TEST_NGINX_RAND_PORT_<n> stands for in the running block.
+sub rand_port {
+    my $var = "TEST_NGINX_RAND_PORT_" . shift;
+    return $RandPorts{$var} //= pick_free_port($ServerPort, values %RandPorts);
+}
 sub server_addr { return $ServerAddr }
 sub server_name { return $ServerName }
 sub server_root { return $ServRoot }
@@ -1358,7 +1363,8 @@ sub run_stream_requests {
     my @sends = ref $spec eq 'ARRAY' ? @$spec : ($spec // '');
     for my $i (0 .. $#sends) {
         my $cname = @sends > 1 ? "$name (stream conn $i)" : $name;
-        my $st = stream_exchange(data => expand_env_in_text($sends[$i], $name), timeout => $timeout);
+        my $st = stream_exchange(data => expand_env_in_text($sends[$i], $name), timeout => $timeout,
+                                 shutdown => exists $block->{shutdown});
         Test::More::diag("$cname - $st->{error}") if $st->{error};
         if ($st->{timed_out} && !exists $block->{abort}) {
             Test::More::fail("$cname - ERROR: stream client socket timed out");
@@ -1375,14 +1381,17 @@ sub run_stream_requests {
     }
 }
 
-# One raw TCP exchange with the stream server: send, half-close, read to EOF.
+# One raw TCP exchange with the stream server: send, half-close only with
+# `shutdown` (a proxy ends the session when its client half-closes), read
+# until nginx closes. `local_addr` picks the client address (127.0.0.2...).
 sub stream_exchange {
-    my (%o) = @_;    # data, timeout, port
+    my (%o) = @_;    # data, timeout, port, shutdown, local_addr
     local $SIG{PIPE} = 'IGNORE';
     my $timeout = $o{timeout} // $Timeout;
     my $port = $o{port} // $StreamPort;
     my $sock = IO::Socket::INET->new(
         PeerAddr => $ServerAddr, PeerPort => $port, Proto => 'tcp', Timeout => $timeout,
+        ($o{local_addr} ? (LocalAddr => $o{local_addr}) : ()),
     ) or return { raw => '', error => "cannot connect to $ServerAddr:$port: $@" };
     binmode $sock;
     $sock->blocking(0);
@@ -1398,7 +1407,7 @@ sub stream_exchange {
         }
         substr($buf, 0, $n, '');
     }
-    shutdown($sock, 1);
+    shutdown($sock, 1) if $o{shutdown};
     until ($st{timed_out}) {
         unless ($sel->can_read($timeout)) { $st{timed_out} = 1; last }
         my $n = sysread($sock, my $chunk, 65536);
@@ -1510,11 +1519,13 @@ Stream mode (raw TCP): stream_config (inside stream{}, before the server)
 and stream_server_config (inside a stream server listening on
 127.0.0.1:$TEST_NGINX_STREAM_PORT) add a stream{} block and restart nginx.
 stream_request is sent on one connection (an eval arrayref: one connection
-per element, in order), the client half-closes and reads until nginx closes;
+per element, in order), the client reads until nginx closes (with --- shutdown
+it half-closes after sending);
 stream_response (exact) and stream_response_like (regex), one value or an
 arrayref per connection, check what came back. A timeout fails unless the
-block has --- abort. stream_exchange(data => ..., port => ...) and
-stream_port() are exported for --- init code.
+block has --- abort. stream_exchange(data =>, port =>, local_addr =>,
+shutdown =>), stream_port() and rand_port(n) (the port of
+$TEST_NGINX_RAND_PORT_n) are exported for --- init code.
 
 Log checks see the lines written since the repeat started; for the first
 repeat after a restart that includes nginx's startup lines, and with
