@@ -72,6 +72,13 @@ size_t mrbsys_offsetof_mrb_state_globals(void);
 mrb_value mrb_exc_backtrace(mrb_state *mrb, mrb_value exc);
 mrb_value mrb_f_global_variables(mrb_state *mrb, mrb_value self);
 
+/* Stopping a running script (mruby_cpu_limit, see shim.c). */
+void mrbsys_stop_at_next_instruction(mrb_state *mrb, mrb_int limit_ms, mrb_int used_ms);
+mrb_bool mrbsys_stop_requested(mrb_state *mrb);
+void mrbsys_stop_pause(mrb_state *mrb);
+void mrbsys_stop_resume(mrb_state *mrb);
+void mrbsys_stop_finish(mrb_state *mrb);
+
 #include <mruby/proc.h>
 void mrbsys_proc_set_target_class(mrb_state *mrb, struct RProc *proc, struct RClass *target);
 mrb_value mrbsys_top_self(mrb_state *mrb);

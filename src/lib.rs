@@ -41,6 +41,7 @@ impl HttpModule for HttpMrubyModule {
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes a live configuration context; main confs exist by now.
         let cf = unsafe { &mut *cf };
+        conf::reset_process_limits();
         // `conf/` appends mruby_set codes while parsing; the code they run is the phases'
         match HttpMrubyModule::main_conf_mut(cf) {
             Some(main) => {

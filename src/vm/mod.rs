@@ -9,6 +9,7 @@
 //! `api/`, and whom a script runs for is `host/`'s business.
 
 pub mod compile;
+pub mod cpu_limit;
 pub mod error;
 pub mod run;
 pub mod value;
@@ -62,6 +63,7 @@ impl Vm {
         // SAFETY: raw is a fresh live state, owned (and closed) by the Vm.
         let mrb = unsafe { Mrb::from_ptr(raw) }.ok_or("mrb_open() failed: out of memory")?;
         install_api(mrb)?;
+        cpu_limit::define_exception(mrb)?;
         let resumer =
             compile::compile(mrb, run::RESUMER_CODE.as_bytes(), "(fiber resumer)").map_err(|err| err.to_string())?;
         let vm = Vm {

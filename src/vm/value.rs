@@ -181,6 +181,8 @@ impl Mrb {
         }
         let mut frame = Frame { mrb: self, body: &mut body };
         let mut failed: mrb_bool = false;
+        // a call from Rust into Ruby outside a script run is a run of its own
+        let _budget = super::cpu_limit::RunGuard::enter(self);
         // mruby 3.3 fails any call made while an exception is pending (e.g.
         // `message` of the exception being reported): hold it aside meanwhile.
         // SAFETY: live VM; reads the pending-exception slot.
