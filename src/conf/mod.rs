@@ -383,7 +383,7 @@ pub(crate) fn reset_process_limits() {
 /// `mruby_cpu_limit <time> | off`.
 fn set_cpu_limit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
     if conf.cpu_limit_ms.is_some() {
-        return Err(String::from("is duplicate"));
+        return Err(String::from("\"mruby_cpu_limit\" directive is duplicate"));
     }
     let value = &args(cf)[0];
     let limit_ms = if crate::ngx_util::str_bytes(value) == b"off" {
@@ -394,7 +394,7 @@ fn set_cpu_limit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> 
         match unsafe { ngx_parse_time(&mut text, 0) } {
             ms if ms == NGX_ERROR as ngx_int_t || ms <= 0 => {
                 return Err(format!(
-                    "invalid value \"{}\", expected a time such as 500ms or 5s, or \"off\"",
+                    "invalid value \"{}\" in \"mruby_cpu_limit\" directive, it must be a time (500ms, 5s) or \"off\"",
                     str_lossy(value)
                 ))
             }
