@@ -5,6 +5,7 @@
 #include <mruby/class.h>
 #include <mruby/compile.h>
 #include <mruby/data.h>
+#include <mruby/debug.h>
 #include <mruby/error.h>
 #include <mruby/proc.h>
 #include <mruby/string.h>
@@ -142,4 +143,35 @@ void mrbsys_stop_finish(mrb_state *mrb)
     mrb_gc_unregister(mrb, stop_state.exc);
     stop_state.has_exc = FALSE;
   }
+}
+
+/* The Ruby source position the VM is at (innermost Ruby frame of the
+ * running context), without allocating: for the memory limit's log line,
+ * taken when an allocation is refused. */
+mrb_bool mrbsys_current_location(mrb_state *mrb, const char **file, int32_t *line)
+{
+  const mrb_callinfo *ci;
+
+  if (!mrb->c || !mrb->c->ci) return FALSE;
+  for (ci = mrb->c->ci; ci >= mrb->c->cibase; ci--) {
+    const struct RProc *proc = ci->proc;
+    if (proc && !MRB_PROC_CFUNC_P(proc) && proc->body.irep && ci->pc) {
+      const mrb_irep *irep = proc->body.irep;
+      uint32_t off = (uint32_t)(ci->pc - irep->iseq);
+      if (off > 0) off--;
+      *file = mrb_debug_get_filename(mrb, irep, off);
+      *line = mrb_debug_get_line(mrb, irep, off);
+      return *file != NULL;
+    }
+  }
+  return FALSE;
+}
+
+/* Forgets the values the last top-level run left in the root context's
+ * stack (its local variables), so a GC between runs can free them. */
+void mrbsys_clear_root_stack(mrb_state *mrb)
+{
+  struct mrb_context *c = mrb->root_c;
+  if (!c || !c->stbase || mrb->c != c || c->ci != c->cibase) return;
+  for (mrb_value *v = c->stbase + 1; v < c->stend; v++) *v = mrb_nil_value();
 }

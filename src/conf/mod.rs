@@ -38,6 +38,8 @@ pub struct MainConf {
     pub init: Option<Rc<Script>>,
     pub init_worker: Option<Rc<Script>>,
     pub exit_worker: Option<Rc<Script>>,
+    /// `mruby_memory_limit` in bytes (0: off); unset keeps the VM's default.
+    pub memory_limit: Option<usize>,
     /// Which phases any scope put Ruby in; only those get a phase handler.
     pub used_slots: [bool; HandlerSlot::COUNT],
     /// The function `mruby_set` codes call (`phases/set.rs`), set by
@@ -52,6 +54,7 @@ impl Default for MainConf {
             init: None,
             init_worker: None,
             exit_worker: None,
+            memory_limit: None,
             used_slots: [false; HandlerSlot::COUNT],
             set_code_runner: None,
         }
@@ -131,6 +134,9 @@ pub fn conf_vm(cf: &mut ngx_conf_t) -> Result<Rc<Vm>, String> {
         return Ok(vm.clone());
     }
     let vm = Rc::new(Vm::open(crate::api::install)?);
+    if let Some(bytes) = main.memory_limit {
+        vm.set_memory_limit(bytes);
+    }
     main.vm = Some(vm.clone());
     Ok(vm)
 }
@@ -414,6 +420,45 @@ extern "C" fn set_cpu_limit_directive(cf: *mut ngx_conf_t, _cmd: *mut ngx_comman
     conf_result(cf, set_cpu_limit(cf_ref, conf))
 }
 
+/// `mruby_memory_limit <size> | off` (http): the bytes the VM may hold.
+fn set_memory_limit(cf: &mut ngx_conf_t) -> Result<(), String> {
+    let main = HttpMrubyModule::main_conf_mut(cf).ok_or("mruby: no http main conf")?;
+    if main.memory_limit.is_some() {
+        return Err(String::from("\"mruby_memory_limit\" directive is duplicate"));
+    }
+    let value = &args(cf)[0];
+    let bytes = if crate::ngx_util::str_bytes(value) == b"off" {
+        0
+    } else {
+        let mut text = ngx_str_t { len: value.len, data: value.data };
+        // SAFETY: text points at the directive's argument; nginx only reads it.
+        match unsafe { ngx_parse_size(&mut text) } {
+            size if size < 1024 * 1024 => {
+                return Err(format!(
+                    "invalid value \"{}\" in \"mruby_memory_limit\" directive, it must be a size of at least 1m (64m, 1g) or \"off\"",
+                    str_lossy(value)
+                ))
+            }
+            size => size as usize,
+        }
+    };
+    main.memory_limit = Some(bytes);
+    if let Some(vm) = &main.vm {
+        vm.set_memory_limit(bytes);
+    }
+    Ok(())
+}
+
+extern "C" fn set_memory_limit_directive(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes the live cf.
+    let cf_ref = unsafe { &mut *cf };
+    conf_result(cf, set_memory_limit(cf_ref))
+}
+
 /// `mruby_output_filter[_code]` were removed from ngx_mruby in v1.17.2.
 extern "C" fn removed_output_filter(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
     conf_result(
@@ -451,7 +496,7 @@ const BF: ngx_uint_t = HandlerSlot::BodyFilter as ngx_uint_t;
 
 /// The directive table, in ngx_mruby's order. `offset` carries our own
 /// selector (hook, phase slot or flag), not a struct offset.
-pub static mut COMMANDS: [ngx_command_t; 35] = [
+pub static mut COMMANDS: [ngx_command_t; 36] = [
     command(ngx_string!("mruby_init"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_worker"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::InitWorker as _),
@@ -501,6 +546,7 @@ pub static mut COMMANDS: [ngx_command_t; 35] = [
         0,
     ),
     command(ngx_string!("mruby_cpu_limit"), ANY | NGX_CONF_TAKE1, set_cpu_limit_directive, LOC_OFF, 0),
+    command(ngx_string!("mruby_memory_limit"), HTTP | NGX_CONF_TAKE1, set_memory_limit_directive, MAIN_OFF, 0),
     command(ngx_string!("mruby_output_filter"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
     command(ngx_string!("mruby_output_filter_code"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
     ngx_command_t::empty(),

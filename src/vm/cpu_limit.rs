@@ -122,7 +122,8 @@ pub fn define_exception(mrb: Mrb) -> Result<(), String> {
 }
 
 /// One VM entry. The outermost one starts a run with the budget of what
-/// it serves; dropping it ends the entry (and, outermost, the run).
+/// it serves; dropping it ends the entry (and, outermost, the run: a CPU
+/// stop is lifted, and memory is recovered after a refused allocation).
 pub struct RunGuard {
     outermost: bool,
     mrb: *mut mrb_state,
@@ -160,6 +161,9 @@ impl Drop for RunGuard {
         if CLOCK.stopping.swap(false, Relaxed) {
             // SAFETY: live VM (the guard does not outlive the VM call).
             unsafe { mrbsys_stop_finish(self.mrb) };
+        }
+        if super::memory::refused(self.mrb) {
+            super::memory::recover_after_refusal(self.mrb);
         }
     }
 }
