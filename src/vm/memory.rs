@@ -69,7 +69,7 @@ impl MemoryAccount {
 
 /// The allocator given to `mrb_open_allocf`: realloc semantics (`size` 0
 /// frees), counting every block with its usable size.
-pub extern "C" fn counting_allocf(
+pub(super) unsafe extern "C" fn counting_allocf(
     mrb: *mut mrb_state,
     block: *mut c_void,
     size: usize,
@@ -100,7 +100,7 @@ pub extern "C" fn counting_allocf(
 }
 
 /// The account of the VM `mrb` (`None` for a VM not opened by `Vm::open`).
-pub fn account<'a>(mrb: *mut mrb_state) -> Option<&'a MemoryAccount> {
+pub(super) fn account<'a>(mrb: *mut mrb_state) -> Option<&'a MemoryAccount> {
     // SAFETY: mrb is a live state; allocf/allocf_ud are set by mrb_open_allocf.
     unsafe {
         // every VM of the module is opened with counting_allocf (Vm::open)
@@ -114,7 +114,7 @@ pub fn account<'a>(mrb: *mut mrb_state) -> Option<&'a MemoryAccount> {
 
 /// If an allocation was refused during the run that just failed with
 /// `NoMemoryError`: the log line for it, naming where the script was.
-pub fn explain_refusal(mrb: *mut mrb_state, exception_class: &str) -> Option<String> {
+pub(super) fn explain_refusal(mrb: *mut mrb_state, exception_class: &str) -> Option<String> {
     let account = account(mrb)?;
     if !account.refused.get() || exception_class != "NoMemoryError" {
         return None;
@@ -135,7 +135,7 @@ pub fn explain_refusal(mrb: *mut mrb_state, exception_class: &str) -> Option<Str
 /// run's locals, collects the VM and gives the freed memory back to the
 /// kernel, so the worker shrinks back before the next request.
 #[cold]
-pub fn recover_after_refusal(mrb: *mut mrb_state) {
+pub(super) fn recover_after_refusal(mrb: *mut mrb_state) {
     let Some(account) = account(mrb) else {
         return;
     };
@@ -153,6 +153,6 @@ pub fn recover_after_refusal(mrb: *mut mrb_state) {
 
 /// Whether the VM refused an allocation since the last recovery.
 #[inline]
-pub fn refused(mrb: *mut mrb_state) -> bool {
+pub(super) fn refused(mrb: *mut mrb_state) -> bool {
     account(mrb).is_some_and(|account| account.refused.get())
 }
