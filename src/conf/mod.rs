@@ -589,6 +589,7 @@ fn cycle_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {
 /// and the worker keeps serving: nginx would not respawn a worker that
 /// fails its init, leaving the server with none.
 pub(crate) fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
+    cpu_limit::forget_inherited_timer();
     let Some(main) = cycle_main_conf(cycle) else {
         return Ok(());
     };

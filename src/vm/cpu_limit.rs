@@ -73,10 +73,9 @@ static CLOCK: RunClock = RunClock {
 };
 
 /// The timer of this process: armed with this tick (0: no timer yet; reset
-/// in a forked child, which does not inherit timers).
+/// in a forked worker, which does not inherit timers).
 static TIMER_TICK_NS: AtomicU64 = AtomicU64::new(0);
 static TIMER_ID: AtomicPtr<libc::c_void> = AtomicPtr::new(core::ptr::null_mut());
-static ATFORK_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// Where a run's budget comes from (the configuration of whatever the run
 /// serves), in milliseconds, 0 for `off`. Set once by the configuration
@@ -224,9 +223,28 @@ fn tick_signal() -> c_int {
     libc::SIGRTMIN() + 4
 }
 
-extern "C" fn forget_timer_in_child() {
+/// In a freshly forked worker: the parent's timer was not inherited (POSIX
+/// timers never are), so the first run creates this process's own.
+pub fn forget_inherited_timer() {
     TIMER_TICK_NS.store(0, Relaxed);
     TIMER_ID.store(core::ptr::null_mut(), Relaxed);
+}
+
+/// Deletes this process's timer and ignores its signal: called when a VM
+/// closes, because the module's code (the handler) may be unloaded right
+/// after, and a tick must never jump into unmapped code. The next run
+/// creates the timer again.
+pub fn stop_timer() {
+    let timer = TIMER_ID.swap(core::ptr::null_mut(), Relaxed);
+    TIMER_TICK_NS.store(0, Relaxed);
+    if timer.is_null() {
+        return;
+    }
+    // SAFETY: deletes our own timer, then sets the signal's disposition.
+    unsafe {
+        libc::timer_delete(timer);
+        libc::signal(tick_signal(), libc::SIG_IGN);
+    }
 }
 
 /// Makes sure this process's timer exists and ticks at least every tenth
@@ -244,12 +262,9 @@ fn ensure_timer(budget_ns: u64) {
 
 #[cold]
 fn arm_timer(tick_ns: u64) {
-    // SAFETY: plain libc calls on this process's own signal disposition,
-    // timer and fork handlers; every pointer passed is to a local.
+    // SAFETY: plain libc calls on this process's own signal disposition and
+    // timer; every pointer passed is to a local.
     unsafe {
-        if !ATFORK_REGISTERED.swap(true, Relaxed) {
-            libc::pthread_atfork(None, None, Some(forget_timer_in_child));
-        }
         let mut timer = TIMER_ID.load(Relaxed);
         if timer.is_null() {
             let mut action: libc::sigaction = core::mem::zeroed();

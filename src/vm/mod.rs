@@ -181,6 +181,8 @@ impl Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
+        // the module (and the timer's signal handler) may be unloaded next
+        cpu_limit::stop_timer();
         // SAFETY: the Vm owns the state; nothing uses it after the config pool dies.
         unsafe { mrb_close(self.mrb.as_ptr()) }
     }
