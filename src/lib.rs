@@ -104,6 +104,7 @@ pub static mut ngx_http_mruby_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_process: Some(init_worker),
     exit_process: Some(exit_worker),
+    exit_master: Some(exit_master),
     ..ngx_module_t::default()
 };
 
@@ -167,7 +168,8 @@ extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
 }
 
-/// `exit_process`: runs `mruby_exit_worker` (workers only).
+/// `exit_process`: runs `mruby_exit_worker` (workers only), then stops the
+/// CPU-limit timer (the module may be unloaded before the process ends).
 extern "C" fn exit_worker(cycle: *mut ngx_cycle_t) {
     if !ngx_util::is_serving_process() {
         return;
@@ -175,4 +177,11 @@ extern "C" fn exit_worker(cycle: *mut ngx_cycle_t) {
     // SAFETY: nginx passes the live cycle.
     let cycle = unsafe { &mut *cycle };
     conf::exit_worker(cycle);
+    vm::cpu_limit::stop_timer();
+}
+
+/// `exit_master`: the master (or single process) stops its CPU-limit timer
+/// before nginx unloads the module, so no tick can reach unmapped code.
+extern "C" fn exit_master(_cycle: *mut ngx_cycle_t) {
+    vm::cpu_limit::stop_timer();
 }

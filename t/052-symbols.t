@@ -3,9 +3,8 @@
 # poison the worker: after 100,000 requests that each intern a distinct
 # symbol, the hello request and a request that looks a name up cost what
 # they cost before. Measured as worker CPU time, which a shared machine makes
-# noisy (+-20%), so the bounds here are 1.3x and 1.5x: mruby's own table
-# made that lookup about 20x slower (100 us). The exact instruction ratio
-# (target <= 1.05) is `bench/symbols.sh`.
+# noisy (+-20% between runs here), so the bounds are 1.3x and 1.5x:
+# mruby's own table made that lookup about 20x slower (100 us against 5).
 # Plain Perl (helpers in t/lib/VlimitTest.pm): 100,000 pipelined requests.
 
 use strict;

@@ -76,6 +76,10 @@ static CLOCK: RunClock = RunClock {
 /// in a forked worker, which does not inherit timers).
 static TIMER_TICK_NS: AtomicU64 = AtomicU64::new(0);
 static TIMER_ID: AtomicPtr<libc::c_void> = AtomicPtr::new(core::ptr::null_mut());
+/// The process that created `TIMER_ID` (a forked worker has none).
+static TIMER_PID: AtomicU32 = AtomicU32::new(0);
+/// `on_tick` is this process's handler for the tick signal.
+static HANDLER_INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Where a run's budget comes from (the configuration of whatever the run
 /// serves), in milliseconds, 0 for `off`. Set once by the configuration
@@ -226,6 +230,9 @@ fn tick_signal() -> c_int {
 /// In a freshly forked worker: the parent's timer was not inherited (POSIX
 /// timers never are), so the first run creates this process's own.
 pub fn forget_inherited_timer() {
+    if TIMER_PID.load(Relaxed) == std::process::id() {
+        return; // not forked: nginx runs a single process (master_process off)
+    }
     TIMER_TICK_NS.store(0, Relaxed);
     TIMER_ID.store(core::ptr::null_mut(), Relaxed);
 }
@@ -237,13 +244,14 @@ pub fn forget_inherited_timer() {
 pub fn stop_timer() {
     let timer = TIMER_ID.swap(core::ptr::null_mut(), Relaxed);
     TIMER_TICK_NS.store(0, Relaxed);
-    if timer.is_null() {
-        return;
-    }
-    // SAFETY: deletes our own timer, then sets the signal's disposition.
+    // SAFETY: deletes our own timer and sets the signal's disposition.
     unsafe {
-        libc::timer_delete(timer);
-        libc::signal(tick_signal(), libc::SIG_IGN);
+        if !timer.is_null() && TIMER_PID.load(Relaxed) == std::process::id() {
+            libc::timer_delete(timer);
+        }
+        if HANDLER_INSTALLED.swap(false, Relaxed) {
+            libc::signal(tick_signal(), libc::SIG_IGN);
+        }
     }
 }
 
@@ -274,6 +282,7 @@ fn arm_timer(tick_ns: u64) {
             if libc::sigaction(tick_signal(), &action, core::ptr::null_mut()) != 0 {
                 return give_up();
             }
+            HANDLER_INSTALLED.store(true, Relaxed);
             let mut event: libc::sigevent = core::mem::zeroed();
             event.sigev_notify = libc::SIGEV_THREAD_ID;
             event.sigev_signo = tick_signal();
@@ -284,6 +293,7 @@ fn arm_timer(tick_ns: u64) {
             }
             timer = id;
             TIMER_ID.store(timer, Relaxed);
+            TIMER_PID.store(std::process::id(), Relaxed);
         }
         let period = libc::timespec { tv_sec: (tick_ns / 1_000_000_000) as _, tv_nsec: (tick_ns % 1_000_000_000) as _ };
         let spec = libc::itimerspec { it_interval: period, it_value: period };
