@@ -5,7 +5,9 @@
 #
 #   /usr/lib/nginx/modules/ngx_http_mruby_module.so
 #   /usr/share/nginx/modules-available/mod-http-mruby.conf   (load_module)
-#   /etc/nginx/modules-enabled/50-mod-http-mruby.conf        (symlink, postinst)
+#   /usr/sbin/ngx-mruby-supervisor                           (tenant runners)
+#   /etc/nginx/modules-enabled/70-mod-http-mruby.conf        (symlink, postinst;
+#                                                             after 50-mod-stream.conf)
 #
 # Depends on the nginx ABI virtual package (nginx-abi-<version>-<n>) named
 # by the nginx source the module was built against, as dh_nginx does, so
@@ -60,6 +62,17 @@ mkdir -p "$stage/DEBIAN" "$stage/usr/lib/nginx/modules" \
 # Debian ships modules stripped (debug symbols go to -dbgsym packages).
 objcopy --strip-debug --remove-section=.comment "$module" "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so"
 chmod 644 "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so"
+# The tenant runners' supervisor program, where the module looks for it by
+# default: next to the nginx binary (tenant_supervisor). It does not
+# depend on the nginx version.
+profile=${PROFILE:-release}
+cargo_flags=()
+if [ "$profile" = release ]; then cargo_flags+=(--release); fi
+"${CARGO:-cargo}" build "${cargo_flags[@]}" -p ngx-mruby-supervisor >&2
+mkdir -p "$stage/usr/sbin"
+objcopy --strip-debug --remove-section=.comment "$repo/target/$profile/ngx-mruby-supervisor" \
+    "$stage/usr/sbin/ngx-mruby-supervisor"
+chmod 755 "$stage/usr/sbin/ngx-mruby-supervisor"
 install -m 644 "$here/mod-http-mruby.conf" "$stage/usr/share/nginx/modules-available/"
 install -m 644 "$here/copyright" "$stage/usr/share/doc/$package/copyright"
 printf '%s (%s) unstable; urgency=medium\n\n  * Built from ngx-mruby-rs %s for nginx %s (%s).\n\n -- ngx-mruby-rs developers <ngx-mruby-rs@localhost>  %s\n' \
@@ -73,9 +86,18 @@ shlibs_dir="$out/shlibs"
 rm -rf "$shlibs_dir"
 mkdir -p "$shlibs_dir/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$package" "$package" >"$shlibs_dir/debian/control"
-shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps -O "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so" 2>/dev/null |
+shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps -O "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so" \
+    "$stage/usr/sbin/ngx-mruby-supervisor" 2>/dev/null |
     sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] && shlibs=", $shlibs"
+
+# The module's stream part (ngx_stream_mruby_module) links against
+# ngx_stream_module, which Debian builds as a dynamic module of its own.
+stream_depends=
+if nm -D --undefined-only "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so" | grep -q ' ngx_stream_'; then
+    stream_depends=", libnginx-mod-stream"
+fi
+shlibs="$stream_depends$shlibs"
 
 installed_size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$installed_size/" \

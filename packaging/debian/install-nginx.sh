@@ -15,4 +15,6 @@ if [ ! -e "$policy" ]; then
 fi
 cleanup() { if [ $created_policy = 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx
+# libnginx-mod-stream: Debian's stream module (dynamic), which the module's
+# stream part links against
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-stream

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test-debian` (CI): the module as a Debian user gets it.
 #   1. `make deb` against the installed Debian nginx (make setup installs it)
-#   2. dpkg -i the package: files in place, enabled in modules-enabled
+#   2. apt installs the package (and what it depends on): files in place,
+#      enabled in modules-enabled
 #   3. `nginx -t` on Debian's own /etc/nginx/nginx.conf loads the module
 #   4. /usr/sbin/nginx with a config that includes modules-enabled (as
 #      Debian's nginx.conf does) serves an mruby location; after a config
@@ -19,7 +20,8 @@ nginx=/usr/sbin/nginx
 package=libnginx-mod-http-mruby
 module=/usr/lib/nginx/modules/ngx_http_mruby_module.so
 available=/usr/share/nginx/modules-available/mod-http-mruby.conf
-enabled=/etc/nginx/modules-enabled/50-mod-http-mruby.conf
+enabled=/etc/nginx/modules-enabled/70-mod-http-mruby.conf
+stream_module=/usr/lib/nginx/modules/ngx_stream_module.so
 # Every suite runs against Debian's nginx (about a minute): the Ruby VM and
 # API, errors, directives (mruby_set mirrors a private rewrite-module
 # struct), headers (the header list changed in nginx 1.23), upstream
@@ -61,8 +63,10 @@ cleanup() {
 trap cleanup EXIT
 
 step "installing $deb"
-dpkg -i "$deb"
+# apt, not dpkg -i: what the package depends on (libnginx-mod-stream when
+# the module has a stream part) comes from Debian's archive, as for a user
 installed=1
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$deb"
 [ -f "$module" ] || fail "$module not installed"
 [ "$(cat "$available")" = "load_module modules/ngx_http_mruby_module.so;" ] || fail "$available: unexpected content"
 [ -L "$enabled" ] && [ "$(readlink "$enabled")" = "$available" ] || fail "$enabled is not a symlink to $available"
@@ -143,7 +147,12 @@ kill -0 "$master_pid" 2>/dev/null && fail "nginx did not stop"
 master_pid=
 
 step "every t/ suite against $nginx with $module"
-TEST_NGINX_BINARY=$nginx TEST_NGINX_LOAD_MODULES=$module prove -r "${suites[@]}"
+# the stream module first, as modules-enabled/ orders them
+load_modules=$module
+if grep -q libnginx-mod-stream <<<"$(dpkg-deb -f "$deb" Depends)"; then
+    load_modules="$stream_module $module"
+fi
+TEST_NGINX_BINARY=$nginx TEST_NGINX_LOAD_MODULES=$load_modules prove -r "${suites[@]}"
 
 step "dpkg --purge $package"
 dpkg --purge "$package"
