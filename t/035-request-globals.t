@@ -118,3 +118,48 @@ GET /t
 X-Mine: set+access
 --- response_body chomp
 set+access
+
+
+=== TEST 6: a subrequest is another request: it does not see its parent's globals, and its own do not reach the parent
+--- config
+    location = /parent {
+        mruby_content_handler_code '
+            $who = "parent"
+            sub = Nginx::Async::HTTP.sub_request "/sub"
+            Nginx.rputs "sub saw #{sub.body}; parent sees #{$who}, #{$sub_only.inspect}"
+        ';
+    }
+    location = /sub {
+        mruby_content_handler_code 'seen = $who.inspect; $who = "sub"; $sub_only = 1; Nginx.rputs seen';
+    }
+--- request
+GET /parent
+--- response_body chomp
+sub saw nil; parent sees parent, nil
+
+
+=== TEST 7: a header filter of another request sees none of a waiting request's globals
+--- config
+    location = /slow {
+        mruby_access_handler_code '$mine = "slow"; Nginx::Async.sleep 300';
+        mruby_content_handler_code 'Nginx.rputs $mine';
+    }
+    location = /fast {
+        mruby_content_handler_code 'Nginx.rputs "fast"';
+        mruby_output_header_filter_code 'Nginx::Headers_out.new["X-Seen"] = $mine.inspect';
+    }
+--- init
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+my $slow = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $slow "GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+select(undef, undef, undef, 0.1);
+my $fast = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $fast "GET /fast HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+my $fast_resp = do { local $/; <$fast> };
+my $slow_resp = do { local $/; <$slow> };
+Test::More::like($fast_resp, qr/X-Seen: nil\r\n/, "the other request's header filter sees nil");
+Test::More::like($slow_resp, qr/\r\n\r\nslow\z/, "the waiting request still has its global");
+--- request
+GET /fast
+--- response_headers
+X-Seen: nil

@@ -132,3 +132,44 @@ Nginx.rputs "app"
 [("GET /f") x 150, ("GET /app.rb") x 150, "GET /count"]
 --- response_body eval
 [("HELLO") x 150, ("app") x 150, "0"]
+
+
+=== TEST 5: a handshake while a request waits sees none of that request's globals, and the request keeps them
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SSL_PORT ssl;
+        ssl_certificate $TEST_NGINX_CERT_DIR/default.crt;
+        ssl_certificate_key $TEST_NGINX_CERT_DIR/default.key;
+        mruby_ssl_handshake_handler_code 'Nginx::SSL.log Nginx::LOG_NOTICE, "handshake sees #{$owned.inspect}"; $from_handshake = 1';
+        location / { return 200 "tls\n"; }
+    }
+--- config
+    location = /slow {
+        mruby_access_handler_code '$owned = "request"; Nginx::Async.sleep 400';
+        mruby_content_handler_code 'Nginx.rputs "#{$owned} #{$from_handshake.inspect}"';
+    }
+--- init
+my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}") or die "connect: $!";
+print $sock "GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+select(undef, undef, undef, 0.1);
+my $out = `echo | timeout 10 openssl s_client -connect 127.0.0.1:$ENV{TEST_NGINX_SSL_PORT} 2>&1`;
+my $res = do { local $/; <$sock> };
+Test::More::like($res, qr/\r\n\r\nrequest nil\z/, 'the waiting request kept its global and saw none of the handshake');
+--- request
+GET /slow
+--- response_body chomp
+request nil
+--- error_log
+handshake sees nil
+
+
+=== TEST 6: scripts see the cycle they run for: Nginx::Upstream works in mruby_init (the cycle being configured)
+--- http_config
+    upstream init_backend { server 127.0.0.1:1; }
+    mruby_init_code '$init_upstream = Nginx::Upstream.new("init_backend").server';
+--- config
+    location = /t { mruby_content_handler_code 'Nginx.rputs $init_upstream'; }
+--- request
+GET /t
+--- response_body chomp
+127.0.0.1:1

@@ -2,15 +2,18 @@
 //!
 //! Every entry into the VM is wrapped in [`enter`], which installs one
 //! [`Host`] for the duration of the call and puts the previous one back
-//! after it (hosts nest: a handshake may run while a request waits). The
+//! after it (should a VM entry ever happen inside another, `vm::run`
+//! catches its exception so this unwinding still runs; a handshake while a
+//! request waits is not nesting: a waiting request has no host installed). The
 //! Ruby API asks [`current`] whom it serves instead of probing globals; this
 //! module's `CURRENT` is the only ambient pointer of the crate.
 //!
 //! A host has a kind (an HTTP request, a TLS handshake, a server block being
 //! parsed, a process hook) and a [`Context`]: the kind plus where in it the
 //! script runs (which phase, which filter, `mruby_set`). A Ruby method that
-//! only makes sense somewhere names the contexts it allows with
-//! [`require`], and misuse raises instead of touching the wrong thing.
+//! only makes sense somewhere can name the contexts it allows with
+//! [`require`] / [`require_or`] (the Async waits, `Nginx::SSL`,
+//! `add_listener` do), and misuse raises instead of touching the wrong thing.
 //!
 //! The request host owns the request's per-request state
 //! ([`request::RequestCtx`]): the `rputs` buffer and status, the body
@@ -224,6 +227,14 @@ pub fn require<'a>(allowed: Context) -> Result<&'a Host<'a>, RubyError> {
         Some(host) if host.context().within(allowed) => Ok(host),
         Some(host) => Err(RubyError::runtime(format!("API disabled in the context of {}", host.context().name()))),
         None => Err(RubyError::runtime("API disabled outside a script run")),
+    }
+}
+
+/// As [`require`], with the method's own error for a misplaced call.
+pub fn require_or<'a>(allowed: Context, misplaced: impl FnOnce() -> RubyError) -> Result<&'a Host<'a>, RubyError> {
+    match current() {
+        Some(host) if host.context().within(allowed) => Ok(host),
+        _ => Err(misplaced()),
     }
 }
 

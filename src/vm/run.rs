@@ -37,12 +37,21 @@ pub fn run_for_effect(vm: &Vm, proc_: *mut RProc, suspendable: bool) -> Result<(
 
 fn execute(mrb: Mrb, proc_: *mut RProc, self_: mrb_value, keep_result: bool) -> Result<mrb_value, ScriptFailure> {
     let arena = mrb.arena_save();
-    // SAFETY: live VM; proc_ is GC-registered bytecode of this VM.
-    let value = unsafe { mrb_top_run(mrb.as_ptr(), proc_, self_, 0) };
-    let result = match mrb.pending_exception() {
-        Some(exc) => Err(ScriptFailure { report: describe_exception(mrb, exc) }),
-        None => Ok(value),
+    // SAFETY: live VM; reads whether a VM run is already in progress.
+    let nested = unsafe { !(*mrb.as_ptr()).jmp.is_null() };
+    let outcome = if nested {
+        // Inside another VM run (a C method running a script), an exception
+        // would longjmp to that run's handler, past our callers' cleanup
+        // (the host guard, the request's globals): catch it here.
+        // SAFETY: inside protect; proc_ is GC-registered bytecode of this VM.
+        mrb.protect(|mrb| unsafe { mrb_top_run(mrb.as_ptr(), proc_, self_, 0) })
+    } else {
+        // At top level an exception stops the run and is left pending.
+        // SAFETY: live VM; proc_ is GC-registered bytecode of this VM.
+        let value = unsafe { mrb_top_run(mrb.as_ptr(), proc_, self_, 0) };
+        mrb.pending_exception().map_or(Ok(value), Err)
     };
+    let result = outcome.map_err(|exc| ScriptFailure { report: describe_exception(mrb, exc) });
     mrb.clear_exception();
     mrb.arena_restore(arena);
     if let (true, Ok(v)) = (keep_result, &result) {

@@ -7,7 +7,7 @@ use mruby_sys::*;
 use ngx::ffi::{NGX_HTTP_SSL, NGX_HTTP_V2};
 
 use crate::api::{arity, ARGS_ANY};
-use crate::host::{self, Host, ListenSpec};
+use crate::host::{self, Context, Host, ListenSpec};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
 
@@ -23,9 +23,9 @@ fn option(mrb: Mrb, hash: mrb_value, name: &str) -> mrb_value {
 /// `add_listener({address: "127.0.0.1:8081" | "8081", ssl: bool, http2: bool})`
 fn add_listener(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
-    let server = match host::current() {
-        Some(Host::ServerConfig(server)) => server,
-        _ => return Err(RubyError::runtime("add_listener can be called only in mruby_server_context_handler_code")),
+    let misplaced = || RubyError::runtime("add_listener can be called only in mruby_server_context_handler_code");
+    let Host::ServerConfig(server) = host::require_or(Context::SERVER_CONFIG, misplaced)? else {
+        return Err(misplaced());
     };
     let options = args[0];
     if !mrb.is_hash(options) {

@@ -9,7 +9,7 @@ use mruby_sys::*;
 
 use crate::api::{arg_bytes, arg_int, arity, to_s_bytes, ARGS_ANY};
 use crate::host::handshake::{resolve_path, HandshakeHost, PemSource};
-use crate::host::{self, Host};
+use crate::host::{self, Context, Host};
 use crate::ngx_util::log;
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
@@ -23,8 +23,8 @@ fn handshake<R>(f: impl FnOnce(&HandshakeHost) -> R) -> Result<R, RubyError> {
 
 /// The handshake the running script serves, if it serves one.
 fn current_handshake<'a>() -> Option<&'a HandshakeHost> {
-    match host::current() {
-        Some(Host::Handshake(handshake)) => Some(handshake),
+    match host::require_or(Context::SSL_HANDSHAKE, || RubyError::runtime("")) {
+        Ok(Host::Handshake(handshake)) => Some(handshake),
         _ => None,
     }
 }
@@ -101,7 +101,7 @@ fn log_message(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     let level = arg_int(mrb, args[0], "log level")?;
     let message = to_s_bytes(mrb, args[1])?;
     let message = String::from_utf8_lossy(&message);
-    // SAFETY: ngx_cycle is nginx's current cycle, always set once running.
+    // SAFETY: the host's cycle (the running one outside a script) is live.
     let target_log = current_handshake().map(|h| h.log()).unwrap_or_else(|| unsafe { (*host::cycle()).log });
     if !(0..=8).contains(&level) {
         log(target_log, ngx::ffi::NGX_LOG_ERR, &format!("Nginx::SSL.log: invalid log level {level}: {message}"));
