@@ -130,9 +130,7 @@ const MRBLIB: &[(&str, &str)] = &[
     ("mrblib/stringio.rb", include_str!("../../mrblib/stringio.rb")),
     ("mrblib/json.rb", include_str!("../../mrblib/json.rb")),
     ("mrblib/regexp.rb", include_str!("../../mrblib/regexp.rb")),
-    ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
     ("mrblib/rack.rb", include_str!("../../mrblib/rack.rb")),
-    ("mrblib/vlimit.rb", include_str!("../../mrblib/vlimit.rb")),
 ];
 
 /// Defines the whole API in a fresh VM (the installer `Vm::open` receives).
