@@ -272,3 +272,13 @@ TypeError,ArgumentError,TypeError,TypeError,ArgumentError,nil,can't use this met
 GET /t
 --- response_body chomp
 [false, false, false, false, false] 3
+
+
+=== TEST 13: sub_request takes its query as keywords too (as the Ruby method did)
+--- config
+    location = /t { mruby_content_handler_code 'r = Nginx::Async::HTTP.sub_request "/sub", a: "b"; Nginx.rputs r.body'; }
+    location = /sub { mruby_content_handler_code 'Nginx.rputs Nginx::Request.new.args'; }
+--- request
+GET /t
+--- response_body chomp
+a=b
