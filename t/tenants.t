@@ -66,6 +66,7 @@ end
 RB
     'return.rb' => qq{Nginx.return Nginx::HTTP_FORBIDDEN\nNginx.rputs "no"\n},
     'error.rb'  => qq{raise "tenant script failed on purpose"\n},
+    'loop.rb'   => qq{while true; end\n},
 );
 
 # CGI programs (0700: only the owner may even read them).
@@ -409,8 +410,8 @@ sub others_fine {
     is("$status $body", "200 static t5\n", "during $what: static files answer");
 }
 
-subtest 'runaway scripts: 504 after fastcgi_read_timeout, runner discarded, others unaffected' => sub {
-    for my $case (['t1', '/loop.php'], ['t1', '/loop.cgi']) {
+subtest 'runaway scripts (PHP, CGI, Ruby): 504 after fastcgi_read_timeout, runner discarded, others unaffected' => sub {
+    for my $case (['t1', '/loop.php'], ['t1', '/loop.cgi'], ['t1', '/loop.rb']) {
         my ($host, $path) = @$case;
         my $from = error_log_size();
         my $t0 = time;
