@@ -5,6 +5,7 @@
 #   make run     start nginx in the foreground on 127.0.0.1:8080 with conf/nginx.conf
 #   make test    cargo test + prove -r t/
 #   make bench   instruction counts and req/s against plain nginx (bench/)
+#   make test-valgrind   a chosen subset of t/ with nginx under valgrind memcheck
 #   make module  the module for another nginx: NGINX_SOURCE_DIR=<source> and/or NGINX_BINARY=<nginx>
 #   make deb     libnginx-mod-http-mruby .deb for Debian's nginx (/usr/sbin/nginx)
 #   make test-module  make module against the vendored source, run suites with it (CI)
@@ -92,6 +93,21 @@ test-debian: $(PYVENV)/ok
 # make module against the vendored source, loaded by build/sbin/nginx (CI)
 test-module: build $(PYVENV)/ok
 	$(MODULE_ENV) packaging/test-module.sh
+
+# Suites whose code paths matter most for memory safety (VM entry/exit,
+# waiting, limits, filters, the Ruby API); the rest of t/ adds time, not
+# coverage of new paths. Fails on any invalid read/write or use of
+# uninitialised memory (memcheck's error summary), not on leaks at exit.
+VALGRIND_SUITES ?= t/003-errors.t t/010-nginx.t t/011-request.t t/031-filters.t \
+	t/032-async.t t/036-script-faults.t t/050-cpu-limit.t t/051-memory-limit.t gems.t
+VALGRIND_LOG_DIR := $(CURDIR)/t/servroot-valgrind
+
+test-valgrind: build
+	rm -rf $(VALGRIND_LOG_DIR) && mkdir -p $(VALGRIND_LOG_DIR)
+	VALGRIND_LOG_DIR=$(VALGRIND_LOG_DIR) TEST_NGINX_BINARY=$(CURDIR)/t/valgrind/nginx \
+		TEST_NGINX_START_STOP_SCALE=8 TEST_NGINX_TIMEOUT=30 \
+		prove $(addprefix t/,$(notdir $(VALGRIND_SUITES))) || true
+	t/valgrind/report $(VALGRIND_LOG_DIR)
 
 bench: build
 	bench/run.sh

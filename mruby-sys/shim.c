@@ -5,9 +5,12 @@
 #include <mruby/class.h>
 #include <mruby/compile.h>
 #include <mruby/data.h>
+#include <mruby/debug.h>
+#include <mruby/error.h>
 #include <mruby/proc.h>
 #include <mruby/string.h>
 #include <mruby/value.h>
+#include <mruby/variable.h>
 #include "shim.h"
 
 mrb_value mrbsys_nil_value(void) { return mrb_nil_value(); }
@@ -83,3 +86,92 @@ void mrbsys_proc_set_target_class(mrb_state *mrb, struct RProc *proc, struct RCl
   MRB_PROC_SET_TARGET_CLASS(proc, target);
 }
 mrb_value mrbsys_top_self(mrb_state *mrb) { return mrb_top_self(mrb); }
+
+/* ---- Stopping a running script (mruby_cpu_limit) ----
+ * The module's CPU-time signal handler calls mrbsys_stop_at_next_instruction
+ * (async-signal-safe: two stores). mruby then calls stop_hook before the
+ * next instruction it executes, in any frame or Fiber, until the run ends
+ * and mrbsys_stop_finish removes it: every instruction raises the same
+ * exception, so a rescue clause, `retry` or `ensure` cannot run one
+ * instruction of its own and the exception reaches the top. */
+static struct {
+  mrb_int limit_ms, used_ms;
+  mrb_value exc;
+  mrb_bool has_exc;
+} stop_state;
+
+static void
+stop_hook(mrb_state *mrb, const struct mrb_irep *irep, const mrb_code *pc, mrb_value *regs)
+{
+  (void)irep;
+  (void)regs;
+  /* The VM records ci->pc only after decoding an instruction, so here it
+   * still points after the previous one (or at a jump's source). Point it
+   * inside this instruction: the raise is then handled (rescue lookup,
+   * backtrace line) as coming from here, not from a spot whose rescue
+   * clause would catch it again forever. */
+  mrb->c->ci->pc = pc + 1;
+  if (!stop_state.has_exc) {
+    mrb_value nginx = mrb_const_get(mrb, mrb_obj_value(mrb->object_class), mrb_intern_lit(mrb, "Nginx"));
+    struct RClass *cls = mrb_class_get_under(mrb, mrb_class_ptr(nginx), "CPULimitExceeded");
+    mrb_value msg = mrb_format(mrb, "CPU time limit exceeded: %i ms used, limit %i ms",
+                               stop_state.used_ms, stop_state.limit_ms);
+    stop_state.exc = mrb_exc_new_str(mrb, cls, msg);
+    mrb_gc_register(mrb, stop_state.exc);
+    stop_state.has_exc = TRUE;
+  }
+  mrb_exc_raise(mrb, stop_state.exc);
+}
+
+void mrbsys_stop_at_next_instruction(mrb_state *mrb, mrb_int limit_ms, mrb_int used_ms)
+{
+  stop_state.limit_ms = limit_ms;
+  stop_state.used_ms = used_ms;
+  mrb->code_fetch_hook = stop_hook;
+}
+
+mrb_bool mrbsys_stop_requested(mrb_state *mrb) { return mrb->code_fetch_hook == stop_hook; }
+
+/* Lets Ruby run again (to render the exception) without ending the stop. */
+void mrbsys_stop_pause(mrb_state *mrb) { mrb->code_fetch_hook = NULL; }
+void mrbsys_stop_resume(mrb_state *mrb) { mrb->code_fetch_hook = stop_hook; }
+
+void mrbsys_stop_finish(mrb_state *mrb)
+{
+  mrb->code_fetch_hook = NULL;
+  if (stop_state.has_exc) {
+    mrb_gc_unregister(mrb, stop_state.exc);
+    stop_state.has_exc = FALSE;
+  }
+}
+
+/* The Ruby source position the VM is at (innermost Ruby frame of the
+ * running context), without allocating: for the memory limit's log line,
+ * taken when an allocation is refused. */
+mrb_bool mrbsys_current_location(mrb_state *mrb, const char **file, int32_t *line)
+{
+  const mrb_callinfo *ci;
+
+  if (!mrb->c || !mrb->c->ci) return FALSE;
+  for (ci = mrb->c->ci; ci >= mrb->c->cibase; ci--) {
+    const struct RProc *proc = ci->proc;
+    if (proc && !MRB_PROC_CFUNC_P(proc) && proc->body.irep && ci->pc) {
+      const mrb_irep *irep = proc->body.irep;
+      uint32_t off = (uint32_t)(ci->pc - irep->iseq);
+      if (off > 0) off--;
+      *file = mrb_debug_get_filename(mrb, irep, off);
+      *line = mrb_debug_get_line(mrb, irep, off);
+      return *file != NULL;
+    }
+  }
+  return FALSE;
+}
+
+/* Forgets the values the last top-level run left in the root context's
+ * stack (its local variables), so a GC between runs can free them. */
+void mrbsys_clear_root_stack(mrb_state *mrb)
+{
+  struct mrb_context *c = mrb->root_c;
+  if (!c || !c->stbase || mrb->c != c || c->ci != c->cibase) return;
+  for (mrb_value *v = c->stbase + 1; v < c->stend; v++) *v = mrb_nil_value();
+}

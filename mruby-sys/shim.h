@@ -3,6 +3,7 @@
 #ifndef MRUBY_SYS_SHIM_H
 #define MRUBY_SYS_SHIM_H
 #include <stddef.h>
+#include <stdint.h>
 #include <mruby.h>
 
 mrb_value mrbsys_nil_value(void);
@@ -71,6 +72,18 @@ size_t mrbsys_offsetof_mrb_state_globals(void);
  * <mruby/internal.h>, which is not meant to be included by users. */
 mrb_value mrb_exc_backtrace(mrb_state *mrb, mrb_value exc);
 mrb_value mrb_f_global_variables(mrb_state *mrb, mrb_value self);
+
+/* Stopping a running script (mruby_cpu_limit, see shim.c). */
+void mrbsys_stop_at_next_instruction(mrb_state *mrb, mrb_int limit_ms, mrb_int used_ms);
+mrb_bool mrbsys_stop_requested(mrb_state *mrb);
+void mrbsys_stop_pause(mrb_state *mrb);
+void mrbsys_stop_resume(mrb_state *mrb);
+void mrbsys_stop_finish(mrb_state *mrb);
+
+/* Where the VM is in the script (file and line), allocation-free. */
+mrb_bool mrbsys_current_location(mrb_state *mrb, const char **file, int32_t *line);
+/* Drops the values a finished top-level run left on the root stack. */
+void mrbsys_clear_root_stack(mrb_state *mrb);
 
 #include <mruby/proc.h>
 void mrbsys_proc_set_target_class(mrb_state *mrb, struct RProc *proc, struct RClass *target);

@@ -42,6 +42,7 @@ impl HttpModule for HttpMrubyModule {
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes a live configuration context; main confs exist by now.
         let cf = unsafe { &mut *cf };
+        conf::reset_process_limits();
         // `conf/` appends mruby_set codes while parsing; the code they run is the phases'
         match HttpMrubyModule::main_conf_mut(cf) {
             Some(main) => {
@@ -104,6 +105,7 @@ pub static mut ngx_http_mruby_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_process: Some(init_worker),
     exit_process: Some(exit_worker),
+    exit_master: Some(exit_master),
     ..ngx_module_t::default()
 };
 
@@ -170,7 +172,8 @@ extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
 }
 
-/// `exit_process`: runs `mruby_exit_worker` (workers only).
+/// `exit_process`: runs `mruby_exit_worker` (workers only), then stops the
+/// CPU-limit timer (the module may be unloaded before the process ends).
 extern "C" fn exit_worker(cycle: *mut ngx_cycle_t) {
     if !ngx_util::is_serving_process() {
         return;
@@ -178,4 +181,11 @@ extern "C" fn exit_worker(cycle: *mut ngx_cycle_t) {
     // SAFETY: nginx passes the live cycle.
     let cycle = unsafe { &mut *cycle };
     conf::exit_worker(cycle);
+    vm::cpu_limit::stop_timer();
+}
+
+/// `exit_master`: the master (or single process) stops its CPU-limit timer
+/// before nginx unloads the module, so no tick can reach unmapped code.
+extern "C" fn exit_master(_cycle: *mut ngx_cycle_t) {
+    vm::cpu_limit::stop_timer();
 }

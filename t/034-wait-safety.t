@@ -255,3 +255,30 @@ GET /t
 TypeError,ArgumentError,TypeError,TypeError,ArgumentError,nil,can't use this method at this phase. only use at request phase
 --- no_error_log
 [error]
+
+
+=== TEST 12: no internal half of Async, Vlimit or SecureRandom is callable
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            Nginx.rputs [
+              [Nginx::Async, :__sleep], [Nginx::Async::HTTP, :__sub_request], [Nginx::Async::HTTP, :__last_response],
+              [Nginx::Vlimit, :__stats_json], [SecureRandom, :__random_number],
+            ].map { |obj, m| obj.respond_to?(m) }.inspect
+            Nginx.rputs " #{SecureRandom.rand(3..3)}"
+        ';
+    }
+--- request
+GET /t
+--- response_body chomp
+[false, false, false, false, false] 3
+
+
+=== TEST 13: sub_request takes its query as keywords too (as the Ruby method did)
+--- config
+    location = /t { mruby_content_handler_code 'r = Nginx::Async::HTTP.sub_request "/sub", a: "b"; Nginx.rputs r.body'; }
+    location = /sub { mruby_content_handler_code 'Nginx.rputs Nginx::Request.new.args'; }
+--- request
+GET /t
+--- response_body chomp
+a=b

@@ -57,6 +57,25 @@ pub(crate) fn method_call<'a>(mrb: *mut mrb_state) -> Option<(Mrb, &'a [mrb_valu
     Some((mrb, args))
 }
 
+/// Keyword arguments given to the running C method, as the one Hash mruby
+/// packs them into (`m "/x", a: 1`), or None. Methods that take an options
+/// Hash read it here too, as a Ruby method would get it as a last argument.
+pub(crate) fn keyword_hash(mrb: Mrb) -> Option<mrb_value> {
+    // SAFETY: called inside a C method call: its call info and stack are live;
+    // with nk == 15 the Hash sits after self and the positional arguments
+    // (one slot when they are packed, n == 15).
+    unsafe {
+        let ci = (*(*mrb.as_ptr()).c).ci;
+        if (*ci).nk() != 15 {
+            return None;
+        }
+        let n = (*ci).n();
+        let at = 1 + if n == 15 { 1 } else { usize::from(n) };
+        let hash = *(*ci).stack.add(at);
+        mrb.is_hash(hash).then_some(hash)
+    }
+}
+
 /// Makes an `mrb_func_t` from a [`Method`].
 #[macro_export]
 macro_rules! ruby_fn {
@@ -142,9 +161,7 @@ const HTTP_MRBLIB: &[(&str, &str)] = &[
     ("mrblib/stringio.rb", include_str!("../../mrblib/stringio.rb")),
     ("mrblib/json.rb", include_str!("../../mrblib/json.rb")),
     ("mrblib/regexp.rb", include_str!("../../mrblib/regexp.rb")),
-    ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
     ("mrblib/rack.rb", include_str!("../../mrblib/rack.rb")),
-    ("mrblib/vlimit.rb", include_str!("../../mrblib/vlimit.rb")),
 ];
 
 /// Defines the HTTP API in a fresh VM (the installer `Vm::open` receives).

@@ -17,14 +17,16 @@ use core::ptr;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use ngx::ffi::*;
-use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
 use ngx::ngx_string;
 
 use crate::host::{self, Context, Host};
 pub(crate) use crate::ngx_util::{conf_args as args, conf_result};
 use crate::ngx_util::{conf_log, log, str_lossy};
-use crate::vm::{Script, Vm};
+use crate::vm::{cpu_limit, Script, Vm};
 use crate::HttpMrubyModule;
 
 pub use handlers::HandlerSlot;
@@ -36,6 +38,8 @@ pub struct MainConf {
     pub init: Option<Rc<Script>>,
     pub init_worker: Option<Rc<Script>>,
     pub exit_worker: Option<Rc<Script>>,
+    /// `mruby_memory_limit` in bytes (0: off); unset keeps the VM's default.
+    pub memory_limit: Option<usize>,
     /// Which phases any scope put Ruby in; only those get a phase handler.
     pub used_slots: [bool; HandlerSlot::COUNT],
     /// The function `mruby_set` codes call (`phases/set.rs`), set by
@@ -50,6 +54,7 @@ impl Default for MainConf {
             init: None,
             init_worker: None,
             exit_worker: None,
+            memory_limit: None,
             used_slots: [false; HandlerSlot::COUNT],
             set_code_runner: None,
         }
@@ -76,6 +81,8 @@ pub struct LocConf {
     /// `mruby_output_body_filter_buffer`: the largest response body the body
     /// filter collects (bytes).
     pub filter_buffer: Option<usize>,
+    /// `mruby_cpu_limit`: CPU milliseconds one script run may use; 0 = off.
+    pub cpu_limit_ms: Option<u64>,
 }
 
 /// Default of `mruby_output_body_filter_buffer`.
@@ -110,6 +117,7 @@ impl Merge for LocConf {
         self.add_handler = self.add_handler.or(prev.add_handler);
         self.read_body = self.read_body.or(prev.read_body);
         self.filter_buffer = self.filter_buffer.or(prev.filter_buffer);
+        self.cpu_limit_ms = self.cpu_limit_ms.or(prev.cpu_limit_ms);
         Ok(())
     }
 }
@@ -126,6 +134,9 @@ pub fn conf_vm(cf: &mut ngx_conf_t) -> Result<Rc<Vm>, String> {
         return Ok(vm.clone());
     }
     let vm = Rc::new(Vm::open(crate::api::install)?);
+    if let Some(bytes) = main.memory_limit {
+        vm.set_memory_limit(bytes);
+    }
     main.vm = Some(vm.clone());
     Ok(vm)
 }
@@ -377,6 +388,102 @@ extern "C" fn set_filter_buffer_directive(
     conf_result(cf, set_filter_buffer(cf_ref, cmd, conf))
 }
 
+/// `mruby_cpu_limit` at the `http{}` level, for runs that serve no request
+/// (init hooks, TLS handshakes, server-context code). Set while parsing, so
+/// a later `mruby_server_context_handler_code` already obeys it.
+static PROCESS_CPU_LIMIT_MS: AtomicU64 = AtomicU64::new(cpu_limit::DEFAULT_LIMIT_MS);
+
+/// The budget of the script run starting now (see `vm::cpu_limit`): the
+/// request's location setting, or the `http{}` one for other runs.
+fn cpu_budget_of_current_run() -> u64 {
+    let request = host::current_request_ptr();
+    // SAFETY: the host's request is live while its script runs.
+    let location = request.and_then(|r| HttpMrubyModule::location_conf(unsafe { &*r }));
+    match location {
+        Some(loc) => loc.cpu_limit_ms.unwrap_or(cpu_limit::DEFAULT_LIMIT_MS),
+        None => PROCESS_CPU_LIMIT_MS.load(Relaxed),
+    }
+}
+
+/// Called at preconfiguration: every configuration starts from the default.
+pub(crate) fn reset_process_limits() {
+    PROCESS_CPU_LIMIT_MS.store(cpu_limit::DEFAULT_LIMIT_MS, Relaxed);
+    cpu_limit::set_budget_source(cpu_budget_of_current_run);
+}
+
+/// `mruby_cpu_limit <time> | off`.
+fn set_cpu_limit(cf: &mut ngx_conf_t, conf: &mut LocConf) -> Result<(), String> {
+    if conf.cpu_limit_ms.is_some() {
+        return Err(String::from("\"mruby_cpu_limit\" directive is duplicate"));
+    }
+    let value = &args(cf)[0];
+    let limit_ms = if crate::ngx_util::str_bytes(value) == b"off" {
+        0
+    } else {
+        let mut text = ngx_str_t { len: value.len, data: value.data };
+        // SAFETY: text points at the directive's argument; nginx only reads it.
+        match unsafe { ngx_parse_time(&mut text, 0) } {
+            ms if ms == NGX_ERROR as ngx_int_t || ms <= 0 => {
+                return Err(format!(
+                    "invalid value \"{}\" in \"mruby_cpu_limit\" directive, it must be a time (500ms, 5s) or \"off\"",
+                    str_lossy(value)
+                ))
+            }
+            ms => ms as u64,
+        }
+    };
+    conf.cpu_limit_ms = Some(limit_ms);
+    if cf.cmd_type as u32 == NGX_HTTP_MAIN_CONF {
+        PROCESS_CPU_LIMIT_MS.store(limit_ms, Relaxed);
+    }
+    Ok(())
+}
+
+extern "C" fn set_cpu_limit_directive(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes the live cf and our LocConf (LOC_CONF_OFFSET).
+    let (cf_ref, conf) = unsafe { (&mut *cf, &mut *(conf as *mut LocConf)) };
+    conf_result(cf, set_cpu_limit(cf_ref, conf))
+}
+
+/// `mruby_memory_limit <size> | off` (http): the bytes the VM may hold.
+fn set_memory_limit(cf: &mut ngx_conf_t) -> Result<(), String> {
+    let main = HttpMrubyModule::main_conf_mut(cf).ok_or("mruby: no http main conf")?;
+    if main.memory_limit.is_some() {
+        return Err(String::from("\"mruby_memory_limit\" directive is duplicate"));
+    }
+    let value = &args(cf)[0];
+    let bytes = if crate::ngx_util::str_bytes(value) == b"off" {
+        0
+    } else {
+        let mut text = ngx_str_t { len: value.len, data: value.data };
+        // SAFETY: text points at the directive's argument; nginx only reads it.
+        match unsafe { ngx_parse_size(&mut text) } {
+            size if size < 1024 * 1024 => {
+                return Err(format!(
+                    "invalid value \"{}\" in \"mruby_memory_limit\" directive, it must be a size of at least 1m (64m, 1g) or \"off\"",
+                    str_lossy(value)
+                ))
+            }
+            size => size as usize,
+        }
+    };
+    main.memory_limit = Some(bytes);
+    if let Some(vm) = &main.vm {
+        vm.set_memory_limit(bytes);
+    }
+    Ok(())
+}
+
+extern "C" fn set_memory_limit_directive(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes the live cf.
+    let cf_ref = unsafe { &mut *cf };
+    conf_result(cf, set_memory_limit(cf_ref))
+}
+
 /// `mruby_output_filter[_code]` were removed from ngx_mruby in v1.17.2.
 extern "C" fn removed_output_filter(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
     conf_result(
@@ -414,7 +521,7 @@ const BF: ngx_uint_t = HandlerSlot::BodyFilter as ngx_uint_t;
 
 /// The directive table, in ngx_mruby's order. `offset` carries our own
 /// selector (hook, phase slot or flag), not a struct offset.
-pub static mut COMMANDS: [ngx_command_t; 34] = [
+pub static mut COMMANDS: [ngx_command_t; 36] = [
     command(ngx_string!("mruby_init"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_code"), HTTP | CODE, set_main_inline, MAIN_OFF, MainHook::Init as _),
     command(ngx_string!("mruby_init_worker"), HTTP | FILE, set_main_file, MAIN_OFF, MainHook::InitWorker as _),
@@ -463,6 +570,8 @@ pub static mut COMMANDS: [ngx_command_t; 34] = [
         SRV_OFF,
         0,
     ),
+    command(ngx_string!("mruby_cpu_limit"), ANY | NGX_CONF_TAKE1, set_cpu_limit_directive, LOC_OFF, 0),
+    command(ngx_string!("mruby_memory_limit"), HTTP | NGX_CONF_TAKE1, set_memory_limit_directive, MAIN_OFF, 0),
     command(ngx_string!("mruby_output_filter"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
     command(ngx_string!("mruby_output_filter_code"), ANY | NGX_CONF_TAKE12, removed_output_filter, LOC_OFF, 0),
     ngx_command_t::empty(),
@@ -506,6 +615,7 @@ fn cycle_main_conf(cycle: &ngx_cycle_t) -> Option<&'static MainConf> {
 /// and the worker keeps serving: nginx would not respawn a worker that
 /// fails its init, leaving the server with none.
 pub(crate) fn init_worker(cycle: &mut ngx_cycle_t) -> Result<(), ()> {
+    cpu_limit::forget_inherited_timer();
     let Some(main) = cycle_main_conf(cycle) else {
         return Ok(());
     };

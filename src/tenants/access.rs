@@ -84,13 +84,12 @@ impl TenantCtx {
         self.post_wake();
     }
 
+    /// The request answers `status`. A runner already handed over stays
+    /// `Ready`, so the cleanup still gives it back.
     fn fail(&self, status: ngx_int_t) {
         self.fail_status.set(status);
         if self.state.get() != State::Ready {
             self.state.set(State::Failed);
-        } else {
-            // a runner is held: keep it for the cleanup to give back, answer the error
-            self.fail_status.set(status);
         }
     }
 

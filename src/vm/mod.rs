@@ -9,14 +9,16 @@
 //! `api/`, and whom a script runs for is `host/`'s business.
 
 pub mod compile;
+pub mod cpu_limit;
 pub mod error;
+pub mod memory;
 pub mod run;
 pub mod value;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use mruby_sys::{mrb_close, mrb_open, mrb_sym};
+use mruby_sys::{mrb_close, mrb_open_allocf, mrb_sym};
 
 pub use compile::{CompileError, Script, ScriptSource};
 pub use error::{RubyError, RubyResult};
@@ -51,17 +53,24 @@ pub struct Vm {
     pub globals_owner: core::cell::Cell<*mut core::ffi::c_void>,
     /// Bytecode that resumes a waiting script's Fiber (see `run::resume`).
     resumer: *mut mruby_sys::RProc,
+    /// What the VM's allocator counts (`mruby_memory_limit`); boxed, as
+    /// `mrb->allocf_ud` points at it; dropped after `mrb_close`.
+    memory: Box<memory::MemoryAccount>,
 }
 
 impl Vm {
     /// Opens a VM and defines the Ruby API in it with `install_api`
     /// (`api::install`, given by the configuration code).
     pub fn open(install_api: fn(Mrb) -> Result<(), String>) -> Result<Vm, String> {
-        // SAFETY: mrb_open returns a fresh state or NULL.
-        let raw = unsafe { mrb_open() };
+        let memory = memory::MemoryAccount::new();
+        // SAFETY: returns a fresh state or NULL; the account outlives the
+        // state (the Vm drops it after mrb_close).
+        let raw =
+            unsafe { mrb_open_allocf(Some(memory::counting_allocf), core::ptr::from_ref(&*memory).cast_mut().cast()) };
         // SAFETY: raw is a fresh live state, owned (and closed) by the Vm.
         let mrb = unsafe { Mrb::from_ptr(raw) }.ok_or("mrb_open() failed: out of memory")?;
         install_api(mrb)?;
+        cpu_limit::define_exception(mrb)?;
         let resumer =
             compile::compile(mrb, run::RESUMER_CODE.as_bytes(), "(fiber resumer)").map_err(|err| err.to_string())?;
         let vm = Vm {
@@ -70,6 +79,7 @@ impl Vm {
             resumer,
             held_globals: core::cell::Cell::new(0),
             globals_owner: core::cell::Cell::new(core::ptr::null_mut()),
+            memory,
         };
         // SAFETY: live VM; the boxed baseline lives as long as the Vm, which owns the state.
         unsafe { (*mrb.as_ptr()).ud = core::ptr::from_ref(&*vm.baseline).cast_mut().cast() };
@@ -79,6 +89,11 @@ impl Vm {
 
     pub fn mrb(&self) -> Mrb {
         self.mrb
+    }
+
+    /// `mruby_memory_limit`: the bytes the VM may hold (0: no limit).
+    pub fn set_memory_limit(&self, bytes: usize) {
+        self.memory.set_limit(bytes);
     }
 
     pub fn resumer(&self) -> *mut mruby_sys::RProc {
@@ -166,6 +181,8 @@ impl Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
+        // the module (and the timer's signal handler) may be unloaded next
+        cpu_limit::stop_timer();
         // SAFETY: the Vm owns the state; nothing uses it after the config pool dies.
         unsafe { mrb_close(self.mrb.as_ptr()) }
     }

@@ -2,6 +2,8 @@
 
 use mruby_sys::*;
 
+use super::cpu_limit::{with_stop_lifted, RunGuard};
+use super::memory;
 use super::value::Mrb;
 use super::Vm;
 
@@ -36,6 +38,7 @@ pub fn run_for_effect(vm: &Vm, proc_: *mut RProc, suspendable: bool) -> Result<(
 }
 
 fn execute(mrb: Mrb, proc_: *mut RProc, self_: mrb_value, keep_result: bool) -> Result<mrb_value, ScriptFailure> {
+    let _budget = RunGuard::enter(mrb);
     let arena = mrb.arena_save();
     // SAFETY: live VM; reads whether a VM run is already in progress.
     let nested = unsafe { !(*mrb.as_ptr()).jmp.is_null() };
@@ -51,7 +54,10 @@ fn execute(mrb: Mrb, proc_: *mut RProc, self_: mrb_value, keep_result: bool) -> 
         let value = unsafe { mrb_top_run(mrb.as_ptr(), proc_, self_, 0) };
         mrb.pending_exception().map_or(Ok(value), Err)
     };
-    let result = outcome.map_err(|exc| ScriptFailure { report: describe_exception(mrb, exc) });
+    let result = outcome.map_err(|exc| ScriptFailure {
+        report: memory::explain_refusal(mrb.as_ptr(), &mrb.class_name(exc))
+            .unwrap_or_else(|| with_stop_lifted(mrb, || describe_exception(mrb, exc))),
+    });
     mrb.clear_exception();
     mrb.arena_restore(arena);
     if let (true, Ok(v)) = (keep_result, &result) {

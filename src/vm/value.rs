@@ -57,6 +57,14 @@ impl Mrb {
         unsafe { mrb_intern(self.as_ptr(), name.as_ptr().cast(), name.len()) }
     }
 
+    /// The symbol named `name` if it already exists; never creates one
+    /// (symbols are never freed: request data must not become symbols).
+    pub fn existing_sym(self, name: &[u8]) -> Option<mrb_sym> {
+        // SAFETY: live VM; looks the name up without interning it.
+        let sym = unsafe { mrb_intern_check(self.as_ptr(), name.as_ptr().cast(), name.len()) };
+        (sym != 0).then_some(sym)
+    }
+
     pub fn sym_value(self, name: &str) -> mrb_value {
         // SAFETY: immediate value from an interned symbol.
         unsafe { mrbsys_symbol_value(self.sym(name)) }
@@ -181,6 +189,8 @@ impl Mrb {
         }
         let mut frame = Frame { mrb: self, body: &mut body };
         let mut failed: mrb_bool = false;
+        // a call from Rust into Ruby outside a script run is a run of its own
+        let _budget = super::cpu_limit::RunGuard::enter(self);
         // mruby 3.3 fails any call made while an exception is pending (e.g.
         // `message` of the exception being reported): hold it aside meanwhile.
         // SAFETY: live VM; reads the pending-exception slot.

@@ -54,10 +54,13 @@ fn configure(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> RubyResult {
 fn remove_global_variable(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let sym = match mrb.to_sym(args[0]) {
-        Some(sym) => sym,
-        None => mrb.sym(&String::from_utf8_lossy(crate::api::arg_bytes(mrb, args[0], "name")?)),
+        Some(sym) => Some(sym),
+        // a name never interned names no global: look it up, do not create it
+        None => mrb.existing_sym(crate::api::arg_bytes(mrb, args[0], "name")?),
     };
-    crate::vm::remove_global(mrb, sym);
+    if let Some(sym) = sym {
+        crate::vm::remove_global(mrb, sym);
+    }
     // SAFETY: live VM; Kernel#global_variables does not raise.
     Ok(unsafe { mrb_f_global_variables(mrb.as_ptr(), mrb.nil()) })
 }

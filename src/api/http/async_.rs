@@ -40,7 +40,7 @@ fn sub_request(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     if !path.starts_with(b"/") {
         return Err(RubyError::argument("sub_request path must start with /"));
     }
-    let query = match args.get(1) {
+    let query = match args.get(1).copied().or_else(|| crate::api::keyword_hash(mrb)).as_ref() {
         Some(q) if mrb.is_hash(*q) => {
             let utils = mrb.class_get("Nginx::Utils").ok_or_else(|| RubyError::runtime("Nginx::Utils is missing"))?;
             // SAFETY: a class pointer is a live object of this VM.

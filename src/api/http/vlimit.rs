@@ -33,17 +33,20 @@ fn count(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     Ok(mrb.int(n as i64))
 }
 
-/// `Nginx::Vlimit.__stats_json(zone)` → String; `stats` (mrblib) parses it.
+/// `Nginx::Vlimit.stats(zone)` → the zone's stats (as `vlimit_stats` shows
+/// them) as a Hash.
 fn stats(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let zone = text(mrb, args[0], "zone")?;
     let json = stats_json(&zone).ok_or_else(|| RubyError::argument(format!("no vlimit zone \"{zone}\"")))?;
-    Ok(mrb.str(json.as_bytes()))
+    let value: serde_json::Value =
+        serde_json::from_str(&json).map_err(|err| RubyError::runtime(format!("vlimit stats: {err}")))?;
+    Ok(crate::api::core::gems::json::to_ruby(mrb, &value, false))
 }
 
 pub fn init(mrb: Mrb) {
     let nginx = mrb.define_class(c"Nginx");
     let vlimit = mrb.define_class_under(nginx, c"Vlimit");
     mrb.define_class_method(vlimit, c"count", ruby_fn!(count), ARGS_ANY);
-    mrb.define_class_method(vlimit, c"__stats_json", ruby_fn!(stats), ARGS_ANY);
+    mrb.define_class_method(vlimit, c"stats", ruby_fn!(stats), ARGS_ANY);
 }

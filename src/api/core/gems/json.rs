@@ -25,7 +25,7 @@ fn parse(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     Ok(to_ruby(mrb, &value, symbolize_names))
 }
 
-fn to_ruby(mrb: Mrb, value: &Value, symbolize_names: bool) -> mrb_value {
+pub(crate) fn to_ruby(mrb: Mrb, value: &Value, symbolize_names: bool) -> mrb_value {
     match value {
         Value::Null => mrb.nil(),
         Value::Bool(b) => mrb.bool(*b),

@@ -106,11 +106,15 @@ fn unit_float() -> Result<f64, RubyError> {
     Ok((random_u64()? >> 11) as f64 / (1u64 << 53) as f64)
 }
 
-/// `SecureRandom.__random_number(n)`: Integer `n > 0` → `0...n`; Float
-/// `n > 0` → `[0, n)`; otherwise a Float in `[0, 1)`.
+/// `SecureRandom.random_number(n = 0)` (and `rand`): Integer `n > 0` →
+/// `0...n`; Float `n > 0` → `[0, n)`; an Integer Range → a member of it; a
+/// numeric Range → a Float in it; 0 or nil → a Float in `[0, 1)`.
 fn random_number(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 1)?;
     let limit = args.first().copied().unwrap_or_else(|| mrb.nil());
+    if mrb.class_name(limit) == "Range" {
+        return random_in_range(mrb, limit);
+    }
     if let Some(n) = mrb.to_int(limit).filter(|n| *n > 0) {
         return Ok(mrb.int(below(n as u64)? as i64));
     }
@@ -121,6 +125,24 @@ fn random_number(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
         return Err(RubyError::new("ArgumentError", format!("invalid argument - {}", mrb.inspect(limit))));
     }
     Ok(mrb.float(unit_float()?))
+}
+
+/// A member of an Integer Range, or a Float within a numeric one.
+fn random_in_range(mrb: Mrb, range: mrb_value) -> RubyResult {
+    let invalid = || RubyError::new("ArgumentError", format!("invalid argument - {}", mrb.inspect(range)));
+    let first = mrb.call(range, "begin", &[]).map_err(RubyError::reraise)?;
+    let last = mrb.call(range, "end", &[]).map_err(RubyError::reraise)?;
+    let exclusive = mrb.truthy(mrb.call(range, "exclude_end?", &[]).map_err(RubyError::reraise)?);
+    if let (Some(a), Some(b)) = (mrb.to_int(first), mrb.to_int(last)) {
+        let span = b.checked_sub(a).and_then(|d| d.checked_add(i64::from(!exclusive))).filter(|s| *s > 0);
+        let span = span.ok_or_else(invalid)?;
+        return Ok(mrb.int(a + below(span as u64)? as i64));
+    }
+    let number = |v| mrb.to_int(v).map(|i| i as f64).or_else(|| mrb.to_float(v));
+    match (number(first), number(last)) {
+        (Some(a), Some(b)) if b > a && (b - a).is_finite() => Ok(mrb.float(a + unit_float()? * (b - a))),
+        _ => Err(invalid()),
+    }
 }
 
 /// `SecureRandom.alphanumeric(n = 16)`: `n` characters of `A-Za-z0-9`.
@@ -147,5 +169,6 @@ pub fn init(mrb: Mrb) {
     mrb.define_module_function(secure_random, c"urlsafe_base64", ruby_fn!(urlsafe_base64), ARGS_ANY);
     mrb.define_module_function(secure_random, c"uuid", ruby_fn!(uuid), ARGS_ANY);
     mrb.define_module_function(secure_random, c"alphanumeric", ruby_fn!(alphanumeric), ARGS_ANY);
-    mrb.define_module_function(secure_random, c"__random_number", ruby_fn!(random_number), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"random_number", ruby_fn!(random_number), ARGS_ANY);
+    mrb.define_module_function(secure_random, c"rand", ruby_fn!(random_number), ARGS_ANY);
 }

@@ -79,6 +79,8 @@ our @BlockPreprocessors;
 our @ResponseBodyChecks;
 
 our $Timeout   = parse_time($ENV{TEST_NGINX_TIMEOUT}) // 3;
+# Slows every wait for nginx to start and stop (valgrind: `make test-valgrind`).
+our $StartStopScale = $ENV{TEST_NGINX_START_STOP_SCALE} || 1;
 our $NginxSleep = $ENV{TEST_NGINX_SLEEP} || 0.015;
 our $NoClean   = $ENV{TEST_NGINX_NO_CLEAN} ? 1 : 0;
 our $Randomize = $ENV{TEST_NGINX_RANDOMIZE} ? 1 : 0;
@@ -394,7 +396,7 @@ sub stop_nginx {
     if ($pid && process_alive($pid)) {
         my @kids = child_pids($pid);
         kill 'QUIT', $pid;
-        unless (wait_until(sub { !process_alive($pid) }, 5)) {
+        unless (wait_until(sub { !process_alive($pid) }, 5 * $StartStopScale)) {
             Test::More::diag("nginx (pid $pid) did not quit within 5s; sending SIGKILL");
             kill 'KILL', $pid;
             wait_until(sub { !process_alive($pid) }, 2);
@@ -604,7 +606,7 @@ sub start_nginx {
 
     # Retry only while the port is busy (e.g. a slow previous instance);
     # anything else is a real start failure.
-    my $deadline = Time::HiRes::time() + 5;
+    my $deadline = Time::HiRes::time() + 5 * $StartStopScale;
     my ($ok, $stderr, $status);
     while (1) {
         ($ok, $stderr, $status) = exec_nginx();
@@ -630,7 +632,7 @@ sub start_nginx {
         # worker_pids() right away need them to exist.
         my @kids = $MasterProcessEnabled ? child_pids($pid) : ();
         return !$MasterProcessEnabled || @kids >= $Workers;
-    }, 5);
+    }, 5 * $StartStopScale);
     if ($died) {
         return { ok => 0, status => 0,
                  stderr => $stderr . "nginx exited right after daemonizing\n" };
