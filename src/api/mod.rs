@@ -147,7 +147,6 @@ const LIBRARY_MRBLIB: &[(&str, &str)] = &[
     ("mrblib/stringio.rb", include_str!("../../mrblib/stringio.rb")),
     ("mrblib/json.rb", include_str!("../../mrblib/json.rb")),
     ("mrblib/regexp.rb", include_str!("../../mrblib/regexp.rb")),
-    ("mrblib/secure_random.rb", include_str!("../../mrblib/secure_random.rb")),
 ];
 
 /// Ruby sources of the HTTP VM (`mrblib/`, the library's included), loaded
