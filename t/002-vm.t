@@ -235,11 +235,17 @@ sub batch {
     return $bodies[-1];
 }
 batch("/t", 500) for 1 .. 80;    # warm up (nginx and malloc settle): 40000 requests
-my $before = batch("/rss", 1);
-batch("/t", 500) for 1 .. 80;
-my $after = batch("/rss", 1);
-# a leak of 4 bytes per request would show as 160 kB here
-Test::More::cmp_ok($after - $before, "<", 100, "RSS growth over 40000 requests under 100 kB ($before kB -> $after kB)");
+# Three windows of 40000 requests: a leak of 4 bytes per request grows
+# every window by 160 kB; malloc's heap settling grows in steps that do
+# not repeat, so the quietest window is the one that tells.
+my @rss = (batch("/rss", 1));
+for (1 .. 3) {
+    batch("/t", 500) for 1 .. 80;
+    push @rss, batch("/rss", 1);
+}
+my @growth = map { $rss[$_] - $rss[$_ - 1] } 1 .. 3;
+my ($least) = sort { $a <=> $b } @growth;
+Test::More::cmp_ok($least, "<", 100, "RSS growth over 40000 requests under 100 kB in the quietest of three windows (@rss kB)");
 --- request
 GET /t
 --- response_body chomp

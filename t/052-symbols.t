@@ -3,8 +3,8 @@
 # poison the worker: after 100,000 requests that each intern a distinct
 # symbol, the hello request and a request that looks a name up cost what
 # they cost before. Measured as worker CPU time, which a shared machine makes
-# noisy (+-20% between runs here), so the bounds are 1.3x and 1.5x:
-# mruby's own table made that lookup about 20x slower (100 us against 5).
+# noisy (+-30% between runs on a loaded 2-core CI machine), so the bound is
+# 3x: mruby's own table made that lookup about 20x slower (100 us against 5).
 # Plain Perl (helpers in t/lib/VlimitTest.pm): 100,000 pipelined requests.
 
 use strict;
@@ -88,7 +88,7 @@ for my $batch (0 .. 9) {
 is($interned, 100_000, '100,000 requests each interned a distinct symbol');
 
 my $after = costs();
-for my $case (['/plain', 'the hello request', 1.3], ['/hello', 'a request that looks a name up', 1.5]) {
+for my $case (['/plain', 'the hello request', 3], ['/hello', 'a request that looks a name up', 3]) {
     my ($path, $what, $bound) = @$case;
     my $ratio = $after->{$path} / $before->{$path};
     cmp_ok($ratio, '<=', $bound, sprintf("%s costs the same after them (%.2f -> %.2f us of worker CPU, x%.2f)",
