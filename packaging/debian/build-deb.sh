@@ -94,7 +94,9 @@ shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps -O "$stage/usr/lib/nginx/modules/ngx
 # The module's stream part (ngx_stream_mruby_module) links against
 # ngx_stream_module, which Debian builds as a dynamic module of its own.
 stream_depends=
-if nm -D --undefined-only "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so" | grep -q ' ngx_stream_'; then
+# (no `grep -q` in a pipe: under pipefail nm's SIGPIPE would fail the test)
+undefined=$(nm -D --undefined-only "$stage/usr/lib/nginx/modules/ngx_http_mruby_module.so")
+if grep ' ngx_stream_' <<<"$undefined" >/dev/null; then
     stream_depends=", libnginx-mod-stream"
 fi
 shlibs="$stream_depends$shlibs"
