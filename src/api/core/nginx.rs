@@ -66,6 +66,19 @@ fn remove_global_variable(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> Rub
 }
 
 /// ngx_mruby's constants on `Nginx` (TRUE/FALSE are Strings, as there).
+/// nginx's log levels, `Nginx::LOG_*` and `Nginx::Stream::LOG_*` alike.
+pub const LOG_LEVELS: &[(&core::ffi::CStr, i64)] = &[
+    (c"LOG_STDERR", 0),
+    (c"LOG_EMERG", 1),
+    (c"LOG_ALERT", 2),
+    (c"LOG_CRIT", 3),
+    (c"LOG_ERR", 4),
+    (c"LOG_WARN", 5),
+    (c"LOG_NOTICE", 6),
+    (c"LOG_INFO", 7),
+    (c"LOG_DEBUG", 8),
+];
+
 const INT_CONSTANTS: &[(&core::ffi::CStr, i64)] = &[
     (c"OK", 0),
     (c"ERROR", -1),
@@ -115,22 +128,13 @@ const INT_CONSTANTS: &[(&core::ffi::CStr, i64)] = &[
     (c"HTTP_SERVICE_UNAVAILABLE", 503),
     (c"HTTP_GATEWAY_TIME_OUT", 504),
     (c"HTTP_INSUFFICIENT_STORAGE", 507),
-    (c"LOG_STDERR", 0),
-    (c"LOG_EMERG", 1),
-    (c"LOG_ALERT", 2),
-    (c"LOG_CRIT", 3),
-    (c"LOG_ERR", 4),
-    (c"LOG_WARN", 5),
-    (c"LOG_NOTICE", 6),
-    (c"LOG_INFO", 7),
-    (c"LOG_DEBUG", 8),
 ];
 
 pub fn init(mrb: Mrb) {
     let nginx = mrb.define_class(c"Nginx");
     mrb.define_const(nginx, c"TRUE", mrb.str(b"1"));
     mrb.define_const(nginx, c"FALSE", mrb.str(b"0"));
-    for (name, value) in INT_CONSTANTS {
+    for (name, value) in INT_CONSTANTS.iter().chain(LOG_LEVELS) {
         mrb.define_const(nginx, name, mrb.int(*value));
     }
     mrb.define_class_method(nginx, c"log", ruby_fn!(log_message), ARGS_ANY);

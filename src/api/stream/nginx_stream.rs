@@ -2,6 +2,7 @@
 
 use mruby_sys::*;
 
+use crate::api::core::nginx::LOG_LEVELS;
 use crate::api::{arg_int, arity, to_s_bytes, ARGS_ANY};
 use crate::host::{self, Host, ListenSpec};
 use crate::ngx_util::log;
@@ -62,29 +63,13 @@ fn add_listener(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
 }
 
 /// ngx_mruby's stream constants.
-const INT_CONSTANTS: &[(&core::ffi::CStr, i64)] = &[
-    (c"OK", 0),
-    (c"ERROR", -1),
-    (c"AGAIN", -2),
-    (c"BUSY", -3),
-    (c"DONE", -4),
-    (c"DECLINED", -5),
-    (c"ABORT", -6),
-    (c"LOG_STDERR", 0),
-    (c"LOG_EMERG", 1),
-    (c"LOG_ALERT", 2),
-    (c"LOG_CRIT", 3),
-    (c"LOG_ERR", 4),
-    (c"LOG_WARN", 5),
-    (c"LOG_NOTICE", 6),
-    (c"LOG_INFO", 7),
-    (c"LOG_DEBUG", 8),
-];
+const INT_CONSTANTS: &[(&core::ffi::CStr, i64)] =
+    &[(c"OK", 0), (c"ERROR", -1), (c"AGAIN", -2), (c"BUSY", -3), (c"DONE", -4), (c"DECLINED", -5), (c"ABORT", -6)];
 
 pub fn init(mrb: Mrb) {
     let nginx = mrb.define_class(c"Nginx");
     let stream = mrb.define_class_under(nginx, c"Stream");
-    for (name, value) in INT_CONSTANTS {
+    for (name, value) in INT_CONSTANTS.iter().chain(LOG_LEVELS) {
         mrb.define_const(stream, name, mrb.int(*value));
     }
     mrb.define_class_method(stream, c"log", ruby_fn!(log_message), ARGS_ANY);
