@@ -54,9 +54,10 @@ impl TenantCtx {
             return;
         }
         match reply {
-            Reply::Ok { runner, pid, uid, spawn, socket } => {
+            Reply::Ok { runner, pid, uid, spawn, socket, .. } => {
+                use std::os::unix::ffi::OsStrExt;
                 // SAFETY: request is live while its ctx is (same pool).
-                let copied = pool_str(unsafe { (*self.request).pool }, &socket);
+                let copied = pool_str(unsafe { (*self.request).pool }, socket.as_os_str().as_bytes());
                 self.runner.set(runner);
                 self.pid.set(pid);
                 self.uid.set(uid);
@@ -73,7 +74,7 @@ impl TenantCtx {
                     }
                 }
             }
-            Reply::Err { status, reason } => {
+            Reply::Err { status, reason, .. } => {
                 // SAFETY: as above.
                 let c_log = unsafe { (*(*self.request).connection).log };
                 log(c_log, NGX_LOG_INFO, &format!("tenant_runner: the supervisor answered {status} ({reason})"));

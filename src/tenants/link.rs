@@ -11,36 +11,11 @@ use std::os::fd::{IntoRawFd, RawFd};
 
 use ngx::ffi::*;
 
+pub use tenant_protocol::{Reply, Spawn};
+use tenant_protocol::{Request, MAX_LINE};
+
 use super::access::TenantCtx;
 use crate::ngx_util::log;
-
-/// Longest line the supervisor sends.
-const MAX_LINE: usize = 1200;
-
-/// What the supervisor answered.
-pub enum Reply {
-    Ok { runner: u64, pid: i32, uid: u32, spawn: Spawn, socket: Vec<u8> },
-    Err { status: u16, reason: String },
-}
-
-/// `$tenant_spawn`.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub enum Spawn {
-    #[default]
-    Hit,
-    Spawned,
-    Queued,
-}
-
-impl Spawn {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Spawn::Hit => "hit",
-            Spawn::Spawned => "spawned",
-            Spawn::Queued => "queued",
-        }
-    }
-}
 
 #[derive(Default)]
 struct Link {
@@ -64,12 +39,10 @@ fn cycle_log() -> *mut ngx_log_t {
 /// Asks for a runner; the answer is delivered to `ctx`. Returns the tag.
 pub fn acquire(ctx: *const TenantCtx, kind: &str, uid: u32, gid: u32, docroot: &[u8]) -> Result<u32, String> {
     LINK.with_borrow_mut(|link| {
+        let tag = link.next_tag.wrapping_add(1).max(1);
+        let line = Request::acquire(tag, kind, uid, gid, docroot).encode()?;
         link.connect()?;
-        link.next_tag = link.next_tag.wrapping_add(1).max(1);
-        let tag = link.next_tag;
-        let mut line = format!("A {tag} {kind} {uid} {gid} ").into_bytes();
-        line.extend_from_slice(docroot);
-        line.push(b'\n');
+        link.next_tag = tag;
         link.outbuf.extend_from_slice(&line);
         link.pending.insert(tag, ctx);
         link.flush();
@@ -84,8 +57,7 @@ pub fn acquire(ctx: *const TenantCtx, kind: &str, uid: u32, gid: u32, docroot: &
 pub fn release(runner: u64) {
     LINK.with_borrow_mut(|link| {
         if link.conn.is_some() {
-            link.outbuf.extend_from_slice(format!("R {runner}\n").as_bytes());
-            link.flush();
+            link.send(&Request::Release { runner });
         }
     });
 }
@@ -95,8 +67,7 @@ pub fn release(runner: u64) {
 pub fn discard(runner: u64) {
     LINK.with_borrow_mut(|link| {
         if link.conn.is_some() {
-            link.outbuf.extend_from_slice(format!("K {runner}\n").as_bytes());
-            link.flush();
+            link.send(&Request::Discard { runner });
         }
     });
 }
@@ -148,6 +119,14 @@ impl Link {
         Ok(())
     }
 
+    /// Queues a message that cannot fail to encode (`R`, `K`) and sends what it can.
+    fn send(&mut self, request: &Request) {
+        if let Ok(line) = request.encode() {
+            self.outbuf.extend_from_slice(&line);
+        }
+        self.flush();
+    }
+
     fn flush(&mut self) {
         let Some(c) = self.conn else {
             return;
@@ -182,9 +161,11 @@ impl Link {
         log(cycle_log(), NGX_LOG_ERR, &format!("tenant_runner: lost the connection to the supervisor ({why})"));
         self.inbuf.clear();
         self.outbuf.clear();
-        for (_, ctx) in self.pending.drain() {
+        for (tag, ctx) in self.pending.drain() {
             // SAFETY: a pending ctx lives until its request's cleanup removes it.
-            unsafe { (*ctx).deliver(Reply::Err { status: 503, reason: String::from("supervisor connection lost") }) };
+            unsafe {
+                (*ctx).deliver(Reply::Err { tag, status: 503, reason: String::from("supervisor connection lost") })
+            };
         }
     }
 
@@ -221,58 +202,30 @@ impl Link {
         while let Some(end) = self.inbuf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.inbuf.drain(..=end).collect();
             let line = &line[..line.len() - 1];
-            match parse_reply(line) {
-                Some((tag, reply)) => match self.pending.remove(&tag) {
+            match Reply::parse(line) {
+                Ok(reply) => match self.pending.remove(&reply.tag()) {
                     // SAFETY: as in lost().
                     Some(ctx) => unsafe { (*ctx).deliver(reply) },
                     None => {
                         if let Reply::Ok { runner, .. } = reply {
                             // its request is gone: give the runner back at once
-                            self.outbuf.extend_from_slice(format!("R {runner}\n").as_bytes());
+                            if let Ok(line) = (Request::Release { runner }).encode() {
+                                self.outbuf.extend_from_slice(&line);
+                            }
                         }
                     }
                 },
-                None => log(
+                Err(why) => log(
                     cycle_log(),
                     NGX_LOG_ERR,
                     &format!(
-                        "tenant_runner: unreadable answer from the supervisor: \"{}\"",
+                        "tenant_runner: unreadable answer from the supervisor ({why}): \"{}\"",
                         String::from_utf8_lossy(line)
                     ),
                 ),
             }
         }
         self.flush();
-    }
-}
-
-/// `OK <tag> <runner> <pid> <uid> <spawn> <socket>` or `ERR <tag> <status> <reason>`.
-fn parse_reply(line: &[u8]) -> Option<(u32, Reply)> {
-    let text = core::str::from_utf8(line).ok()?;
-    let mut fields = text.splitn(7, ' ');
-    match fields.next()? {
-        "OK" => {
-            let tag = fields.next()?.parse().ok()?;
-            let runner = fields.next()?.parse().ok()?;
-            let pid = fields.next()?.parse().ok()?;
-            let uid = fields.next()?.parse().ok()?;
-            let spawn = match fields.next()? {
-                "hit" => Spawn::Hit,
-                "spawned" => Spawn::Spawned,
-                "queued" => Spawn::Queued,
-                _ => return None,
-            };
-            let socket = fields.next()?.as_bytes().to_vec();
-            Some((tag, Reply::Ok { runner, pid, uid, spawn, socket }))
-        }
-        "ERR" => {
-            let mut rest = text.splitn(4, ' ').skip(1);
-            let tag = rest.next()?.parse().ok()?;
-            let status = rest.next()?.parse().ok()?;
-            let reason = rest.next().unwrap_or("").to_string();
-            Some((tag, Reply::Err { status, reason }))
-        }
-        _ => None,
     }
 }
 

@@ -19,7 +19,7 @@
 //! - *supervisor* (same privileges): listens on `supervisor.sock`,
 //!   accepts only peers whose SO_PEERCRED uid and gid are the worker
 //!   user's, and answers a fixed one-line protocol
-//!   (`supervisor/src/protocol.rs`): `A <tag> <kind> <uid> <gid> <docroot>`
+//!   (the `tenant-protocol` crate, shared by both sides): `A <tag> <kind> <uid> <gid> <docroot>`
 //!   asks for a runner, `R <runner>` gives it back. It re-checks the owner
 //!   of the document root itself (never trusting the worker for the uid),
 //!   refuses and logs anything else, never parses HTTP and never runs

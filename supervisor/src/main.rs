@@ -10,7 +10,6 @@ mod fastcgi;
 mod keeper;
 mod log;
 mod owner;
-mod protocol;
 mod ruby;
 mod runners;
 mod sandbox;

@@ -17,10 +17,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::config::{Config, RunnerProgram};
-use crate::protocol::{self, Request, Spawn};
 use crate::runners::{ClientId, Decision, Runner, RunnerKey, RunnerTable};
 use crate::sandbox::{self, RunnerSpec};
 use crate::{log_error, log_info, log_notice, log_warn};
+use tenant_protocol::{self as protocol, Reply, Request, Spawn};
 
 /// How long a discarded runner may take to exit on its own before it is
 /// killed (a runner killed mid-request has closed its socket before its
@@ -297,7 +297,7 @@ impl Supervisor {
 
     fn on_line(&mut self, client: ClientId, line: &[u8]) {
         let pid = self.clients.get(&client).map_or(0, |c| c.pid);
-        match protocol::parse(line) {
+        match Request::parse(line) {
             Ok(Request::Acquire { tag, kind, uid, gid, docroot }) => self.acquire(client, tag, kind, uid, gid, docroot),
             Ok(Request::Release { runner }) => self.release(client, runner, false),
             Ok(Request::Discard { runner }) => self.release(client, runner, true),
@@ -306,7 +306,7 @@ impl Supervisor {
                     "supervisor: refused a malformed request from worker pid {pid}: {reason}: \"{}\"",
                     String::from_utf8_lossy(&line[..line.len().min(200)])
                 );
-                self.reply(client, protocol::err_reply(0, 400, "malformed request"));
+                self.reply(client, Reply::Err { tag: 0, status: 400, reason: String::from("malformed request") });
             }
         }
     }
@@ -315,7 +315,7 @@ impl Supervisor {
         let pid = self.clients.get(&client).map_or(0, |c| c.pid);
         let Some(program) = self.config.program(&kind) else {
             log_error!("supervisor: refused a runner of unknown kind \"{kind}\" asked by worker pid {pid}");
-            self.reply(client, protocol::err_reply(tag, 403, "unknown kind"));
+            self.reply(client, Reply::Err { tag, status: 403, reason: String::from("unknown kind") });
             return;
         };
         if let Err(reason) = crate::owner::check_docroot(&self.config, &docroot, uid, gid) {
@@ -323,7 +323,7 @@ impl Supervisor {
                 "supervisor: refused a runner for uid:gid {uid}:{gid} document root \"{}\" asked by worker pid {pid}: {reason}",
                 docroot.display()
             );
-            self.reply(client, protocol::err_reply(tag, 403, "refused"));
+            self.reply(client, Reply::Err { tag, status: 403, reason: String::from("refused") });
             return;
         }
         let key = RunnerKey { uid, gid, docroot, kind };
@@ -385,7 +385,10 @@ impl Supervisor {
                             w.key.uid,
                             w.key.docroot.display()
                         );
-                        self.reply(w.client, protocol::err_reply(w.tag, 500, "spawn failed"));
+                        self.reply(
+                            w.client,
+                            Reply::Err { tag: w.tag, status: 500, reason: String::from("spawn failed") },
+                        );
                     }
                 },
                 Decision::Evict(id) => {
@@ -419,7 +422,14 @@ impl Supervisor {
         };
         runner.lessee = Some(w.client);
         runner.last_used = Instant::now();
-        let reply = protocol::ok_reply(w.tag, id, runner.pid, runner.key.uid, spawn, &runner.socket);
+        let reply = Reply::Ok {
+            tag: w.tag,
+            runner: id,
+            pid: runner.pid,
+            uid: runner.key.uid,
+            spawn,
+            socket: runner.socket.clone(),
+        };
         self.reply(w.client, reply);
     }
 
@@ -580,7 +590,7 @@ impl Supervisor {
                 "supervisor: no runner free for uid {uid} document root \"{}\" within tenant_queue_timeout (worker pid {pid})",
                 docroot.display()
             );
-            self.reply(client, protocol::err_reply(tag, 503, "queue timeout"));
+            self.reply(client, Reply::Err { tag, status: 503, reason: String::from("queue timeout") });
         }
         let discarded: Vec<(u64, i32, u32)> = self
             .table
@@ -604,9 +614,9 @@ impl Supervisor {
         }
     }
 
-    fn reply(&mut self, client: ClientId, bytes: Vec<u8>) {
+    fn reply(&mut self, client: ClientId, reply: Reply) {
         if let Some(c) = self.clients.get_mut(&client) {
-            c.outbuf.extend_from_slice(&bytes);
+            c.outbuf.extend_from_slice(&reply.encode());
         }
     }
 

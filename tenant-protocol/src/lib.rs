@@ -1,0 +1,390 @@
+//! The worker ↔ supervisor protocol of the tenant runners: one line per
+//! message, fixed fields, parsed strictly (anything else is refused). The
+//! nginx module (the worker side) and `ngx-mruby-supervisor` both build and
+//! read their lines here, so the two sides cannot drift apart.
+//!
+//! Worker to supervisor ([`Request`]):
+//! - `A <tag> <kind> <uid> <gid> <docroot>`: a runner of `kind` for the site
+//!   whose document root is `docroot`, owned by `uid:gid`. `tag` (a u32)
+//!   comes back in the answer.
+//! - `R <runner>`: the request that was handed `runner` has ended.
+//! - `K <runner>`: it ended badly (502, 504, aborted): kill the runner and
+//!   everything it started rather than hand it out again.
+//!
+//! Supervisor to worker ([`Reply`]):
+//! - `OK <tag> <runner> <pid> <uid> <hit|spawned|queued> <socket>`
+//! - `ERR <tag> <status> <reason>` (`status` is the HTTP status to answer).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// Longest line either side accepts (a document root is at most 1024 bytes).
+pub const MAX_LINE: usize = 1200;
+/// Longest document root.
+pub const MAX_DOCROOT: usize = 1024;
+/// Longest kind name (`.php`, `cgi`, `ruby`).
+pub const MAX_KIND: usize = 16;
+
+/// A worker's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Acquire { tag: u32, kind: String, uid: u32, gid: u32, docroot: PathBuf },
+    Release { runner: u64 },
+    Discard { runner: u64 },
+}
+
+/// How a runner was found for a request (`$tenant_spawn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spawn {
+    #[default]
+    Hit,
+    Spawned,
+    Queued,
+}
+
+/// The supervisor's answer to an `A` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Ok {
+        tag: u32,
+        runner: u64,
+        pid: i32,
+        uid: u32,
+        spawn: Spawn,
+        socket: PathBuf,
+    },
+    /// `reason` is a short fixed phrase (no newline).
+    Err {
+        tag: u32,
+        status: u16,
+        reason: String,
+    },
+}
+
+impl Spawn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spawn::Hit => "hit",
+            Spawn::Spawned => "spawned",
+            Spawn::Queued => "queued",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Spawn, String> {
+        match text {
+            "hit" => Ok(Spawn::Hit),
+            "spawned" => Ok(Spawn::Spawned),
+            "queued" => Ok(Spawn::Queued),
+            _ => Err(String::from("invalid spawn")),
+        }
+    }
+}
+
+/// A decimal number, digits only (no sign, no spaces), at most 20 of them.
+fn number<T: std::str::FromStr>(field: Option<&str>, what: &'static str) -> Result<T, String> {
+    let field = field.ok_or_else(|| format!("missing {what}"))?;
+    if field.is_empty() || field.len() > 20 || !field.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid {what}"));
+    }
+    field.parse().map_err(|_| format!("invalid {what}"))
+}
+
+/// The line as text: bounded, UTF-8, no control character.
+fn text_of(line: &[u8]) -> Result<&str, String> {
+    if line.len() > MAX_LINE {
+        return Err(String::from("line too long"));
+    }
+    let text = std::str::from_utf8(line).map_err(|_| String::from("not UTF-8"))?;
+    if text.chars().any(|c| c.is_control()) {
+        return Err(String::from("control character"));
+    }
+    Ok(text)
+}
+
+fn check_kind(kind: &str) -> Result<(), String> {
+    let ok = !kind.is_empty()
+        && kind.len() <= MAX_KIND
+        && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(String::from("invalid kind"))
+    }
+}
+
+/// An absolute, normalised path: no `.`/`..` components, no `//`, no
+/// trailing `/` (except `/` itself, which is refused later as root-owned).
+fn check_docroot_syntax(docroot: &str) -> Result<(), String> {
+    if docroot.is_empty() || docroot.len() > MAX_DOCROOT || !docroot.starts_with('/') {
+        return Err(String::from("document root is not an absolute path"));
+    }
+    let trimmed = docroot.strip_suffix('/').unwrap_or(docroot);
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    if trimmed[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(String::from("document root is not a normalised path"));
+    }
+    Ok(())
+}
+
+impl Request {
+    /// Parses one line (without its `\n`).
+    pub fn parse(line: &[u8]) -> Result<Request, String> {
+        let text = text_of(line)?;
+        let (verb, rest) = text.split_once(' ').ok_or_else(|| String::from("no fields"))?;
+        match verb {
+            "A" => {
+                let mut fields = rest.splitn(5, ' ');
+                let tag = number(fields.next(), "tag")?;
+                let kind = fields.next().ok_or("missing kind")?;
+                check_kind(kind)?;
+                let uid = number(fields.next(), "uid")?;
+                let gid = number(fields.next(), "gid")?;
+                let docroot = fields.next().ok_or("missing document root")?;
+                check_docroot_syntax(docroot)?;
+                Ok(Request::Acquire { tag, kind: kind.to_string(), uid, gid, docroot: PathBuf::from(docroot) })
+            }
+            "R" | "K" => {
+                if rest.contains(' ') {
+                    return Err(String::from("extra fields"));
+                }
+                let runner = number(Some(rest), "runner")?;
+                Ok(if verb == "R" { Request::Release { runner } } else { Request::Discard { runner } })
+            }
+            _ => Err(String::from("unknown verb")),
+        }
+    }
+
+    /// The line, `\n` included. A document root with a control byte (a
+    /// newline would end the line and start another message) or over
+    /// [`MAX_DOCROOT`] bytes, or an invalid kind, is not sent at all.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Request::Acquire { tag, kind, uid, gid, docroot } => {
+                check_kind(kind)?;
+                let root = docroot.as_os_str().as_bytes();
+                if root.len() > MAX_DOCROOT {
+                    return Err(String::from("document root too long"));
+                }
+                if root.iter().any(|&b| b < 0x20 || b == 0x7f) {
+                    return Err(String::from("control character in the document root"));
+                }
+                let mut line = format!("A {tag} {kind} {uid} {gid} ").into_bytes();
+                line.extend_from_slice(root);
+                line.push(b'\n');
+                Ok(line)
+            }
+            Request::Release { runner } => Ok(format!("R {runner}\n").into_bytes()),
+            Request::Discard { runner } => Ok(format!("K {runner}\n").into_bytes()),
+        }
+    }
+
+    /// An `A` line's request, from the worker's raw document root bytes.
+    pub fn acquire(tag: u32, kind: &str, uid: u32, gid: u32, docroot: &[u8]) -> Request {
+        Request::Acquire { tag, kind: kind.to_string(), uid, gid, docroot: PathBuf::from(OsStr::from_bytes(docroot)) }
+    }
+}
+
+impl Reply {
+    /// The tag of the `A` line this answers.
+    pub fn tag(&self) -> u32 {
+        match self {
+            Reply::Ok { tag, .. } | Reply::Err { tag, .. } => *tag,
+        }
+    }
+
+    /// Parses one line (without its `\n`).
+    pub fn parse(line: &[u8]) -> Result<Reply, String> {
+        let text = text_of(line)?;
+        let (verb, rest) = text.split_once(' ').ok_or_else(|| String::from("no fields"))?;
+        match verb {
+            "OK" => {
+                let mut fields = rest.splitn(6, ' ');
+                let tag = number(fields.next(), "tag")?;
+                let runner = number(fields.next(), "runner")?;
+                let pid = number(fields.next(), "pid")?;
+                let uid = number(fields.next(), "uid")?;
+                let spawn = Spawn::parse(fields.next().ok_or("missing spawn")?)?;
+                let socket = fields.next().ok_or("missing socket")?;
+                if !socket.starts_with('/') {
+                    return Err(String::from("socket is not an absolute path"));
+                }
+                Ok(Reply::Ok { tag, runner, pid, uid, spawn, socket: PathBuf::from(socket) })
+            }
+            "ERR" => {
+                let mut fields = rest.splitn(3, ' ');
+                let tag = number(fields.next(), "tag")?;
+                let status = number(fields.next(), "status")?;
+                let reason = fields.next().unwrap_or("").to_string();
+                Ok(Reply::Err { tag, status, reason })
+            }
+            _ => Err(String::from("unknown verb")),
+        }
+    }
+
+    /// The line, `\n` included.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Reply::Ok { tag, runner, pid, uid, spawn, socket } => {
+                let mut line = format!("OK {tag} {runner} {pid} {uid} {} ", spawn.as_str()).into_bytes();
+                line.extend_from_slice(socket.as_os_str().as_bytes());
+                line.push(b'\n');
+                line
+            }
+            Reply::Err { tag, status, reason } => {
+                let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+                format!("ERR {tag} {status} {reason}\n").into_bytes()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(line: Vec<u8>) -> Vec<u8> {
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        line[..line.len() - 1].to_vec()
+    }
+
+    #[test]
+    fn acquire_parses() {
+        assert_eq!(
+            Request::parse(b"A 7 .php 1001 1002 /srv/a b/htdocs"),
+            Ok(Request::Acquire {
+                tag: 7,
+                kind: ".php".into(),
+                uid: 1001,
+                gid: 1002,
+                docroot: PathBuf::from("/srv/a b/htdocs")
+            })
+        );
+        assert!(Request::parse(b"A 7 .php 1001 1002 /srv/site/").is_ok());
+    }
+
+    #[test]
+    fn release_parses() {
+        assert_eq!(Request::parse(b"R 42"), Ok(Request::Release { runner: 42 }));
+        assert_eq!(Request::parse(b"K 42"), Ok(Request::Discard { runner: 42 }));
+        assert!(Request::parse(b"R 42 1").is_err());
+        assert!(Request::parse(b"R -1").is_err());
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        for bad in [
+            &b""[..],
+            b"A",
+            b"X 1 2",
+            b"A x .php 1 1 /a",
+            b"A 1 .PHP 1 1 /a",
+            b"A 1 .php -1 1 /a",
+            b"A 1 .php +1 1 /a",
+            b"A 1 .php 1 1 relative",
+            b"A 1 .php 1 1 /a/../b",
+            b"A 1 .php 1 1 /a//b",
+            b"A 1 .php 1 1 /a/./b",
+            b"A 1 .php 1 1 /a\tb",
+            b"A 1 .php 99999999999999999999 1 /a",
+            b"A 1 .php 4294967296 1 /a",
+            b"A 1 .php 1 1",
+            b"A 1 averyveryverylongkind 1 1 /a",
+        ] {
+            assert!(Request::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(Request::parse(&[b'A'; MAX_LINE + 1]).is_err());
+        assert!(Request::parse(b"A 1 .php 1 1 /\xff").is_err());
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        for request in [
+            Request::acquire(1, ".php", 1001, 1002, b"/srv/sites/a.example/htdocs"),
+            Request::acquire(u32::MAX, "cgi", u32::MAX - 1, 1000, b"/srv/with space/x"),
+            Request::acquire(3, "ruby", 1000, 1000, b"/"),
+            Request::Release { runner: 0 },
+            Request::Release { runner: u64::MAX },
+            Request::Discard { runner: 77 },
+        ] {
+            let line = request.encode().expect("encodes");
+            assert_eq!(Request::parse(&strip(line)), Ok(request.clone()), "{request:?}");
+        }
+    }
+
+    #[test]
+    fn unsendable_requests_are_not_encoded() {
+        // a newline would end the A line and smuggle an R line for another runner
+        assert!(Request::acquire(1, ".php", 1001, 1001, b"/srv/a\nR 5").encode().is_err());
+        assert!(Request::acquire(1, ".php", 1001, 1001, b"/srv/a\x7f").encode().is_err());
+        assert!(Request::acquire(1, ".php", 1001, 1001, &[b'/'; MAX_DOCROOT + 1]).encode().is_err());
+        assert!(Request::acquire(1, ".PHP", 1001, 1001, b"/srv/a").encode().is_err());
+        assert!(Request::acquire(1, "a b", 1001, 1001, b"/srv/a").encode().is_err());
+        // not UTF-8: sent, and refused by the supervisor's parser
+        let line = Request::acquire(1, ".php", 1001, 1001, b"/srv/\xfe").encode().expect("encodes");
+        assert!(Request::parse(&strip(line)).is_err());
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        for reply in [
+            Reply::Ok {
+                tag: 3,
+                runner: 9,
+                pid: 1234,
+                uid: 1001,
+                spawn: Spawn::Spawned,
+                socket: PathBuf::from("/run/t/r9.sock"),
+            },
+            Reply::Ok {
+                tag: 0,
+                runner: u64::MAX,
+                pid: i32::MAX,
+                uid: 0,
+                spawn: Spawn::Hit,
+                socket: PathBuf::from("/s"),
+            },
+            Reply::Ok { tag: 1, runner: 1, pid: 1, uid: 1, spawn: Spawn::Queued, socket: PathBuf::from("/a b/c") },
+            Reply::Err { tag: 3, status: 403, reason: String::from("refused") },
+            Reply::Err { tag: 4, status: 503, reason: String::from("queue timeout") },
+            Reply::Err { tag: 5, status: 500, reason: String::new() },
+        ] {
+            assert_eq!(Reply::parse(&strip(reply.encode())), Ok(reply.clone()), "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn replies_are_one_line() {
+        let ok = Reply::Ok {
+            tag: 3,
+            runner: 9,
+            pid: 1234,
+            uid: 1001,
+            spawn: Spawn::Spawned,
+            socket: PathBuf::from("/run/t/r9.sock"),
+        };
+        assert_eq!(ok.encode(), b"OK 3 9 1234 1001 spawned /run/t/r9.sock\n");
+        let err = Reply::Err { tag: 3, status: 403, reason: String::from("no\nway") };
+        assert_eq!(err.encode(), b"ERR 3 403 no way\n");
+    }
+
+    #[test]
+    fn malformed_replies_are_refused() {
+        for bad in [
+            &b""[..],
+            b"OK",
+            b"OK 1 2 3 4 hit",
+            b"OK 1 2 3 4 cold /s",
+            b"OK 1 2 -3 4 hit /s",
+            b"OK 1 2 3 4 hit relative",
+            b"ERR x 403 refused",
+            b"ERR 1 70000 refused",
+            b"NO 1 2",
+        ] {
+            assert!(Reply::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}
