@@ -100,6 +100,13 @@ for my $n (1 .. 5) {
     for my $name (sort keys %ruby) {
         write_site_file($host, $name, $ruby{$name}, owner => "ngxt$n", mode => 0600);
     }
+    # mruby_add_handler: the requested file is the script, whatever its name
+    for my $name (qw(id.rb size.rb evil.rb)) {
+        (my $bare = $name) =~ s/\.rb$//;
+        write_site_file($host, "handler/$bare", $ruby{$name}, owner => "ngxt$n", mode => 0600);
+    }
+    chown $users{"ngxt$n"}[0], $users{"ngxt$n"}[1], site_dir($host) . '/handler';
+    chmod 0711, site_dir($host) . '/handler';
 }
 # a setuid-root copy of id(1) that t1's CGI program runs
 system('cp', '/usr/bin/id', site_dir('t1') . '/suid-id') == 0 or die 'cp id';
@@ -159,6 +166,18 @@ $extra
             fastcgi_param REQUEST_METHOD \$request_method;
             fastcgi_param DOCUMENT_URI \$document_uri;
             fastcgi_read_timeout 2s;
+        }
+        location ^~ /handler/ {
+            tenant_runner on;
+            mruby_add_handler on;
+            fastcgi_pass unix:\$tenant_socket;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_read_timeout 2s;
+            add_header X-Runner-Pid \$tenant_runner_pid always;
+            if (\$arg_skip) {
+                set \$skipped 1;
+            }
         }
         location ~ \\.cgi\$ {
             tenant_runner on;
@@ -244,6 +263,27 @@ subtest 'Ruby runs as its owner, in a VM of its own' => sub {
     is($status, 500, 'an exception: 500');
     ok(log_has($from, qr/runner pid \d+ uid $uid_of{t5}: ruby runner: .*error\.rb.*tenant script failed on purpose/),
         'and one error line tagged with the owner');
+};
+
+subtest 'mruby_add_handler under tenant_runner: the requested file runs in its owner\'s Ruby runner' => sub {
+    my %pid_of;
+    for my $host (@tenants) {
+        my ($status, $body, $head) = http_get_host($host, '/handler/id');
+        is("$status $body", "200 $uid_of{$host} $uid_of{$host}\n", "$host: Process.uid and euid are the owner's");
+        $pid_of{$host} = header_of($head, 'X-Runner-Pid');
+        ok((proc_status($pid_of{$host}) // {})->{Uid} =~ /^$uid_of{$host}\t/, "$host: \$tenant_runner_pid is the owner's runner")
+            or diag "pid $pid_of{$host}";
+    }
+    my @workers = worker_pids();
+    ok(!grep({ my $w = $_; grep { $_ == $w } values %pid_of } @workers), 'never a worker');
+    my ($status, $body) = http_get_host('t1', '/handler/evil');
+    is("$status $body", '200 42', 't1 redefines String#size in its VM');
+    ($status, $body) = http_get_host('t2', '/handler/size');
+    is("$status $body", '200 3', "t2's next request sees the real String#size");
+    ($status, $body) = http_get_host('t2', '/handler/size?skip=1');
+    is("$status $body", '200 3', 'an if block inside the location passes to the runner too');
+    ($status, $body) = http_get_host('t1', '/handler/size');
+    is("$status $body", '200 42', "t1's own VM keeps it");
 };
 
 subtest '200 concurrent requests over 5 tenants, PHP, CGI and Ruby: never a wrong uid' => sub {
@@ -642,6 +682,12 @@ for my $case (
     ['tenant_queue_timeout soon;', qr/invalid value "soon" in "tenant_queue_timeout" directive/],
     ['tenant_supervisor /nonexistent/sup; server { location / { tenant_runner on; } }',
         qr/the supervisor program "\/nonexistent\/sup" is not an executable file/],
+    ['server { location /rb/ { tenant_runner on; mruby_add_handler on; } }',
+        qr/"mruby_add_handler on" with "tenant_runner on" in location "\/rb\/" runs the script in its owner's Ruby runner, which needs "fastcgi_pass unix:\$tenant_socket;" there/],
+    ['server { tenant_runner on; mruby_add_handler on; location /rb/ { fastcgi_pass unix:/tmp/x.sock; } }',
+        qr/"mruby_add_handler on" with "tenant_runner on" in a server\{\} block \(outside any location\) runs the script/],
+    ['server { location /rb/ { tenant_runner on; tenant_cgi on; mruby_add_handler on; fastcgi_pass unix:/tmp/x.sock; } }',
+        qr/"mruby_add_handler on" and "tenant_cgi on" both apply in location "\/rb\/"/],
 ) {
     my ($http, $re) = @$case;
     my $conf = servroot() . '/conf/bad.conf';

@@ -137,8 +137,7 @@ pub(super) unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ng
     if let Some(ctx) = ctx_of(r) {
         return resume(r, ctx);
     }
-    let cgi = lcf.cgi == Some(true);
-    start(r, cgi)
+    start(r, lcf.cgi == Some(true), lcf.ruby)
 }
 
 /// Called again by the phase engine after the wake event.
@@ -162,7 +161,7 @@ fn resume(r: &mut ngx_http_request_t, ctx: &TenantCtx) -> ngx_int_t {
     }
 }
 
-fn start(r: &mut ngx_http_request_t, cgi: bool) -> ngx_int_t {
+fn start(r: &mut ngx_http_request_t, cgi: bool, ruby: bool) -> ngx_int_t {
     // SAFETY: r->connection is live.
     let c_log = unsafe { (*r.connection).log };
     let Some(main) = HttpTenantsModule::main_conf(r) else {
@@ -197,7 +196,7 @@ fn start(r: &mut ngx_http_request_t, cgi: bool) -> ngx_int_t {
         match main.interpreter_kind(script) {
             Some(kind) => kind,
             // Ruby runs in the owner's own VM, never in the worker's
-            None if script.ends_with(b".rb") => "ruby",
+            None if ruby || script.ends_with(b".rb") => "ruby",
             None => {
                 log(
                     c_log,

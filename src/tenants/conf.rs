@@ -8,7 +8,7 @@ use core::ptr;
 use std::path::{Path, PathBuf};
 
 use ngx::ffi::*;
-use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::HttpTenantsModule;
@@ -97,6 +97,10 @@ pub struct LocConf {
     pub runner: Option<bool>,
     /// `tenant_cgi on|off`: scripts here are CGI programs.
     pub cgi: Option<bool>,
+    /// `mruby_add_handler on` under `tenant_runner on`: requested files
+    /// that no `tenant_interpreter` claims are Ruby scripts, run in the
+    /// owner's Ruby runner (set when merging, from the mruby module's conf).
+    pub ruby: bool,
 }
 
 impl Merge for LocConf {
@@ -105,6 +109,39 @@ impl Merge for LocConf {
         self.cgi = self.cgi.or(prev.cgi);
         Ok(())
     }
+}
+
+/// After merging a location (or a server's default location): with
+/// `tenant_runner on`, `mruby_add_handler on` means "run the requested
+/// file in its owner's Ruby runner", never in the worker's shared VM. The
+/// runner is reached through nginx's FastCGI client, so the location must
+/// pass to it; nginx gives a location's content handler (`fastcgi_pass`)
+/// precedence over the mruby content phase, which then never runs there.
+pub(super) fn check_location(cf: &ngx_conf_t, loc: &mut LocConf) -> Result<(), String> {
+    let add_handler = crate::HttpMrubyModule::location_conf(cf).and_then(|m| m.add_handler) == Some(true);
+    loc.ruby = loc.runner == Some(true) && add_handler;
+    if !loc.ruby {
+        return Ok(());
+    }
+    let clcf = NgxHttpCoreModule::location_conf(cf).ok_or("tenant_runner: no core location conf")?;
+    let place = if clcf.name.len == 0 {
+        String::from("in a server{} block (outside any location)")
+    } else {
+        format!("in location \"{}\"", str_lossy(&clcf.name))
+    };
+    if loc.cgi == Some(true) {
+        return Err(format!(
+            "\"mruby_add_handler on\" and \"tenant_cgi on\" both apply {place}: scripts there are either Ruby or CGI programs"
+        ));
+    }
+    // `if` and `limit_except` blocks (noname) keep their location's handler
+    if clcf.handler.is_none() && clcf.noname() == 0 {
+        return Err(format!(
+            "\"mruby_add_handler on\" with \"tenant_runner on\" {place} runs the script in its owner's Ruby runner, \
+             which needs \"fastcgi_pass unix:$tenant_socket;\" there (the worker's own VM never runs tenant scripts)"
+        ));
+    }
+    Ok(())
 }
 
 fn main_conf(cf: &ngx_conf_t) -> Result<&'static mut MainConf, String> {

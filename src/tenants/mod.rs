@@ -33,7 +33,8 @@
 //!   over as fd 0, the FastCGI convention; the runner then execs its
 //!   program: `php-cgi` (`tenant_interpreter`), or for `tenant_cgi on` the
 //!   supervisor program's own CGI runner, which forks and execs each
-//!   requested program (already as the owner), or for `.rb` its Ruby
+//!   requested program (already as the owner), or for `.rb` (and any file
+//!   of a location with `mruby_add_handler on`) its Ruby
 //!   runner (one mruby VM for the runner's life, the Ruby API built from
 //!   the FastCGI parameters). A runner belongs to one
 //!   owner, document root and kind for life and serves one request at a
@@ -77,7 +78,7 @@ pub mod owner;
 pub mod spawn;
 pub mod variables;
 
-use core::ffi::c_void;
+use core::ffi::{c_char, c_void};
 use core::ptr::{addr_of, addr_of_mut};
 
 use ngx::core::Status;
@@ -112,6 +113,19 @@ impl HttpModule for HttpTenantsModule {
             Ok(()) => Status::NGX_OK.into(),
             Err(()) => Status::NGX_ERROR.into(),
         }
+    }
+
+    /// The usual merge, then the checks that need the location's other
+    /// modules (`cf->ctx` holds this location's confs while merging; the
+    /// mruby module, listed first, is merged already).
+    unsafe extern "C" fn merge_loc_conf(cf: *mut ngx_conf_t, prev: *mut c_void, conf: *mut c_void) -> *mut c_char {
+        // SAFETY: nginx passes the live cf and two LocConfs this module created.
+        let (cf_ref, prev, loc) =
+            unsafe { (&*cf, &*(prev as *const conf::LocConf), &mut *(conf as *mut conf::LocConf)) };
+        if ngx::http::Merge::merge(loc, prev).is_err() {
+            return ngx::core::NGX_CONF_ERROR as *mut c_char;
+        }
+        crate::ngx_util::conf_result(cf, conf::check_location(cf_ref, loc))
     }
 }
 
