@@ -40,9 +40,24 @@ type PhaseHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
 macro_rules! phase_handler {
     ($name:ident, $slot:expr) => {
         unsafe extern "C" fn $name(r: *mut ngx_http_request_t) -> ngx_int_t {
-            handle(r, $slot)
+            // SAFETY: nginx passes a live request.
+            match HttpMrubyModule::location_conf(unsafe { &*r }) {
+                Some(loc) if has_work(loc, $slot) => handle(r, $slot, loc),
+                _ => DECLINED,
+            }
         }
     };
+}
+
+/// Whether the location has something to run in `slot`. Checked before
+/// `handle` is called: a phase handler runs for every location of every
+/// server once any scope uses its phase, and most of them decline here.
+#[inline(always)]
+fn has_work(loc: &LocConf, slot: HandlerSlot) -> bool {
+    let scripts = loc.scripts(slot);
+    scripts.inline.is_some()
+        || scripts.file.is_some()
+        || (slot == HandlerSlot::Content && loc.add_handler == Some(true))
 }
 
 phase_handler!(post_read_handler, HandlerSlot::PostRead);
@@ -99,17 +114,12 @@ enum Outcome {
     Suspended,
 }
 
-fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot) -> ngx_int_t {
+/// Runs the scripts `loc` has for `slot` (see [`has_work`]).
+#[inline(never)]
+fn handle(r: *mut ngx_http_request_t, slot: HandlerSlot, loc: &LocConf) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let request = unsafe { &mut *r };
-    let Some(loc) = HttpMrubyModule::location_conf(request) else {
-        return DECLINED;
-    };
     let scripts = loc.scripts(slot);
-    let add_handler = slot == HandlerSlot::Content && loc.add_handler == Some(true);
-    if scripts.inline.is_none() && scripts.file.is_none() && !add_handler {
-        return DECLINED;
-    }
     let Some(vm) = HttpMrubyModule::main_conf(request).and_then(|main| main.vm.as_deref()) else {
         return DECLINED;
     };
@@ -179,11 +189,12 @@ fn run_phase_scripts(
     first: usize,
 ) -> Outcome {
     let scripts = loc.scripts(slot);
-    for (index, script) in [&scripts.inline, &scripts.file].into_iter().enumerate().skip(first) {
+    let in_order = [(0u8, &scripts.inline), (1u8, &scripts.file)];
+    for &(index, script) in in_order.get(first..).unwrap_or_default() {
         let Some(script) = script else {
             continue;
         };
-        ctx.script_index.set(index as u8);
+        ctx.script_index.set(index);
         match run_one(r, vm, script, loc.cache(), slot, ctx, slot.context().within(Context::WAITABLE)) {
             ScriptRun::Failed => return Outcome::Failed,
             ScriptRun::Suspended => return Outcome::Suspended,

@@ -16,10 +16,13 @@ pub(crate) fn request_ctx<'a>(r: *mut ngx_http_request_t) -> Option<&'a RequestC
         if !(*slot).is_null() {
             return Some(&*((*slot) as *const RequestCtx));
         }
-        let ctx = ngx_pcalloc((*r).pool, core::mem::size_of::<RequestCtx>()) as *mut RequestCtx;
+        // zeroed here rather than by ngx_pcalloc: a fixed-size fill the
+        // compiler inlines, instead of a memset call, on every request
+        let ctx = ngx_palloc((*r).pool, core::mem::size_of::<RequestCtx>()) as *mut RequestCtx;
         if ctx.is_null() {
             return None;
         }
+        core::ptr::write_bytes(ctx, 0, 1);
         (*ctx).request.set(r);
         *slot = ctx.cast();
         Some(&*ctx)

@@ -127,13 +127,22 @@ impl Script {
     /// The bytecode to run. A file script without `cache` (and outside
     /// `mruby_cache on`) is recompiled when its file changed; the old
     /// bytecode is released to the GC, so memory stays flat.
+    #[inline]
     pub fn current(&self, mrb: Mrb, scope_cache: bool) -> Result<*mut RProc, CompileError> {
+        if self.cache || scope_cache {
+            // inline code is always cached
+            return Ok(self.compiled.get());
+        }
+        self.refreshed(mrb)
+    }
+
+    /// [`Self::current`] for a file script that is not cached: recompiled
+    /// if the file changed.
+    #[inline(never)]
+    fn refreshed(&self, mrb: Mrb) -> Result<*mut RProc, CompileError> {
         let ScriptSource::File(path) = &self.source else {
             return Ok(self.compiled.get());
         };
-        if self.cache || scope_cache {
-            return Ok(self.compiled.get());
-        }
         let stamp = self.c_path.as_deref().map_or_else(|| FileStamp::of(path), FileStamp::of_c).map_err(|err| {
             CompileError { file: path.display().to_string(), line: 0, message: format!("cannot open: {err}") }
         })?;

@@ -305,9 +305,12 @@ impl Mrb {
         (0..self.ary_len(list)).filter_map(|i| self.to_sym(self.ary_ref(list, i))).collect()
     }
 
+    /// `mrb_gc_arena_save` (a macro reading one field; read here rather
+    /// than through a C call, as every script run does it).
+    #[inline]
     pub fn arena_save(self) -> i32 {
         // SAFETY: live VM.
-        unsafe { mrbsys_gc_arena_save(self.as_ptr()) }
+        unsafe { (*self.as_ptr()).gc.arena_idx }
     }
 
     /// Runs `body`, then drops every arena entry it left (values it
@@ -319,22 +322,26 @@ impl Mrb {
         result
     }
 
+    /// `mrb_gc_arena_restore` (a macro writing one field).
+    #[inline]
     pub fn arena_restore(self, idx: i32) {
         // SAFETY: live VM; idx came from arena_save.
-        unsafe { mrbsys_gc_arena_restore(self.as_ptr(), idx) }
+        unsafe { (*self.as_ptr()).gc.arena_idx = idx }
     }
 
     /// The pending exception, if a run left one.
+    #[inline]
     pub fn pending_exception(self) -> Option<mrb_value> {
         // SAFETY: live VM; exc is either NULL or a live object.
-        let exc = unsafe { mrbsys_exc(self.as_ptr()) };
+        let exc = unsafe { (*self.as_ptr()).exc };
         // SAFETY: exc is non-null here.
         (!exc.is_null()).then(|| unsafe { mrbsys_obj_value(exc.cast()) })
     }
 
+    #[inline]
     pub fn clear_exception(self) {
         // SAFETY: live VM.
-        unsafe { mrbsys_clear_exc(self.as_ptr()) }
+        unsafe { (*self.as_ptr()).exc = core::ptr::null_mut() }
     }
 
     /// Protects a value from the GC until `gc_unregister`.
