@@ -1,6 +1,10 @@
 # StringIO: an IO-like reader and writer over a String, with CRuby's
 # behaviour for the common calls. Positions are byte offsets.
 class StringIO
+  # Positions and lengths past this raise ArgumentError: padding a String
+  # that far cannot fit a worker's memory cap, and would end in NoMemoryError.
+  MAX_SIZE = 1 << 31
+
   attr_reader :lineno
 
   # StringIO.new(string = "", mode = nil): reads and writes `string` in
@@ -32,6 +36,7 @@ class StringIO
 
   def pos=(pos)
     raise ArgumentError, "negative position" if pos < 0
+    raise ArgumentError, "position too large" if pos > MAX_SIZE
     @pos = pos
   end
 
@@ -55,6 +60,7 @@ class StringIO
            else raise ArgumentError, "unknown whence: #{whence}"
            end
     raise ArgumentError, "negative position" if base + offset < 0
+    raise ArgumentError, "position too large" if base + offset > MAX_SIZE
     @pos = base + offset
     0
   end
@@ -198,6 +204,7 @@ class StringIO
 
   def truncate(length)
     raise ArgumentError, "negative length" if length < 0
+    raise ArgumentError, "length too large" if length > MAX_SIZE
     if length < size
       @string.replace(@string.byteslice(0, length))
     else

@@ -175,3 +175,12 @@ void mrbsys_clear_root_stack(mrb_state *mrb)
   if (!c || !c->stbase || mrb->c != c || c->ci != c->cibase) return;
   for (mrb_value *v = c->stbase + 1; v < c->stend; v++) *v = mrb_nil_value();
 }
+
+/* The C function behind method `mid` of class `c`, or NULL when it is
+ * written in Ruby or missing (to call a core method that is redefined). */
+mrb_func_t mrbsys_method_cfunc(mrb_state *mrb, struct RClass *c, mrb_sym mid)
+{
+  mrb_method_t m = mrb_method_search_vm(mrb, &c, mid);
+  if (MRB_METHOD_UNDEF_P(m) || !MRB_METHOD_CFUNC_P(m)) return NULL;
+  return MRB_METHOD_CFUNC(m);
+}

@@ -88,4 +88,5 @@ void mrbsys_clear_root_stack(mrb_state *mrb);
 #include <mruby/proc.h>
 void mrbsys_proc_set_target_class(mrb_state *mrb, struct RProc *proc, struct RClass *target);
 mrb_value mrbsys_top_self(mrb_state *mrb);
+mrb_func_t mrbsys_method_cfunc(mrb_state *mrb, struct RClass *c, mrb_sym mid);
 #endif

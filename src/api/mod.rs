@@ -63,7 +63,7 @@ pub(crate) fn method_call<'a>(mrb: *mut mrb_state) -> Option<(Mrb, &'a [mrb_valu
 }
 
 /// Keyword arguments given to the running C method, as the one Hash mruby
-/// packs them into (`m "/x", a: 1`), or None. Methods that take an options
+/// packs them into (`m "/x", a: 1`), or None (also for an empty `**{}`). Methods that take an options
 /// Hash read it here too, as a Ruby method would get it as a last argument.
 pub(crate) fn keyword_hash(mrb: Mrb) -> Option<mrb_value> {
     // SAFETY: called inside a C method call: its call info and stack are live;
@@ -77,7 +77,8 @@ pub(crate) fn keyword_hash(mrb: Mrb) -> Option<mrb_value> {
         let n = (*ci).n();
         let at = 1 + if n == 15 { 1 } else { usize::from(n) };
         let hash = *(*ci).stack.add(at);
-        mrb.is_hash(hash).then_some(hash)
+        // `**{}` (an Enumerator passes its empty keywords on) is none
+        (mrb.is_hash(hash) && !mrb_hash_empty_p(mrb.as_ptr(), hash)).then_some(hash)
     }
 }
 

@@ -7,7 +7,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use mruby_sys::*;
 
-use super::{errno_error, reraise, str_arg, RubyError, RubyResult};
+use super::{block_arg, errno_error, reraise, str_arg, yield_block, RubyError, RubyResult};
 use crate::api::{arity, ARGS_ANY};
 use crate::ruby_fn;
 use crate::vm::Mrb;
@@ -66,17 +66,6 @@ fn remove(name: &[u8]) -> Option<OsString> {
     Some(old)
 }
 
-/// The block passed to the running method (nil without one).
-fn block_arg(mrb: Mrb) -> mrb_value {
-    let mut rest: *const mrb_value = core::ptr::null();
-    let mut count: mrb_int = 0;
-    let mut block = mrb.nil();
-    // SAFETY: live VM, inside a method call; "*&" accepts any arguments, so
-    // this does not raise.
-    unsafe { mrb_get_args(mrb.as_ptr(), c"*&".as_ptr(), &mut rest, &mut count, &mut block) };
-    block
-}
-
 /// `ENV.fetch(name)`, `fetch(name, default)`, `fetch(name) { |name| ... }`;
 /// KeyError when missing without a default.
 fn fetch(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
@@ -87,10 +76,7 @@ fn fetch(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     }
     let block = block_arg(mrb);
     if !mrb.is_nil(block) {
-        drop(name);
-        // SAFETY: live VM; nothing with a destructor is alive in this frame
-        // or the edge's, so an exception from the block unwinds plain frames.
-        return Ok(unsafe { mrb_yield(mrb.as_ptr(), block, args[0]) });
+        return yield_block(mrb, block, &[args[0]]);
     }
     if let Some(default) = args.get(1) {
         return Ok(*default);

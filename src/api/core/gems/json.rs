@@ -1,5 +1,5 @@
-//! `JSON`: parse and generate through serde_json. `JSON.parse` (for its
-//! keyword options) and `Object#to_json` are in `mrblib/json.rb`.
+//! `JSON`: parse and generate through serde_json. `Object#to_json` is in
+//! `mrblib/json.rb`.
 
 use core::ffi::{c_int, c_void};
 
@@ -7,22 +7,47 @@ use mruby_sys::*;
 use serde_json::{Map, Number, Value};
 
 use super::{define_class_under, reraise, str_arg, RubyError, RubyResult};
-use crate::api::{arity, ARGS_ANY};
+use crate::api::{arity, keyword_hash, ARGS_ANY};
 use crate::ruby_fn;
 use crate::vm::Mrb;
 
 /// CRuby's default `max_nesting` for generate.
 const MAX_NESTING: usize = 100;
 
-/// `JSON.__parse(source, symbolize_names)`: objects become Hashes (String or
-/// Symbol keys), integers beyond i64 become Floats.
+/// `JSON.parse(source, symbolize_names: false)` (the options as keywords or
+/// as a Hash): objects become Hashes (String or Symbol keys), integers
+/// beyond i64 become Floats; other options are accepted and ignored.
 fn parse(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
     let source = str_arg(mrb, args[0])?;
+    let options = match args.get(1) {
+        Some(options) if mrb.is_nil(*options) => None,
+        Some(options) if mrb.is_hash(*options) => Some(*options),
+        Some(other) => {
+            return Err(RubyError::type_error(format!(
+                "no implicit conversion of {} into Hash",
+                mrb.class_name(*other)
+            )))
+        }
+        None => keyword_hash(mrb),
+    };
+    let symbolize_names = options.is_some_and(|hash| {
+        // SAFETY: live VM; hash is a Hash; fetch does not run a default proc.
+        let value = unsafe { mrb_hash_fetch(mrb.as_ptr(), hash, mrb.sym_value("symbolize_names"), mrb.nil()) };
+        mrb.truthy(value)
+    });
     let value: Value =
         serde_json::from_slice(source).map_err(|err| RubyError::new("JSON::ParserError", err.to_string()))?;
-    let symbolize_names = args.get(1).is_some_and(|v| mrb.truthy(*v));
     Ok(to_ruby(mrb, &value, symbolize_names))
+}
+
+/// `JSON.load(source)`: `parse`, and nil for nil.
+fn load(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
+    arity(args, 1, 1)?;
+    if mrb.is_nil(args[0]) {
+        return Ok(mrb.nil());
+    }
+    parse(mrb, self_, &args[..1])
 }
 
 pub(crate) fn to_ruby(mrb: Mrb, value: &Value, symbolize_names: bool) -> mrb_value {
@@ -59,18 +84,31 @@ pub(crate) fn to_ruby(mrb: Mrb, value: &Value, symbolize_names: bool) -> mrb_val
     }
 }
 
+/// The object `generate` was given: its first argument, or a braceless
+/// Hash (`JSON.generate("a" => 1)`), which arrives as keywords. Options
+/// after the object are accepted and ignored.
+fn object_arg(mrb: Mrb, args: &[mrb_value]) -> Result<mrb_value, RubyError> {
+    match args.first() {
+        Some(object) => {
+            arity(args, 1, 2)?;
+            Ok(*object)
+        }
+        None => {
+            keyword_hash(mrb).ok_or_else(|| RubyError::argument("wrong number of arguments (given 0, expected 1..2)"))
+        }
+    }
+}
+
 /// `JSON.generate(obj)` (also `JSON.dump`): compact JSON text.
 fn generate(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 2)?;
-    let value = to_json_value(mrb, args[0], 0)?;
+    let value = to_json_value(mrb, object_arg(mrb, args)?, 0)?;
     let text = serde_json::to_vec(&value).map_err(|err| RubyError::new("JSON::GeneratorError", err.to_string()))?;
     Ok(mrb.str(&text))
 }
 
 /// `JSON.pretty_generate(obj)`: two-space indented JSON text.
 fn pretty_generate(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 2)?;
-    let value = to_json_value(mrb, args[0], 0)?;
+    let value = to_json_value(mrb, object_arg(mrb, args)?, 0)?;
     let text =
         serde_json::to_vec_pretty(&value).map_err(|err| RubyError::new("JSON::GeneratorError", err.to_string()))?;
     Ok(mrb.str(&text))
@@ -176,7 +214,8 @@ pub fn init(mrb: Mrb) {
     let parser_error = define_class_under(mrb, json, c"ParserError", json_error);
     define_class_under(mrb, json, c"GeneratorError", json_error);
     define_class_under(mrb, json, c"NestingError", parser_error);
-    mrb.define_module_function(json, c"__parse", ruby_fn!(parse), ARGS_ANY);
+    mrb.define_module_function(json, c"parse", ruby_fn!(parse), ARGS_ANY);
+    mrb.define_module_function(json, c"load", ruby_fn!(load), ARGS_ANY);
     mrb.define_module_function(json, c"generate", ruby_fn!(generate), ARGS_ANY);
     mrb.define_module_function(json, c"dump", ruby_fn!(generate), ARGS_ANY);
     mrb.define_module_function(json, c"pretty_generate", ruby_fn!(pretty_generate), ARGS_ANY);

@@ -14,6 +14,7 @@ pub mod match_data;
 pub mod process;
 pub mod regexp;
 pub mod secure_random;
+pub mod string;
 
 use core::ffi::{c_void, CStr};
 use core::marker::PhantomData;
@@ -228,6 +229,28 @@ pub fn arg_name(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, RubyError> {
     Ok(str_arg(mrb, value)?.to_vec())
 }
 
+/// The block passed to the running method (nil without one).
+pub fn block_arg(mrb: Mrb) -> mrb_value {
+    let mut rest: *const mrb_value = core::ptr::null();
+    let mut count: mrb_int = 0;
+    let mut block = mrb.nil();
+    // SAFETY: live VM, inside a method call; "*&" accepts any arguments, so
+    // this does not raise.
+    unsafe { mrb_get_args(mrb.as_ptr(), c"*&".as_ptr(), &mut rest, &mut count, &mut block) };
+    block
+}
+
+/// Calls `block` with `args`; an exception (or a `break`) it raises comes
+/// back as the error to raise again once Rust values are dropped.
+pub fn yield_block(mrb: Mrb, block: mrb_value, args: &[mrb_value]) -> RubyResult {
+    mrb.protect(|mrb| {
+        // SAFETY: inside mrb_protect_error; block is a Proc from the caller's
+        // arguments; args outlive the call.
+        unsafe { mrb_yield_argv(mrb.as_ptr(), block, args.len() as mrb_int, args.as_ptr()) }
+    })
+    .map_err(reraise)
+}
+
 /// Defines the gems in a fresh VM.
 pub fn init(mrb: Mrb) {
     process::init(mrb);
@@ -237,4 +260,5 @@ pub fn init(mrb: Mrb) {
     digest::init(mrb);
     env::init(mrb);
     secure_random::init(mrb);
+    string::init(mrb);
 }

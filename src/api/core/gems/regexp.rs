@@ -6,8 +6,9 @@
 //! offset, as `String#[]` expects. UTF-8 text is matched as UTF-8; any other
 //! bytes with a binary (ASCII-8BIT) compilation of the same pattern.
 //!
-//! The parts that call blocks (`String#gsub` with a block, `scan` with a
-//! block...) are Ruby, in `mrblib/regexp.rb`, on top of the primitives here.
+//! The String methods that take a Regexp are in `string.rs`, on top of the
+//! searches here; `mrblib/regexp.rb` adds public conveniences only
+//! (`Regexp.union`, `Regexp.last_match`, `Symbol#match`...).
 
 use core::cell::{OnceCell, RefCell};
 use core::hash::{Hash, Hasher};
@@ -19,7 +20,7 @@ use mruby_sys::*;
 use onig::{EncodedBytes, MatchParam, Regex, RegexOptions, Region, SearchOptions, Syntax};
 
 use super::match_data::{self, MatchState};
-use super::{arg_name, class, str_arg, DataType, RubyError, RubyResult};
+use super::{arg_name, block_arg, class, str_arg, yield_block, DataType, RubyError, RubyResult};
 use crate::api::{arg_int, arity, ARGS_ANY};
 use crate::ruby_fn;
 use crate::vm::Mrb;
@@ -400,13 +401,38 @@ fn start_offset(mrb: Mrb, value: Option<&mrb_value>, len: usize) -> Result<Optio
     Ok((0..=len as i64).contains(&pos).then_some(pos as usize))
 }
 
-/// Searches `args[0]` from `args[1]`, sets `$~`, and returns the MatchData
-/// (or nil).
-fn search_and_set(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
-    let compiled = compiled_of(mrb, self_)?;
-    let found = match subject(mrb, args[0])? {
+/// The pattern a String method was given: a Regexp, or a String (or
+/// Symbol) compiled as a pattern (`literal` false: `String#match`) or
+/// taken literally (`literal` true: `sub`, `gsub`, `scan`).
+pub fn pattern_arg(mrb: Mrb, value: mrb_value, literal: bool) -> Result<Rc<Compiled>, RubyError> {
+    if let Some(compiled) = REGEXP.get(mrb, value) {
+        return Ok(Rc::clone(compiled));
+    }
+    if !mrb.is_string(value) && !mrb.is_symbol(value) {
+        return Err(RubyError::new(
+            "TypeError",
+            format!("wrong argument type {} (expected Regexp)", mrb.class_name(value)),
+        ));
+    }
+    let source = arg_name(mrb, value)?;
+    if literal {
+        Compiled::get(&escape_bytes(&source), 0)
+    } else {
+        Compiled::get(&source, 0)
+    }
+}
+
+/// Searches `subject` (a String, a Symbol, or nil for no match) from `pos`,
+/// sets `$~`, and returns the MatchData (or nil).
+pub fn search_and_set(
+    mrb: Mrb,
+    compiled: Rc<Compiled>,
+    subject_value: mrb_value,
+    pos: Option<&mrb_value>,
+) -> RubyResult {
+    let found = match subject(mrb, subject_value)? {
         None => None,
-        Some(bytes) => match start_offset(mrb, args.get(1), bytes.len())? {
+        Some(bytes) => match start_offset(mrb, pos, bytes.len())? {
             None => None,
             Some(start) => {
                 let text = Text::new(bytes);
@@ -422,17 +448,30 @@ fn search_and_set(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult 
     Ok(md)
 }
 
-/// `re.__match(str, pos = 0)` → MatchData or nil, setting `$~` (the block
-/// form of `match` is in Ruby).
+/// Whether `subject` matches from `pos` (true/false), without MatchData
+/// or `$~`.
+pub fn matches(mrb: Mrb, compiled: &Compiled, subject_value: mrb_value, pos: Option<&mrb_value>) -> RubyResult {
+    let Some(bytes) = subject(mrb, subject_value)? else { return Ok(mrb.bool(false)) };
+    let Some(start) = start_offset(mrb, pos, bytes.len())? else { return Ok(mrb.bool(false)) };
+    Ok(mrb.bool(compiled.search(&Text::new(bytes), start)?.is_some()))
+}
+
+/// `re.match(str, pos = 0)` → MatchData or nil, setting `$~`; with a
+/// block, yields the MatchData and returns the block's value.
 fn match_(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
-    search_and_set(mrb, self_, args)
+    let md = search_and_set(mrb, compiled_of(mrb, self_)?, args[0], args.get(1))?;
+    let block = block_arg(mrb);
+    if mrb.is_nil(md) || mrb.is_nil(block) {
+        return Ok(md);
+    }
+    yield_block(mrb, block, &[md])
 }
 
 /// `re =~ str` → byte offset of the match or nil, setting `$~`.
 fn match_operator(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
-    let md = search_and_set(mrb, self_, args)?;
+    let md = search_and_set(mrb, compiled_of(mrb, self_)?, args[0], None)?;
     match match_data::MATCH_DATA.get(mrb, md).and_then(|state| state.spans[0]) {
         Some((begin, _)) => Ok(mrb.int(begin as i64)),
         None => Ok(mrb.nil()),
@@ -446,65 +485,54 @@ fn case_equal(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
         match_data::set_last_match(mrb, mrb.nil());
         return Ok(mrb.bool(false));
     }
-    let md = search_and_set(mrb, self_, args)?;
+    let md = search_and_set(mrb, compiled_of(mrb, self_)?, args[0], None)?;
     Ok(mrb.bool(!mrb.is_nil(md)))
 }
 
 /// `re.match?(str, pos = 0)`: no MatchData, `$~` untouched.
 fn is_match(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 2)?;
-    let compiled = compiled_of(mrb, self_)?;
-    let Some(bytes) = subject(mrb, args[0])? else { return Ok(mrb.bool(false)) };
-    let Some(start) = start_offset(mrb, args.get(1), bytes.len())? else { return Ok(mrb.bool(false)) };
-    Ok(mrb.bool(compiled.search(&Text::new(bytes), start)?.is_some()))
+    matches(mrb, &*compiled_of(mrb, self_)?, args[0], args.get(1))
 }
 
-/// `re.__scan(str)` → every match as a MatchData (for scan and gsub).
-fn scan(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 1)?;
-    let compiled = compiled_of(mrb, self_)?;
-    let bytes = str_arg(mrb, args[0])?;
-    let found = compiled.search_all(&Text::new(bytes), None)?;
-    let subject = Rc::<[u8]>::from(bytes);
-    let list = mrb.ary_new();
-    let arena = mrb.arena_save();
-    for spans in found {
-        let state = MatchState { compiled: Rc::clone(&compiled), subject: Rc::clone(&subject), spans };
-        mrb.ary_push(list, match_data::wrap(mrb, state)?);
-        mrb.arena_restore(arena);
-    }
-    Ok(list)
+/// Every match of `compiled` in `subject`, left to right (at most `limit`),
+/// each as the state of a MatchData.
+pub fn match_states(
+    compiled: &Rc<Compiled>,
+    subject: &Rc<[u8]>,
+    limit: Option<usize>,
+) -> Result<Vec<MatchState>, RubyError> {
+    let found = compiled.search_all(&Text::new(subject), limit)?;
+    Ok(found
+        .into_iter()
+        .map(|spans| MatchState { compiled: Rc::clone(compiled), subject: Rc::clone(subject), spans })
+        .collect())
 }
 
-/// `re.__replace(str, replacement, global)`: `sub`/`gsub` with a String
-/// replacement (`\1`, `\k<name>`, `\0`, `` \` ``, `\'`, `\\`), setting `$~`
-/// to the last match.
-fn replace(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 3, 3)?;
-    let compiled = compiled_of(mrb, self_)?;
-    let bytes = str_arg(mrb, args[0])?;
-    let template = str_arg(mrb, args[1])?.to_vec();
-    let limit = if mrb.truthy(args[2]) { None } else { Some(1) };
-    let found = compiled.search_all(&Text::new(bytes), limit)?;
-    let mut out = Vec::with_capacity(bytes.len());
+/// `subject` with the matches of `compiled` (the first, or all when
+/// `global`) replaced by `template` (`\1`, `\k<name>`, `\0`, `` \` ``, `\'`,
+/// `\\`), and the last match (for `$~`).
+pub fn replace_template(
+    compiled: &Rc<Compiled>,
+    subject: &Rc<[u8]>,
+    template: &[u8],
+    global: bool,
+) -> Result<(Vec<u8>, Option<MatchState>), RubyError> {
+    let found = match_states(compiled, subject, if global { None } else { Some(1) })?;
+    let mut out = Vec::with_capacity(subject.len());
     let mut copied = 0;
-    for spans in &found {
-        let Some((begin, end)) = spans[0] else { continue };
-        out.extend_from_slice(&bytes[copied..begin]);
-        expand(&template, bytes, spans, &compiled, &mut out)?;
+    for state in &found {
+        let Some((begin, end)) = state.spans[0] else { continue };
+        out.extend_from_slice(&subject[copied..begin]);
+        expand(template, subject, &state.spans, compiled, &mut out)?;
         copied = end;
     }
-    out.extend_from_slice(&bytes[copied..]);
-    let md = match found.into_iter().last() {
-        Some(spans) => match_data::wrap(mrb, MatchState { compiled, subject: Rc::from(bytes), spans })?,
-        None => mrb.nil(),
-    };
-    match_data::set_last_match(mrb, md);
-    Ok(mrb.str(&out))
+    out.extend_from_slice(&subject[copied..]);
+    Ok((out, found.into_iter().last()))
 }
 
 /// Appends `template` with its back-references filled in (CRuby's regsub).
-fn expand(
+pub fn expand(
     template: &[u8],
     subject: &[u8],
     spans: &Spans,
@@ -559,24 +587,19 @@ fn expand(
     Ok(())
 }
 
-/// `re.__split(str, limit)`: `String#split` with a Regexp, CRuby's rules
-/// (captures are included; limit 0 drops trailing empty fields).
-fn split(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 2)?;
-    let compiled = compiled_of(mrb, self_)?;
-    let bytes = str_arg(mrb, args[0])?;
-    let limit = match args.get(1) {
+/// `String#split` with a Regexp, CRuby's rules (captures are included;
+/// limit 0 drops trailing empty fields): the fields as byte ranges.
+pub fn split_ranges(
+    mrb: Mrb,
+    compiled: &Compiled,
+    bytes: &[u8],
+    limit: Option<&mrb_value>,
+) -> Result<Vec<(usize, usize)>, RubyError> {
+    let limit = match limit {
         Some(v) if !mrb.is_nil(*v) => arg_int(mrb, *v, "limit")?,
         _ => 0,
     };
-    let fields = split_fields(&compiled, &Text::new(bytes), limit)?;
-    let list = mrb.ary_new();
-    let arena = mrb.arena_save();
-    for (begin, end) in fields {
-        mrb.ary_push(list, mrb.str(&bytes[begin..end]));
-        mrb.arena_restore(arena);
-    }
-    Ok(list)
+    split_fields(compiled, &Text::new(bytes), limit)
 }
 
 /// The byte ranges of the fields (CRuby's `rb_str_split_m` for a Regexp).
@@ -631,9 +654,13 @@ fn split_fields(compiled: &Compiled, text: &Text, limit: i64) -> Result<Vec<(usi
 /// escaped.
 fn escape(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
-    let text = arg_name(mrb, args[0])?;
+    Ok(mrb.str(&escape_bytes(&arg_name(mrb, args[0])?)))
+}
+
+/// `text` with the pattern metacharacters escaped.
+fn escape_bytes(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
-    for b in text {
+    for &b in text {
         match b {
             b'[' | b']' | b'{' | b'}' | b'(' | b')' | b'|' | b'-' | b'*' | b'.' | b'\\' | b'?' | b'+' | b'^' | b'$'
             | b'#' => out.extend_from_slice(&[b'\\', b]),
@@ -646,15 +673,7 @@ fn escape(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
             _ => out.push(b),
         }
     }
-    Ok(mrb.str(&out))
-}
-
-/// `Regexp.__set_last_match(md)`: sets `$~`, `$&`, `$1`..`$9`... for the
-/// block forms in Ruby.
-fn set_last_match(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
-    arity(args, 1, 1)?;
-    match_data::set_last_match(mrb, args[0]);
-    Ok(args[0])
+    out
 }
 
 pub fn init(mrb: Mrb) {
@@ -665,7 +684,6 @@ pub fn init(mrb: Mrb) {
     mrb.define_const(regexp, c"MULTILINE", mrb.int(MULTILINE.into()));
     mrb.define_class_method(regexp, c"escape", ruby_fn!(escape), ARGS_ANY);
     mrb.define_class_method(regexp, c"quote", ruby_fn!(escape), ARGS_ANY);
-    mrb.define_class_method(regexp, c"__set_last_match", ruby_fn!(set_last_match), ARGS_ANY);
     mrb.define_method(regexp, c"initialize", ruby_fn!(initialize), ARGS_ANY);
     mrb.define_method(regexp, c"initialize_copy", ruby_fn!(initialize_copy), ARGS_ANY);
     mrb.define_method(regexp, c"source", ruby_fn!(source), ARGS_ANY);
@@ -678,11 +696,8 @@ pub fn init(mrb: Mrb) {
     mrb.define_method(regexp, c"hash", ruby_fn!(hash), ARGS_ANY);
     mrb.define_method(regexp, c"names", ruby_fn!(names), ARGS_ANY);
     mrb.define_method(regexp, c"named_captures", ruby_fn!(named_captures), ARGS_ANY);
-    mrb.define_method(regexp, c"__match", ruby_fn!(match_), ARGS_ANY);
+    mrb.define_method(regexp, c"match", ruby_fn!(match_), ARGS_ANY);
     mrb.define_method(regexp, c"=~", ruby_fn!(match_operator), ARGS_ANY);
     mrb.define_method(regexp, c"===", ruby_fn!(case_equal), ARGS_ANY);
     mrb.define_method(regexp, c"match?", ruby_fn!(is_match), ARGS_ANY);
-    mrb.define_method(regexp, c"__scan", ruby_fn!(scan), ARGS_ANY);
-    mrb.define_method(regexp, c"__replace", ruby_fn!(replace), ARGS_ANY);
-    mrb.define_method(regexp, c"__split", ruby_fn!(split), ARGS_ANY);
 }
