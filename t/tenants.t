@@ -83,6 +83,38 @@ PL
     'bomb.cgi'    => qq{#!/bin/sh\nb() { b | b & }\nb\nsleep 60\n},
     'memhog.cgi'  => qq{#!/usr/bin/perl\nmy \$x = "x" x (1024 * 1024 * 1024);\nprint "Content-Type: text/plain\\r\\n\\r\\nallocated\\n";\n},
     'env.cgi'     => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$REQUEST_METHOD \$QUERY_STRING"\ncat\n},
+    # tries to write each file named in the body (its own cgroup's), and to make a group
+    'cgwrite.cgi' => <<'PL',
+#!/usr/bin/perl
+print "Content-Type: text/plain\r\n\r\n";
+local $/; my $body = <STDIN>;
+for my $path (split /\n/, $body) {
+    if ($path =~ s/^mkdir //) { print mkdir($path) ? "MADE $path\n" : "DENIED $path: $!\n"; next }
+    my $ok = open(my $fh, '>', $path) && print($fh "$$\n") && close($fh);
+    print $ok ? "WROTE $path\n" : "DENIED $path: $!\n";
+}
+PL
+    # a child that leaves the runner's session (and so its kill) behind
+    # (it answers only once the child has its own session: the runner kills
+    # the program's process group as soon as the program exits)
+    'daemon.cgi'  => <<'PL',
+#!/usr/bin/perl
+use POSIX ();
+pipe(my $r, my $w) or die "pipe: $!";
+my $pid = fork // die "fork: $!";
+if ($pid == 0) {
+    close $r;
+    POSIX::setsid();
+    open STDIN, '<', '/dev/null'; open STDOUT, '>', '/dev/null'; open STDERR, '>', '/dev/null';
+    syswrite $w, 'x';
+    close $w;
+    exec '/usr/bin/sleep', '300';
+    POSIX::_exit(1);
+}
+close $w;
+sysread $r, my $byte, 1;
+print "Content-Type: text/plain\r\n\r\nstarted\n";
+PL
 );
 
 # Five sites, each owned by its tenant; scripts 0600 (the nobody workers
@@ -195,6 +227,19 @@ $extra
 EOF
 }
 
+# tenant_cgroup when this machine lets us make groups (skipped otherwise).
+my $supervisor_bin = "$FindBin::Bin/../build/sbin/ngx-mruby-supervisor";
+my $cgroup_name = tenant_cgroup_name();
+my ($cgroup_ok, @cgroup_roots) = cgroup_check($supervisor_bin, $cgroup_name);
+diag("tenant_cgroup not tested: $cgroup_roots[0]") unless $cgroup_ok;
+my $cgroup_conf = $cgroup_ok ? "    tenant_cgroup $cgroup_name;\n" : '';
+
+# The group directories of owner `$uid`, one per hierarchy (this generation's).
+sub owner_groups {
+    my ($uid) = @_;
+    return map { glob("$_/*/$uid") } @cgroup_roots;
+}
+
 sub header_of {
     my ($head, $name) = @_;
     return $head =~ /^\Q$name\E:\s*(.*?)\r?$/mi ? $1 : '';
@@ -209,7 +254,7 @@ sub log_has {
 # Main configuration: defaults, workers as nobody.
 # ---------------------------------------------------------------------------
 
-start_nginx(http => http_conf(extra => "    tenant_queue_timeout 20s;\n    tenant_max_runners 32;"),
+start_nginx(http => http_conf(extra => "    tenant_queue_timeout 20s;\n    tenant_max_runners 32;\n$cgroup_conf"),
             user => 'nobody nogroup');
 
 subtest 'each tenant runs as its owner; spawned, then hit' => sub {
@@ -330,6 +375,12 @@ subtest 'capabilities and identities read from /proc' => sub {
     is("$s->{CapEff} $s->{CapPrm} $s->{CapBnd} $s->{CapInh} $s->{CapAmb}",
         '00000000000001e5 00000000000001e5 00000000000001e5 0000000000000000 0000000000000000',
         'supervisor keeps CHOWN, DAC_READ_SEARCH, KILL, SETGID, SETUID, SETPCAP and nothing else');
+    my @keeper = keeper_pids();
+    is(scalar @keeper, 1, 'one keeper');
+    $s = proc_status($keeper[0]);
+    # with tenant_cgroup also DAC_OVERRIDE (the supervisor, which workers talk to, drops it)
+    my $keeper_caps = $cgroup_ok ? '00000000000001e7' : '00000000000001e5';
+    is("$s->{CapEff} $s->{CapBnd}", "$keeper_caps $keeper_caps", 'the keeper: the same, plus DAC_OVERRIDE with tenant_cgroup');
     for my $host (@tenants) {
         my ($pid) = runner_pids($uid_of{$host});
         ok($pid, "$host has a runner") or next;
@@ -346,6 +397,80 @@ subtest 'capabilities and identities read from /proc' => sub {
         my @sockets = grep { (readlink "/proc/$pid/fd/$_" // '') =~ /^socket:/ } grep { /^\d+$/ } readdir $dh;
         is("@sockets", '0', "$host runner: its only socket is the listening one on fd 0");
     }
+};
+
+subtest 'cgroups: each runner is in its owner\'s group, which it cannot change' => sub {
+    plan skip_all => "tenant_cgroup: $cgroup_roots[0]" unless $cgroup_ok;
+    for my $host (@tenants) {
+        http_get_host($host, '/id.cgi');
+        my $uid = $uid_of{$host};
+        my @groups = owner_groups($uid);
+        is(scalar @groups, scalar @cgroup_roots, "$host: one group per hierarchy (@cgroup_roots)");
+        my @runners = runner_pids($uid);
+        ok(@runners, "$host has runners") or next;
+        for my $pid (@runners) {
+            open my $fh, '<', "/proc/$pid/cgroup" or next;
+            my @lines = grep { m{/\Q$cgroup_name\E/[^/]+/$uid$} } <$fh>;
+            is(scalar @lines, scalar @cgroup_roots, "$host runner $pid: /proc/$pid/cgroup names its owner's group in every hierarchy")
+                or diag `cat /proc/$pid/cgroup`;
+        }
+        for my $dir (@groups) {
+            my @procs = do { open my $fh, '<', "$dir/cgroup.procs"; map { 0 + $_ } <$fh> };
+            my %in = map { $_ => 1 } @procs;
+            ok(!grep({ !$in{$_} } @runners), "$dir holds every runner of $host");
+            my @st = stat $dir;
+            is(sprintf('%d %o', $st[4], $st[2] & 07777), '0 755', "$dir: root's, 0755");
+            @st = stat "$dir/cgroup.procs";
+            is(sprintf('%d %o', $st[4], $st[2] & 022), '0 0', "$dir/cgroup.procs: root's, not writable by others");
+        }
+    }
+    # t1's CGI program tries to move itself, to raise its limits, to make a group
+    my @t1 = owner_groups($uid_of{t1});
+    my @targets;
+    for my $dir (@t1) {
+        opendir my $dh, $dir or next;
+        push @targets, map { "$dir/$_" } sort grep { -f "$dir/$_" && ((stat "$dir/$_")[2] & 0200) } readdir $dh;
+        (my $generation = $dir) =~ s{/[^/]+$}{};
+        push @targets, "$generation/cgroup.procs", "mkdir $dir/escape";
+    }
+    ok(scalar(grep { m{/cgroup\.procs$} } @targets) >= 2 * @t1, 'targets include cgroup.procs of its own and the parent group');
+    # the limits (not the counters, which move as the runners run)
+    my $limit_re = qr{/(cpu\.cfs_quota_us|cpu\.cfs_period_us|cpu\.shares|cpu\.max|cpu\.weight|memory\.limit_in_bytes|memory\.soft_limit_in_bytes|memory\.max|memory\.high|pids\.max|blkio\.weight|io\.max)$};
+    my $settings = sub { join '', map { do { open my $fh, '<', $_ or return ''; local $/; "$_=" . (<$fh> // '') } }
+        grep { $_ =~ $limit_re } @targets };
+    my $before = $settings->();
+    my $sock = open_request('/cgwrite.cgi', host => 't1', method => 'POST', body => join("\n", @targets),
+        proto => 'HTTP/1.0', headers => ['Content-Length: ' . length(join "\n", @targets)]);
+    my ($status, $body) = read_response($sock, 10);
+    is($status, 200, 'the CGI ran');
+    my @lines = split /\n/, $body;
+    is(scalar @lines, scalar @targets, 'it tried every target');
+    is_deeply([grep { !/^DENIED .*: (Permission denied|Operation not permitted)$/ } @lines], [],
+        'every write and mkdir denied (cgroup.procs, tasks, limits, the parent group)');
+    ok(!grep({ -e "$_/escape" } @t1), 'no group was made');
+    isnt($before, '', 'limit files were read');
+    is($settings->(), $before, 'limits unchanged');
+};
+
+subtest 'cgroups: a process that left its runner\'s session dies with the owner\'s last runner' => sub {
+    plan skip_all => "tenant_cgroup: $cgroup_roots[0]" unless $cgroup_ok;
+    my $uid = $uid_of{t5};
+    my ($status, $body) = http_get_host('t5', '/daemon.cgi');
+    is("$status $body", "200 started\n", 'the CGI started a daemon');
+    my $daemon = sub { grep { ((proc_status($_) // {})->{Name} // '') eq 'sleep' } uid_processes($uid) };
+    ok(wait_until(sub { $daemon->() }, 2), 'the daemon outlives its request') or return;
+    my ($pid) = $daemon->();
+    my $sid = (split ' ', (do { open my $fh, '<', "/proc/$pid/stat"; <$fh> } =~ s/^.*\) //r))[3];
+    ok(!grep({ my $r = $_; (split ' ', (do { open my $fh, '<', "/proc/$r/stat"; <$fh> // '' } =~ s/^.*\) //r))[3] == $sid } runner_pids($uid)),
+        'in a session of its own');
+    my $from = error_log_size();
+    kill 'KILL', runner_pids($uid);
+    ok(wait_until(sub { !$daemon->() }, 5), 'killed once t5 has no runner left');
+    ok(log_has($from, qr/killed 1 process\(es\) of uid $uid left in its cgroup outside any runner/), 'logged');
+    ok(wait_until(sub { !owner_groups($uid) }, 3), "t5's groups are removed");
+    ($status) = http_get_host('t5', '/id.php');
+    is($status, 200, 't5 is served again');
+    is(scalar(owner_groups($uid)), scalar @cgroup_roots, 'in new groups');
 };
 
 subtest 'sandbox: what a tenant script cannot do' => sub {
@@ -586,6 +711,10 @@ subtest 'stop with runners alive: no process left behind' => sub {
         'no keeper, supervisor or runner left in the process table')
         or diag explain processes_under("$base/run");
     ok(wait_until(sub { !glob("$base/run/*") }, 5), 'the generation directory is removed');
+    if ($cgroup_ok) {
+        ok(wait_until(sub { !grep { -e $_ } @cgroup_roots }, 5), "tenant_cgroup: every group is removed (@cgroup_roots)")
+            or diag `find @cgroup_roots -type d`;
+    }
 };
 
 # ---------------------------------------------------------------------------
@@ -678,6 +807,11 @@ for my $case (
     ['tenant_interpreter .php /nonexistent/php-cgi; server { location / { tenant_runner on; } }',
         qr/tenant_interpreter \.php: "\/nonexistent\/php-cgi" is not an executable file/],
     ['tenant_writable ../up;', qr/tenant_writable: invalid path "\.\.\/up"/],
+    ['tenant_cgroup ../up; server { location / { tenant_runner on; } }',
+        qr/tenant_cgroup "\.\.\/up": invalid path "\.\.\/up": a cgroup path/],
+    ["tenant_cgroup no-such-parent-$$/x; server { location / { tenant_runner on; } }",
+        qr/tenant_cgroup "no-such-parent-$$\/x": (the parent group \S+no-such-parent-$$ of "[^"]+" does not exist|no cgroup hierarchy)/],
+    ['tenant_cgroup a; tenant_cgroup b;', qr/"tenant_cgroup" directive is duplicate/],
     ['tenant_max_runners 0;', qr/invalid value "0" in "tenant_max_runners" directive/],
     ['tenant_queue_timeout soon;', qr/invalid value "soon" in "tenant_queue_timeout" directive/],
     ['tenant_supervisor /nonexistent/sup; server { location / { tenant_runner on; } }',

@@ -13,7 +13,9 @@
 //! - *keeper* (root, reduced to CAP_SETUID, SETGID, SETPCAP, KILL, CHOWN,
 //!   DAC_READ_SEARCH, bounding set included, `no_new_privs`): detaches,
 //!   creates the generation's socket directory (root:worker group, 0710),
-//!   forks the *supervisor* and starts a new one a second after it dies.
+//!   creates this generation's cgroups (`tenant_cgroup`; for that it also
+//!   keeps CAP_DAC_OVERRIDE, which the supervisor drops), forks the
+//!   *supervisor* and starts a new one a second after it dies.
 //!   It is a child subreaper, so a killed supervisor's runners (which die
 //!   with it, PR_SET_PDEATHSIG) are reaped, never left behind.
 //! - *supervisor* (same privileges): listens on `supervisor.sock`,
@@ -24,7 +26,8 @@
 //!   of the document root itself (never trusting the worker for the uid),
 //!   refuses and logs anything else, never parses HTTP and never runs
 //!   tenant code.
-//! - *runners* (the owner's uid and gid, no supplementary groups,
+//! - *runners* (in the owner's cgroup below `tenant_cgroup` when set,
+//!   entered while still root: `supervisor/src/cgroup.rs`; the owner's uid and gid, no supplementary groups,
 //!   `no_new_privs`, every capability set empty including the bounding set,
 //!   Landlock: read the document root, write only `tenant_writable`, read
 //!   the runtime paths; signals and abstract sockets scoped; RLIMIT_NPROC;

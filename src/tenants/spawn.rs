@@ -78,6 +78,10 @@ fn options(main: &MainConf, dir: &std::path::Path, uid: u32, gid: u32) -> Vec<St
         opts.push("--writable".into());
         opts.push(path.clone());
     }
+    if let Some(path) = &main.cgroup {
+        opts.push("--cgroup".into());
+        opts.push(path.clone());
+    }
     opts
 }
 

@@ -38,6 +38,10 @@ pub struct Config {
     pub max_memory: u64,
     /// This program, exec'd again as the CGI and Ruby runners.
     pub self_exe: PathBuf,
+    /// `tenant_cgroup`: the cgroup path runners are placed under.
+    pub cgroup_path: Option<String>,
+    /// This generation's cgroup tree, once the keeper has created it.
+    pub cgroups: Option<crate::cgroup::Tree>,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             max_processes: 64,
             max_memory: 0,
             self_exe: PathBuf::new(),
+            cgroup_path: None,
+            cgroups: None,
         }
     }
 }
@@ -92,6 +98,10 @@ impl Config {
                     config.interpreters.push((ext.to_string(), PathBuf::from(path)));
                 }
                 "writable" => config.writable.push(PathBuf::from(value)),
+                "cgroup" => {
+                    crate::cgroup::check_path_syntax(value)?;
+                    config.cgroup_path = Some(value.clone());
+                }
                 _ => return Err(format!("unknown option --{name}")),
             }
         }
@@ -116,6 +126,11 @@ impl Config {
     /// Where owners' private temporary directories are.
     pub fn tmp_root(&self) -> PathBuf {
         self.dir.join("tmp")
+    }
+
+    /// This generation's name: the last component of `dir`.
+    pub fn generation(&self) -> String {
+        self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
     /// The private temporary directory of `uid`.

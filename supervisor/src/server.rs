@@ -27,6 +27,10 @@ use tenant_protocol::{self as protocol, Reply, Request, Spawn};
 /// SIGCHLD arrives, so the worker's discard can come first).
 const DISCARD_DELAY: Duration = Duration::from_millis(100);
 
+/// How long after an owner's last runner exits its cgroups are emptied and
+/// removed (its session's processes, killed with it, are gone by then).
+const CGROUP_CLEANUP_DELAY: Duration = Duration::from_millis(200);
+
 /// The name of the supervisor's socket in the generation directory.
 pub const SOCKET_NAME: &str = "supervisor.sock";
 
@@ -68,6 +72,8 @@ struct Supervisor {
     table: RunnerTable,
     queue: VecDeque<Waiting>,
     pipes: HashMap<u64, StderrPipe>,
+    /// Owners without runners whose cgroups are removed at the given time.
+    cgroup_cleanup: HashMap<u32, Instant>,
 }
 
 /// Makes a socket file reachable by the nginx workers only (root:worker group, 0660).
@@ -109,6 +115,7 @@ pub fn run(config: Config, life_fd: RawFd) -> ! {
         table: RunnerTable::default(),
         queue: VecDeque::new(),
         pipes: HashMap::new(),
+        cgroup_cleanup: HashMap::new(),
     };
     supervisor.run()
 }
@@ -176,6 +183,9 @@ impl Supervisor {
         let mut next = now + Duration::from_secs(1);
         for w in &self.queue {
             next = next.min(w.deadline);
+        }
+        for at in self.cgroup_cleanup.values() {
+            next = next.min(*at);
         }
         for r in self.table.iter().filter(|r| !r.killing) {
             match r.discard_at {
@@ -445,8 +455,20 @@ impl Supervisor {
         let (pipe_read, pipe_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         let tmp = crate::dirs::owner_tmp(&self.config, key.uid, key.gid)?;
-        let spec =
-            RunnerSpec { uid: key.uid, gid: key.gid, docroot: &key.docroot, tmp: &tmp, program, config: &self.config };
+        self.cgroup_cleanup.remove(&key.uid);
+        let cgroup = match &self.config.cgroups {
+            Some(tree) => Some(tree.create_owner(key.uid)?),
+            None => None,
+        };
+        let spec = RunnerSpec {
+            uid: key.uid,
+            gid: key.gid,
+            docroot: &key.docroot,
+            tmp: &tmp,
+            program,
+            config: &self.config,
+            cgroup: cgroup.as_ref(),
+        };
         // SAFETY: the supervisor is single-threaded; the child only confines itself and execs.
         match unsafe { nix::unistd::fork() } {
             Ok(ForkResult::Child) => {
@@ -518,6 +540,7 @@ impl Supervisor {
             self.drain_pipe(runner.id);
             self.pipes.remove(&runner.id);
             let _ = std::fs::remove_file(&runner.socket);
+            self.release_owner_cgroup(runner.key.uid);
             if runner.killing {
                 continue;
             }
@@ -530,6 +553,35 @@ impl Supervisor {
                 );
             } else {
                 log_warn!("supervisor: idle runner pid {} of uid {} {how}", runner.pid, runner.key.uid);
+            }
+        }
+    }
+
+    /// The owner's last runner is gone: its groups are emptied and removed
+    /// a moment later (once the runner's session, killed just now, is gone).
+    fn release_owner_cgroup(&mut self, uid: u32) {
+        if self.config.cgroups.is_some() && !self.table.iter().any(|r| r.key.uid == uid) {
+            self.cgroup_cleanup.insert(uid, Instant::now() + CGROUP_CLEANUP_DELAY);
+        }
+    }
+
+    /// Owners whose groups are due: whatever is still in them left its
+    /// runner's session (a daemonised CGI child): killed, then the groups go.
+    fn clean_owner_cgroups(&mut self, now: Instant) {
+        let due: Vec<u32> = self.cgroup_cleanup.iter().filter(|(_, at)| **at <= now).map(|(uid, _)| *uid).collect();
+        for uid in due {
+            self.cgroup_cleanup.remove(&uid);
+            let Some(tree) = &self.config.cgroups else {
+                return;
+            };
+            if self.table.iter().any(|r| r.key.uid == uid) {
+                continue;
+            }
+            let killed = tree.remove_owner(uid);
+            if killed > 0 {
+                log_notice!(
+                    "supervisor: killed {killed} process(es) of uid {uid} left in its cgroup outside any runner"
+                );
             }
         }
     }
@@ -612,6 +664,7 @@ impl Supervisor {
             log_info!("supervisor: reaping runner pid {pid} of uid {uid} after tenant_idle_timeout");
             self.kill_runner(id);
         }
+        self.clean_owner_cgroups(now);
     }
 
     fn reply(&mut self, client: ClientId, reply: Reply) {

@@ -23,6 +23,7 @@ our @EXPORT = qw(
     tenant_base tenant_users ensure_user site_dir write_site_file make_site
     processes_under runner_pids supervisor_pids keeper_pids proc_status
     tenants_skip_reason as_user_connect supervisor_socket http_get_host uid_processes
+    tenant_cgroup_name cgroup_check
 );
 
 my $Base = '/tmp/ngx-tenants-' . port();
@@ -38,6 +39,23 @@ sub tenants_skip_reason {
     my $lsm = do { open my $fh, '<', '/sys/kernel/security/lsm' or return undef; local $/; <$fh> } // '';
     return 'the kernel has no Landlock' if $lsm ne '' && $lsm !~ /landlock/;
     return undef;
+}
+
+# The tenant_cgroup path of this test run (relative: below the test's own group).
+sub tenant_cgroup_name { 'ngx-tenants-test-' . port() }
+
+# What the supervisor program says about a tenant_cgroup path here:
+# (1, the path's directory in each hierarchy) or (0, why it cannot work).
+sub cgroup_check {
+    my ($supervisor, $path) = @_;
+    open my $fh, '-|', $supervisor, 'check-cgroup', $path or return (0, "cannot run $supervisor: $!");
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    chomp $out;
+    return (0, $out) if $? != 0;
+    my ($dirs) = $out =~ /\): (.*)$/;
+    return (1, split ' ', $dirs // '');
 }
 
 # Creates (once) a system user and group `$name`; returns (uid, gid).
@@ -109,13 +127,20 @@ sub processes_under {
 
 # Runners of this test's supervisors: php-cgi (its command line names the
 # owner's temporary directory under our base) and CGI runners (the program
-# itself, with the document root under our base).
+# itself, with the document root under our base); children of a supervisor
+# (not a CGI runner's child between its fork and exec, which looks the same).
+# Each is checked again once the scan of /proc is over: a runner killed
+# while the scan ran (its replacement is only started once it is reaped)
+# is not counted next to its replacement.
 sub runner_pids {
     my ($uid) = @_;
     my $p = processes_under("$Base/");
-    return sort { $a <=> $b } grep {
+    my %supervisor = map { $_ => 1 } grep { $p->{$_}{comm} eq 'tenant-supervis' } keys %$p;
+    my @found = grep {
         $p->{$_}{comm} =~ /^(php-cgi|ngx-mruby-super)/ && (!defined $uid || $p->{$_}{uid} == $uid)
+            && $supervisor{ (proc_status($_) // {})->{PPid} // 0 }
     } keys %$p;
+    return sort { $a <=> $b } grep { ((proc_status($_) // {})->{State} // 'Z') !~ /^[ZX]/ } @found;
 }
 
 sub supervisor_pids {
