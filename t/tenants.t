@@ -533,33 +533,77 @@ subtest 'owner checks: 403 and the rule in the error log' => sub {
     is($status, 404, 'a missing script is 404');
 };
 
-subtest 'forged and malformed supervisor requests are refused and logged' => sub {
+subtest 'forged and malformed requests from a (compromised) worker are refused and logged' => sub {
     my $socket = supervisor_socket();
     ok($socket, 'supervisor socket found') or return;
     my $t2 = site_dir('t2');
     my $low = site_dir('low');
     my $from = error_log_size();
-    my $out = as_user_connect('nobody', 'nogroup', $socket,
-        "A 1 .php $uid_of{t1} $users{ngxt1}[1] $t2",
-        "A 2 .php $bin_uid $bin_uid $low",
-        "A 3 .exe $uid_of{t2} $users{ngxt2}[1] $t2",
-        "A 4 .php $uid_of{t2} $users{ngxt2}[1] $t2/../../t1/htdocs",
+    # tags no request of the worker uses
+    my $worker = send_as_worker($socket, [worker_pids()],
+        "A 4000000001 .php $uid_of{t1} $users{ngxt1}[1] $t2",
+        "A 4000000002 .php $bin_uid $bin_uid $low",
+        "A 4000000003 .exe $uid_of{t2} $users{ngxt2}[1] $t2",
+        "A 4000000004 .php $uid_of{t2} $users{ngxt2}[1] $t2/../../t1/htdocs",
         "hello supervisor");
-    like($out, qr/^ERR 1 403 refused$/m, 'a document root the named owner does not own: refused');
-    like($out, qr/^ERR 2 403 refused$/m, 'a uid below the minimum: refused');
-    like($out, qr/^ERR 3 403 unknown kind$/m, 'an unknown kind: refused');
-    like($out, qr/^ERR 0 400 malformed request$/m, 'a non-normalised document root: refused as malformed');
-    ok(log_has($from, qr/refused a runner for uid:gid $uid_of{t1}:\d+ document root "\Q$t2\E" asked by worker pid \d+: document root is owned by $uid_of{t2}/),
-        'wrong owner logged');
-    ok(log_has($from, qr/refused a runner for uid:gid $bin_uid:$bin_uid .*below tenant_min_uid/), 'low uid logged');
-    ok(log_has($from, qr/refused a malformed request from worker pid \d+: unknown verb: "hello supervisor"/),
+    ok($worker, "written on worker $worker\'s own connection") or return;
+    ok(log_has($from, qr/refused a runner for uid:gid $uid_of{t1}:\d+ document root "\Q$t2\E" asked by worker pid $worker: document root is owned by $uid_of{t2}/),
+        'a document root the named owner does not own: refused and logged');
+    ok(log_has($from, qr/refused a runner for uid:gid $bin_uid:$bin_uid .*asked by worker pid $worker.*below tenant_min_uid/),
+        'a uid below the minimum: refused and logged');
+    ok(log_has($from, qr/refused a runner of unknown kind "\.exe" asked by worker pid $worker/), 'an unknown kind: refused and logged');
+    ok(log_has($from, qr/refused a malformed request from worker pid $worker: document root is not a normalised path/),
+        'a non-normalised document root: refused as malformed');
+    ok(log_has($from, qr/refused a malformed request from worker pid $worker: unknown verb: "hello supervisor"/),
         'garbage logged');
-    $out = as_user_connect('ngxt1', 'ngxt1', $socket, "A 5 .php $uid_of{t2} $users{ngxt2}[1] $t2");
+    unlike(error_log_since($from), qr/runner pid \d+ started for uid $uid_of{t1} document root "\Q$t2\E"/, 'no runner was started');
+    my ($status) = http_get_host('t1', '/id.php');
+    is($status, 200, 'the worker still serves tenants');
+};
+
+subtest 'only this nginx\'s workers may connect: not the worker user elsewhere, not tenants, not root' => sub {
+    my $socket = supervisor_socket();
+    ok($socket, 'supervisor socket found') or return;
+    my $t2 = site_dir('t2');
+    my ($master) = VlimitTest::pid_of_master();
+    my $from = error_log_size();
+    my $out = as_user_connect('nobody', 'nogroup', $socket, "A 1 .php $uid_of{t2} $users{ngxt2}[1] $t2");
+    like($out, qr/^NO ANSWER$/, 'a process running as the worker user, not a child of the master: no answer');
+    ok(log_has($from, qr/refused a connection from pid \d+ uid \d+ gid \d+: not an nginx worker \(its parent is pid \d+, not this nginx's master pid $master\)/),
+        'refused at connect and logged') or diag error_log_since($from);
+    unlike(error_log_since($from), qr/runner pid \d+ started for uid $uid_of{t2}/, 'no runner was started');
+    my $out2 = as_user_connect('ngxt1', 'ngxt1', $socket, "A 5 .php $uid_of{t2} $users{ngxt2}[1] $t2");
+    $out = $out2;
     like($out, qr/^CONNECT FAILED: Permission denied/, 'a tenant cannot even reach the socket directory');
     $from = error_log_size();
     $out = as_user_connect('root', 'root', $socket, "A 6 .php $uid_of{t2} $users{ngxt2}[1] $t2");
     unlike($out, qr/^OK/m, 'a peer that is not the worker user gets no runner');
-    ok(log_has($from, qr/refused a connection from pid \d+ uid 0 gid 0: not an nginx worker/), 'and is logged');
+    ok(log_has($from, qr/refused a connection from pid \d+ uid 0 gid 0: not an nginx worker \(not the worker user/), 'and is logged');
+};
+
+subtest 'nginx -s reopen: the keeper, the supervisor and the runners log into the new error log' => sub {
+    my $log = servroot() . '/logs/error.log';
+    my $rotated = "$log.rotated";
+    unlink $rotated;
+    rename $log, $rotated or die "rename: $!";
+    my $master = VlimitTest::pid_of_master();
+    kill 'USR1', $master;
+    ok(wait_until(sub { -e $log }, 5), 'nginx made a new error log');
+    my $slurp = sub { open my $fh, '<', $_[0] or return ''; local $/; <$fh> // '' };
+    ok(wait_until(sub { $slurp->($log) =~ /tenants: supervisor: reopened the error log \Q$log\E/ }, 5),
+        'the supervisor reopened it (and says so there)');
+    ok(wait_until(sub { $slurp->($log) =~ /tenants: keeper: reopened the error log \Q$log\E/ }, 5), 'the keeper too');
+    my $size_rotated = -s $rotated;
+    my $socket = supervisor_socket();
+    as_user_connect('nobody', 'nogroup', $socket, 'A 1 .php 1 1 /x');
+    ok(wait_until(sub { $slurp->($log) =~ /supervisor: refused a connection from pid \d+ uid \d+ gid \d+: not an nginx worker/ }, 5),
+        "the supervisor's own lines go to the new file");
+    my ($status) = http_get_host('t5', '/error.rb');
+    is($status, 500, 'a Ruby exception');
+    ok(wait_until(sub { $slurp->($log) =~ /runner pid \d+ uid $uid_of{t5}: ruby runner: .*tenant script failed on purpose/ }, 5),
+        "a runner's stderr, relayed by the supervisor, too");
+    is(-s $rotated, $size_rotated, 'nothing more went to the rotated file');
+    unlike($slurp->($rotated), qr/reopened the error log/, 'not even the notice');
 };
 
 # Only the tenant whose script misbehaves suffers: the others and static

@@ -20,7 +20,8 @@
 //!   with it, PR_SET_PDEATHSIG) are reaped, never left behind.
 //! - *supervisor* (same privileges): listens on `supervisor.sock`,
 //!   accepts only peers whose SO_PEERCRED uid and gid are the worker
-//!   user's, and answers a fixed one-line protocol
+//!   user's and whose parent is this nginx's master
+//!   (`supervisor/src/peers.rs`), and answers a fixed one-line protocol
 //!   (the `tenant-protocol` crate, shared by both sides): `A <tag> <kind> <uid> <gid> <docroot>`
 //!   asks for a runner, `R <runner>` gives it back. It re-checks the owner
 //!   of the document root itself (never trusting the worker for the uid),

@@ -112,7 +112,8 @@ pub fn run(config: Config) -> ! {
             std::process::exit(1)
         }
     };
-    Keeper { config, signals, supervisor: None, restart_at: Some(Instant::now()) }.run()
+    let follow = config.error_log.clone().map(|path| crate::log::Follow::new("keeper", path, config.worker_uid));
+    Keeper { config, signals, supervisor: None, restart_at: Some(Instant::now()), follow }.run()
 }
 
 /// In the supervisor, just forked: only [`KEPT_CAPS`] remain, in every set.
@@ -141,6 +142,8 @@ struct Keeper {
     signals: SignalFd,
     supervisor: Option<Pid>,
     restart_at: Option<Instant>,
+    /// The error log across `nginx -s reopen`.
+    follow: Option<crate::log::Follow>,
 }
 
 impl Keeper {
@@ -164,6 +167,9 @@ impl Keeper {
                 }
             }
             self.reap();
+            if let Some(follow) = &mut self.follow {
+                follow.check();
+            }
         }
     }
 

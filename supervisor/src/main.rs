@@ -11,6 +11,7 @@ mod fastcgi;
 mod keeper;
 mod log;
 mod owner;
+mod peers;
 mod ruby;
 mod runners;
 mod sandbox;

@@ -17,6 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::config::{Config, RunnerProgram};
+use crate::peers::Peers;
 use crate::runners::{ClientId, Decision, Runner, RunnerKey, RunnerTable};
 use crate::sandbox::{self, RunnerSpec};
 use crate::{log_error, log_info, log_notice, log_warn};
@@ -63,6 +64,10 @@ struct StderrPipe {
 
 struct Supervisor {
     config: Config,
+    /// Who may connect: this nginx's workers.
+    peers: Peers,
+    /// The error log across `nginx -s reopen`.
+    follow: Option<crate::log::Follow>,
     pid: i32,
     listener: UnixListener,
     signals: SignalFd,
@@ -104,7 +109,10 @@ pub fn run(config: Config, life_fd: RawFd) -> ! {
         fatal(&format!("listener: {e}"));
     }
     log_notice!("supervisor started on {} (pid {})", socket.display(), std::process::id());
+    let master = config.master.clone().unwrap_or_else(|| fatal("no master pid"));
     let mut supervisor = Supervisor {
+        peers: Peers::new(config.worker_uid, config.worker_gid, master),
+        follow: config.error_log.clone().map(|path| crate::log::Follow::new("supervisor", path, config.worker_uid)),
         pid: std::process::id() as i32,
         config,
         listener,
@@ -170,6 +178,12 @@ impl Supervisor {
                     Slot::Client(id) => self.on_client(id, fd.revents),
                     Slot::Pipe(id) => self.on_pipe(id),
                 }
+            }
+            // looked up as soon as the master has written its pid file (a
+            // second at most), before a binary upgrade could rename it
+            let _ = self.peers.master();
+            if let Some(follow) = &mut self.follow {
+                follow.check();
             }
             self.on_timers();
             self.serve_queue();
@@ -238,14 +252,12 @@ impl Supervisor {
                     continue;
                 }
             };
-            if cred.uid() != self.config.worker_uid || cred.gid() != self.config.worker_gid {
+            if let Err(why) = self.peers.check(cred.pid(), cred.uid(), cred.gid()) {
                 log_error!(
-                    "supervisor: refused a connection from pid {} uid {} gid {}: not an nginx worker ({}:{})",
+                    "supervisor: refused a connection from pid {} uid {} gid {}: {why}",
                     cred.pid(),
                     cred.uid(),
-                    cred.gid(),
-                    self.config.worker_uid,
-                    self.config.worker_gid
+                    cred.gid()
                 );
                 continue;
             }

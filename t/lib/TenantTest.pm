@@ -12,6 +12,7 @@ use warnings;
 use Exporter 'import';
 use File::Basename ();
 use File::Path ();
+use POSIX ();
 use IO::Select;
 use IO::Socket::IP;
 use IO::Socket::UNIX;
@@ -23,7 +24,7 @@ our @EXPORT = qw(
     tenant_base tenant_users ensure_user site_dir write_site_file make_site
     processes_under runner_pids supervisor_pids keeper_pids proc_status
     tenants_skip_reason as_user_connect supervisor_socket http_get_host uid_processes
-    tenant_cgroup_name cgroup_check
+    tenant_cgroup_name cgroup_check send_as_worker
 );
 
 my $Base = '/tmp/ngx-tenants-' . port();
@@ -186,6 +187,7 @@ sub as_user_connect {
     my $payload = join '', map { "$_\n" } @lines;
     my $code = q{
         use IO::Socket::UNIX; use IO::Select;
+        $SIG{PIPE} = 'IGNORE';    # a refused peer is closed before it has written
         my ($path, $payload) = @ARGV;
         my $s = IO::Socket::UNIX->new(Peer => $path) or do { print "CONNECT FAILED: $!\n"; exit 0 };
         print $s $payload;
@@ -199,6 +201,38 @@ sub as_user_connect {
     my $out = <$fh> // '';
     close $fh;
     return $out;
+}
+
+# Writes `@lines` on a worker's own connection to the supervisor at
+# `$socket`, as a compromised worker would: the test (root) takes a copy of
+# the worker's descriptor with pidfd_getfd(2). The answers go to the worker,
+# which drops them (unknown tags). Returns the worker's pid, or 0 when no
+# worker has a connection.
+sub send_as_worker {
+    my ($socket, $workers, @lines) = @_;
+    require Socket;
+    for my $w (@$workers) {
+        my $pidfd = syscall(434, $w + 0, 0);    # pidfd_open (numbers, not strings: syscall passes strings as pointers)
+        next if $pidfd < 0;
+        opendir my $dh, "/proc/$w/fd" or next;
+        for my $n (grep { /^\d+$/ } readdir $dh) {
+            next unless (readlink("/proc/$w/fd/$n") // '') =~ /^socket:/;
+            my $fd = syscall(438, $pidfd, $n + 0, 0);    # pidfd_getfd
+            next if $fd < 0;
+            open my $fh, '+<&=', $fd or next;
+            my $peer = getpeername($fh);
+            my $path = $peer ? eval { Socket::unpack_sockaddr_un($peer) } // '' : '';
+            if ($path eq $socket) {
+                syswrite $fh, join '', map { "$_\n" } @lines;
+                close $fh;
+                POSIX::close($pidfd);
+                return $w;
+            }
+            close $fh;
+        }
+        POSIX::close($pidfd);
+    }
+    return 0;
 }
 
 # GET (HTTP/1.0: no chunked body) with a Host header; returns (status, body, headers-text).
