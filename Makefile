@@ -121,18 +121,19 @@ check: check-layout
 # Fails on the first forbidden `crate::<folder>` path, also inside a
 # `use crate::{...}` group (the -z grep sees groups spanning lines).
 LAYOUT_RULES := \
-	vm:api,host,phases,conf,tls,upstream,limits,shm \
-	host:api,phases,conf,tls,upstream,limits,shm,stream \
+	vm:api,host,phases,conf,tls,upstream,limits,shm,resources \
+	host:api,phases,conf,tls,upstream,limits,shm,stream,resources \
 	api:phases,conf,tls,shm,stream \
 	conf:phases,tls,stream \
 	phases:api,tls,stream \
-	tls:api,phases,stream \
-	stream:phases,tls,limits,shm,tenants \
-	shm:api,host,phases,conf,tls,vm,limits,upstream,stream \
-	limits:api,host,phases,conf,tls,vm,upstream,stream \
-	upstream:api,host,phases,conf,tls,vm,limits,shm,stream \
-	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream,stream \
-	tenants:api,host,phases,tls,upstream,limits,shm,vm,metrics,stream
+	tls:api,phases,stream,resources \
+	stream:phases,tls,limits,shm,tenants,resources \
+	shm:api,host,phases,conf,tls,vm,limits,upstream,stream,resources \
+	limits:api,host,phases,conf,tls,vm,upstream,stream,resources \
+	upstream:api,host,phases,conf,tls,vm,limits,shm,stream,resources \
+	metrics:api,host,phases,conf,tls,vm,limits,shm,upstream,stream,resources \
+	tenants:api,host,phases,tls,upstream,limits,shm,vm,metrics,stream \
+	resources:api,host,phases,conf,tls,vm,upstream,limits,metrics,stream,tenants
 
 check-layout:
 	@status=0; for rule in $(LAYOUT_RULES); do \

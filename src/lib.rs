@@ -5,7 +5,8 @@
 //! the VM in `vm/`, whom Ruby runs for in `host/`, the Ruby API in `api/`,
 //! phase and filter handlers in `phases/`, the TLS handshake hook in `tls/`,
 //! upstream keepalive in `upstream/`, vlimit/lalimit in `limits/` on the
-//! shared table of `shm/`, the stream module (`mruby_stream*`) in `stream/`.
+//! shared table of `shm/`, the stream module (`mruby_stream*`) in `stream/`,
+//! resource control (`resource_*`) in `resources/`.
 
 pub mod api;
 pub mod conf;
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod ngx_util;
 pub mod phases;
+pub mod resources;
 pub mod shm;
 pub mod stream;
 pub mod tenants;
@@ -152,6 +154,7 @@ crate::ngx_modules_list!(
     ngx_http_vlimit_module in limits,
     ngx_http_mruby_ssl_module in tls,
     ngx_http_tenants_module in tenants,
+    ngx_http_resources_module in resources,
     ngx_stream_mruby_module in stream;
     // the body filter sits below nginx's copy filter, which brings file
     // buffers into memory for it (no blocking read in the event loop)

@@ -1,0 +1,234 @@
+//! `resource_class <name> [cpu=<percent>] [memory=<size>] [io_read=<rate>]
+//! [io_write=<rate>] [pids=<n>];`: a named set of cgroup limits.
+
+use crate::units::{parse_rate, parse_size};
+
+/// Longest class name (it becomes a cgroup directory name).
+pub const MAX_NAME: usize = 32;
+/// Highest `cpu=`: percent of one CPU, so 100 CPUs.
+pub const MAX_CPU_PERCENT: u32 = 10_000;
+/// Lowest `memory=`: below this the kernel kills the runner before it starts.
+pub const MIN_MEMORY: u64 = 1 << 20;
+/// Highest `pids=` (the kernel's own `pid_max` limit).
+pub const MAX_PIDS: u64 = 4_194_304;
+/// The CFS period the `cpu=` quota is computed for (the kernel's default).
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// A cgroup controller a class needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    Cpu,
+    Memory,
+    Io,
+    Pids,
+}
+
+impl Controller {
+    /// Its hierarchy's name under cgroup v1.
+    pub fn v1_name(self) -> &'static str {
+        match self {
+            Controller::Cpu => "cpu",
+            Controller::Memory => "memory",
+            Controller::Io => "blkio",
+            Controller::Pids => "pids",
+        }
+    }
+
+    /// Its name in `cgroup.controllers` under cgroup v2.
+    pub fn v2_name(self) -> &'static str {
+        match self {
+            Controller::Cpu => "cpu",
+            Controller::Memory => "memory",
+            Controller::Io => "io",
+            Controller::Pids => "pids",
+        }
+    }
+}
+
+/// One `resource_class`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClassSpec {
+    pub name: String,
+    /// Percent of one CPU (`cpu=50`: half a core; `cpu=200`: two cores).
+    pub cpu_percent: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    /// Bytes per second read from, or written to, each block device.
+    pub io_read_bps: Option<u64>,
+    pub io_write_bps: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+/// Checks a class name: `[A-Za-z0-9_-]`, 1 to 32 bytes, not `off` (which
+/// `resource_class_for off` uses for "no class").
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name != "off";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid class name \"{name}\", it must be 1 to {MAX_NAME} letters, digits, \"_\" or \"-\", and not \"off\""
+        ))
+    }
+}
+
+fn invalid(param: &str, what: &str) -> String {
+    format!("invalid value \"{param}\", {what}")
+}
+
+impl ClassSpec {
+    /// Parses the arguments after the directive name: the class name, then
+    /// `key=value` limits (at least one, each at most once).
+    pub fn parse(args: &[&str]) -> Result<ClassSpec, String> {
+        let (name, params) = args.split_first().ok_or("a class name is needed")?;
+        check_name(name)?;
+        let mut spec = ClassSpec { name: name.to_string(), ..ClassSpec::default() };
+        for param in params {
+            let (key, value) = param.split_once('=').ok_or_else(|| format!("invalid parameter \"{param}\""))?;
+            let duplicate = match key {
+                "cpu" => spec.cpu_percent.is_some(),
+                "memory" => spec.memory_bytes.is_some(),
+                "io_read" => spec.io_read_bps.is_some(),
+                "io_write" => spec.io_write_bps.is_some(),
+                "pids" => spec.pids.is_some(),
+                _ => {
+                    return Err(format!(
+                        "unknown parameter \"{param}\", the limits are cpu=, memory=, io_read=, io_write= and pids="
+                    ))
+                }
+            };
+            if duplicate {
+                return Err(format!("parameter \"{key}=\" is duplicate"));
+            }
+            match key {
+                "cpu" => {
+                    let percent = value.parse::<u32>().ok().filter(|p| (1..=MAX_CPU_PERCENT).contains(p));
+                    let what = format!("cpu= is a percent of one CPU from 1 to {MAX_CPU_PERCENT}");
+                    spec.cpu_percent = Some(percent.ok_or_else(|| invalid(param, &what))?);
+                }
+                "memory" => {
+                    let bytes = parse_size(value).filter(|b| (MIN_MEMORY..=1 << 50).contains(b));
+                    let what = "memory= is a size from 1m to 1048576g (\"512m\", \"2g\")";
+                    spec.memory_bytes = Some(bytes.ok_or_else(|| invalid(param, what))?);
+                }
+                "io_read" | "io_write" => {
+                    let rate = parse_rate(value).filter(|r| (1..=1 << 50).contains(r));
+                    let what =
+                        format!("{key}= is bytes per second per device, from 1 to 1048576g (\"10m\", \"10m/s\")");
+                    let slot = if key == "io_read" { &mut spec.io_read_bps } else { &mut spec.io_write_bps };
+                    *slot = Some(rate.ok_or_else(|| invalid(param, &what))?);
+                }
+                _ => {
+                    let n = value.parse::<u64>().ok().filter(|n| (1..=MAX_PIDS).contains(n));
+                    let what = format!("pids= is a number of processes from 1 to {MAX_PIDS}");
+                    spec.pids = Some(n.ok_or_else(|| invalid(param, &what))?);
+                }
+            }
+        }
+        if spec.controllers().is_empty() {
+            return Err(format!("class \"{}\" sets no limit (cpu=, memory=, io_read=, io_write= or pids=)", spec.name));
+        }
+        Ok(spec)
+    }
+
+    /// The controllers its limits need, each once.
+    pub fn controllers(&self) -> Vec<Controller> {
+        let mut list = Vec::new();
+        if self.cpu_percent.is_some() {
+            list.push(Controller::Cpu);
+        }
+        if self.memory_bytes.is_some() {
+            list.push(Controller::Memory);
+        }
+        if self.io_read_bps.is_some() || self.io_write_bps.is_some() {
+            list.push(Controller::Io);
+        }
+        if self.pids.is_some() {
+            list.push(Controller::Pids);
+        }
+        list
+    }
+
+    /// `cpu=` as a CFS quota for [`CPU_PERIOD_US`].
+    pub fn cpu_quota_us(&self) -> Option<u64> {
+        self.cpu_percent.map(|p| CPU_PERIOD_US * p as u64 / 100)
+    }
+
+    /// The limits as text for logs and `resource_stats`: `cpu=50 memory=268435456`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = self.cpu_percent {
+            parts.push(format!("cpu={p}"));
+        }
+        for (key, value) in [
+            ("memory", self.memory_bytes),
+            ("io_read", self.io_read_bps),
+            ("io_write", self.io_write_bps),
+            ("pids", self.pids),
+        ] {
+            if let Some(v) = value {
+                parts.push(format!("{key}={v}"));
+            }
+        }
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_forms() {
+        let spec = ClassSpec::parse(&["heavy", "cpu=50", "memory=256m", "io_read=10m/s", "io_write=1m", "pids=64"])
+            .expect("valid");
+        assert_eq!(spec.cpu_percent, Some(50));
+        assert_eq!(spec.memory_bytes, Some(256 << 20));
+        assert_eq!(spec.io_read_bps, Some(10 << 20));
+        assert_eq!(spec.io_write_bps, Some(1 << 20));
+        assert_eq!(spec.pids, Some(64));
+        assert_eq!(spec.cpu_quota_us(), Some(50_000));
+        assert_eq!(spec.controllers(), [Controller::Cpu, Controller::Memory, Controller::Io, Controller::Pids]);
+        assert_eq!(spec.describe(), "cpu=50 memory=268435456 io_read=10485760 io_write=1048576 pids=64");
+        let two_cores = ClassSpec::parse(&["big", "cpu=200"]).expect("valid");
+        assert_eq!(two_cores.cpu_quota_us(), Some(200_000));
+        assert_eq!(two_cores.controllers(), [Controller::Cpu]);
+    }
+
+    #[test]
+    fn refused_forms() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "a class name is needed"),
+            (&["heavy"], "sets no limit"),
+            (&["off", "cpu=5"], "invalid class name \"off\""),
+            (&["a/b", "cpu=5"], "invalid class name"),
+            (&["..", "cpu=5"], "invalid class name"),
+            (&[&"x".repeat(33), "cpu=5"], "invalid class name"),
+            (&["h", "cpu=0"], "invalid value \"cpu=0\""),
+            (&["h", "cpu=10001"], "invalid value \"cpu=10001\""),
+            (&["h", "cpu=50%"], "invalid value \"cpu=50%\""),
+            (&["h", "memory=12"], "invalid value \"memory=12\""),
+            (&["h", "memory=lots"], "invalid value \"memory=lots\""),
+            (&["h", "io_read=0"], "invalid value \"io_read=0\""),
+            (&["h", "io_write=fast"], "invalid value \"io_write=fast\""),
+            (&["h", "pids=0"], "invalid value \"pids=0\""),
+            (&["h", "pids=99999999"], "invalid value \"pids=99999999\""),
+            (&["h", "swap=1m"], "unknown parameter \"swap=1m\""),
+            (&["h", "cpu"], "invalid parameter \"cpu\""),
+            (&["h", "cpu=5", "cpu=6"], "parameter \"cpu=\" is duplicate"),
+        ];
+        for (args, expected) in cases {
+            let error = ClassSpec::parse(args).expect_err(&format!("{args:?} is refused"));
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn controller_names() {
+        assert_eq!(Controller::Io.v1_name(), "blkio");
+        assert_eq!(Controller::Io.v2_name(), "io");
+        assert_eq!(Controller::Cpu.v1_name(), Controller::Cpu.v2_name());
+    }
+}

@@ -1,0 +1,99 @@
+//! `resource_stats;`: one JSON document with the classes, the tenant class,
+//! the checker and auto-confinement settings (like `vlimit_stats`).
+
+use ngx::ffi::*;
+use ngx::http::HttpModuleMainConf;
+use serde_json::{json, Map, Value};
+
+use super::conf::MainConf;
+use super::HttpResourcesModule;
+
+fn class_json(spec: &resource_policy::class::ClassSpec) -> Value {
+    json!({
+        "cpu_percent": spec.cpu_percent,
+        "memory_bytes": spec.memory_bytes,
+        "io_read_bps": spec.io_read_bps,
+        "io_write_bps": spec.io_write_bps,
+        "pids": spec.pids,
+    })
+}
+
+/// The document `resource_stats` answers with.
+pub fn stats_value(main: &MainConf) -> Value {
+    let classes: Map<String, Value> = main.classes.iter().map(|c| (c.name.clone(), class_json(c))).collect();
+    let checker = main.checker.as_ref().map(|c| {
+        json!({
+            "cpu_user_ms": c.spec.cpu_user_ms,
+            "cpu_sys_ms": c.spec.cpu_sys_ms,
+            "memory_bytes": c.spec.memory_bytes,
+            "log": c.spec.log.as_deref().unwrap_or("error_log"),
+        })
+    });
+    let auto_confine = main.auto_confine.as_ref().map(|s| {
+        json!({
+            "class": s.class,
+            "load": resource_policy::units::format_load(s.load),
+            "top": s.top,
+            "hold_seconds": s.hold_secs,
+            "window_seconds": s.window_secs,
+            "load_source": s.load_source.as_deref().unwrap_or("/proc/loadavg"),
+        })
+    });
+    json!({
+        "cgroup_root": main.cgroup_root,
+        "classes": classes,
+        "tenant_class": main.tenant_class,
+        "checker": checker,
+        "auto_confine": auto_confine,
+    })
+}
+
+/// Content handler of a `resource_stats` location.
+///
+/// # Safety
+/// Called by nginx with a live request.
+pub unsafe extern "C" fn stats_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let r = unsafe { &mut *r };
+    if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as ngx_uint_t == 0 {
+        return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
+    }
+    // SAFETY: discarding the body of a live request.
+    let rc = unsafe { ngx_http_discard_request_body(r) };
+    if rc != NGX_OK as ngx_int_t {
+        return rc;
+    }
+    let Some(main) = HttpResourcesModule::main_conf(&*r) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let mut text = stats_value(main).to_string();
+    text.push('\n');
+    send(r, text.as_bytes())
+}
+
+fn send(r: &mut ngx_http_request_t, body: &[u8]) -> ngx_int_t {
+    const CONTENT_TYPE: &str = "application/json";
+    // SAFETY: the buffer is allocated from the request pool and filled
+    // before it is handed to the output filters; nginx only reads the
+    // (static) content type.
+    unsafe {
+        let b = ngx_create_temp_buf(r.pool, body.len().max(1));
+        if b.is_null() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
+        core::ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
+        (*b).last = (*b).last.add(body.len());
+        (*b).set_last_buf(1);
+        (*b).set_last_in_chain(1);
+        r.headers_out.status = NGX_HTTP_OK as ngx_uint_t;
+        r.headers_out.content_length_n = body.len() as off_t;
+        r.headers_out.content_type = ngx_str_t { len: CONTENT_TYPE.len(), data: CONTENT_TYPE.as_ptr() as *mut u8 };
+        r.headers_out.content_type_len = r.headers_out.content_type.len;
+        let rc = ngx_http_send_header(r);
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
+            return rc;
+        }
+        let mut out = ngx_chain_t { buf: b, next: core::ptr::null_mut() };
+        ngx_http_output_filter(r, &mut out)
+    }
+}

@@ -1,0 +1,425 @@
+# Resource control directives (issue 10): every accepted form, and every
+# refused one failing `nginx -t` with a message naming the directive and
+# the bad argument. resource_stats shows what was configured.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: every directive accepted; resource_stats shows the classes and settings
+--- http_config
+    resource_cgroup_root ngx-mruby-test;
+    resource_class slow cpu=25 memory=256m io_read=10m/s io_write=1m pids=64;
+    resource_class big cpu=200;
+    tenant_resource_class big;
+    resource_checker cpu_user=200 cpu_sys=100ms memory=64m log=logs/heavy.log;
+    resource_auto_confine class=slow load=4.5 top=3 hold=30s window=20s load_source=html/loadavg;
+--- config
+    location = /stats { resource_stats; }
+--- request
+GET /stats
+--- response_body
+{"cgroup_root":"ngx-mruby-test","classes":{"slow":{"cpu_percent":25,"memory_bytes":268435456,"io_read_bps":10485760,"io_write_bps":1048576,"pids":64},"big":{"cpu_percent":200,"memory_bytes":null,"io_read_bps":null,"io_write_bps":null,"pids":null}},"tenant_class":"big","checker":{"cpu_user_ms":200,"cpu_sys_ms":100,"memory_bytes":67108864,"log":"logs/heavy.log"},"auto_confine":{"class":"slow","load":"4.50","top":3,"hold_seconds":30,"window_seconds":20,"load_source":"html/loadavg"}}
+--- response_headers
+Content-Type: application/json
+--- error_log
+resource_class: classes are checked and shown by resource_stats, but no runner is placed in their cgroups yet
+--- no_error_log
+[error]
+
+
+=== TEST 2: nothing configured: resource_stats answers with empty settings, no warning
+--- config
+    location = /stats { resource_stats; }
+--- request
+GET /stats
+--- response_body
+{"cgroup_root":null,"classes":{},"tenant_class":null,"checker":null,"auto_confine":null}
+--- no_error_log
+[warn]
+[error]
+
+
+=== TEST 3: resource_stats refuses methods other than GET and HEAD
+--- config
+    location = /stats { resource_stats; }
+--- request
+POST /stats
+hello
+--- error_code: 405
+
+
+=== TEST 4: resource_class_for: static (before its class is declared), $variable, off, in server, location and if
+--- config
+    resource_class_for slow;
+    location /a { resource_class_for $arg_class; return 200 "a\n"; }
+    location /b { resource_class_for off; return 200 "b\n"; }
+    location /c { if ($arg_x) { resource_class_for fast; } return 200 "c\n"; }
+    location /d { resource_class_for "class-$host"; return 200 "d\n"; }
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+        server_name other.test;
+        location / { resource_class_for fast; return 200 "other\n"; }
+    }
+    resource_cgroup_root /ngx-mruby-test/classes;
+    resource_class slow cpu=10;
+    resource_class fast cpu=100;
+--- request
+GET /c?x=1
+--- response_body
+c
+
+
+=== TEST 5: class: a bad cpu= value
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=fast;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid value "cpu=fast", cpu= is a percent of one CPU from 1 to 10000
+
+
+=== TEST 6: class: cpu=0
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=0;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid value "cpu=0"
+
+
+=== TEST 7: class: memory below 1m
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow memory=512k;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid value "memory=512k", memory= is a size from 1m to 1048576g
+
+
+=== TEST 8: class: a bad io rate
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow io_write=fast;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid value "io_write=fast", io_write= is bytes per second per device
+
+
+=== TEST 9: class: pids out of range
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow pids=99999999;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid value "pids=99999999", pids= is a number of processes from 1 to 4194304
+
+
+=== TEST 10: class: an unknown key
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5 swap=1g;
+--- config
+--- must_die
+--- error_log
+resource_class: unknown parameter "swap=1g", the limits are cpu=, memory=, io_read=, io_write= and pids=
+
+
+=== TEST 11: class: a key given twice
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5 cpu=6;
+--- config
+--- must_die
+--- error_log
+resource_class: parameter "cpu=" is duplicate
+
+
+=== TEST 12: class: a duplicate name
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_class slow memory=64m;
+--- config
+--- must_die
+--- error_log
+resource_class: class "slow" is duplicate
+
+
+=== TEST 13: class: no limit at all
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow;
+--- config
+--- must_die
+--- error_log
+resource_class: class "slow" sets no limit
+
+
+=== TEST 14: class: names that could leave the tree, or mean "no class"
+--- http_config
+    resource_cgroup_root t;
+    resource_class ../up cpu=5;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid class name "../up"
+
+
+=== TEST 15: class: "off" is not a class name
+--- http_config
+    resource_cgroup_root t;
+    resource_class off cpu=5;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid class name "off"
+
+
+=== TEST 16: class: a parameter without "="
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid parameter "cpu"
+
+
+=== TEST 17: classes need a cgroup root
+--- http_config
+    resource_class slow cpu=5;
+--- config
+--- must_die
+--- error_log
+resource_class: classes (slow) need "resource_cgroup_root <path>;" in http{}
+
+
+=== TEST 18: root: ".." refused
+--- http_config
+    resource_cgroup_root a/../b;
+--- config
+--- must_die
+--- error_log
+resource_cgroup_root: invalid path "a/../b"
+
+
+=== TEST 19: root: the hierarchy's root itself refused
+--- http_config
+    resource_cgroup_root /;
+--- config
+--- must_die
+--- error_log
+resource_cgroup_root: invalid path "/"
+
+
+=== TEST 20: root: duplicate
+--- http_config
+    resource_cgroup_root a;
+    resource_cgroup_root b;
+--- config
+--- must_die
+--- error_log
+"resource_cgroup_root" directive is duplicate
+
+
+=== TEST 21: resource_class_for: an unknown static name, with the place that names it
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+--- config
+    location /x {
+        resource_class_for sloow;
+    }
+--- must_die
+--- error_log eval
+qr{resource_class_for: unknown class "sloow" \(no resource_class declares it\) in \S+nginx\.conf:\d+}
+
+
+=== TEST 22: resource_class_for: an unknown name in an if block
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+--- config
+    location /x { if ($arg_a) { resource_class_for nope; } }
+--- must_die
+--- error_log
+resource_class_for: unknown class "nope"
+
+
+=== TEST 23: resource_class_for: an invalid name
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+--- config
+    location /x { resource_class_for a/b; }
+--- must_die
+--- error_log
+resource_class_for: invalid class name "a/b"
+
+
+=== TEST 24: resource_class_for: twice in one scope
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+--- config
+    location /x { resource_class_for slow; resource_class_for off; }
+--- must_die
+--- error_log
+"resource_class_for" directive is duplicate
+
+
+=== TEST 25: resource_class_for: not at http level
+--- http_config
+    resource_class_for off;
+--- config
+--- must_die
+--- error_log
+"resource_class_for" directive is not allowed here
+
+
+=== TEST 26: resource_class: not inside a server
+--- config
+    resource_class slow cpu=5;
+--- must_die
+--- error_log
+"resource_class" directive is not allowed here
+
+
+=== TEST 27: tenant_resource_class: unknown class
+--- http_config
+    resource_cgroup_root t;
+    tenant_resource_class owners;
+--- config
+--- must_die
+--- error_log
+tenant_resource_class: unknown class "owners" (no resource_class declares it)
+
+
+=== TEST 28: tenant_resource_class: duplicate
+--- http_config
+    resource_cgroup_root t;
+    resource_class owners cpu=25;
+    tenant_resource_class owners;
+    tenant_resource_class owners;
+--- config
+--- must_die
+--- error_log
+"tenant_resource_class" directive is duplicate
+
+
+=== TEST 29: resource_checker: no threshold
+--- http_config
+    resource_checker log=logs/heavy.log;
+--- config
+--- must_die
+--- error_log
+resource_checker: no threshold: give at least one of cpu_user=, cpu_sys= and memory=
+
+
+=== TEST 30: resource_checker: a bad value
+--- http_config
+    resource_checker cpu_user=2s;
+--- config
+--- must_die
+--- error_log
+resource_checker: invalid value "cpu_user=2s", cpu_user= is a number of milliseconds
+
+
+=== TEST 31: resource_checker: an unknown parameter
+--- http_config
+    resource_checker cpu=5;
+--- config
+--- must_die
+--- error_log
+resource_checker: unknown parameter "cpu=5"
+
+
+=== TEST 32: resource_checker: duplicate
+--- http_config
+    resource_checker cpu_user=5;
+    resource_checker memory=5m;
+--- config
+--- must_die
+--- error_log
+"resource_checker" directive is duplicate
+
+
+=== TEST 33: resource_checker: log= a file that cannot be opened
+--- http_config
+    resource_checker cpu_user=5 log=/nonexistent-dir/heavy.log;
+--- config
+--- must_die
+--- error_log
+/nonexistent-dir/heavy.log
+
+
+=== TEST 34: resource_auto_confine: unknown class
+--- http_config
+    resource_cgroup_root t;
+    resource_auto_confine class=slow load=4 top=1 hold=30;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: unknown class "slow"
+
+
+=== TEST 35: resource_auto_confine: a missing parameter
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow load=4 hold=30;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: parameter "top=" is missing
+
+
+=== TEST 36: resource_auto_confine: a bad load
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow load=high top=1 hold=30;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: invalid value "load=high", load= is a load average above 0
+
+
+=== TEST 37: resource_auto_confine: a window that is not a multiple of 10s
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow load=4 top=1 hold=30 window=15s;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: invalid value "window=15s", window= is a multiple of 10s up to 1h
+
+
+=== TEST 38: resource_auto_confine: an unknown parameter
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow load=4 top=1 hold=30 cpu=5;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: unknown parameter "cpu=5"
+
+
+=== TEST 39: resource_stats takes no argument
+--- config
+    location = /stats { resource_stats json; }
+--- must_die
+--- error_log
+invalid number of arguments in "resource_stats" directive
