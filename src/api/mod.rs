@@ -6,7 +6,7 @@
 //! stream VM's API (`Nginx::Stream`), installed by [`stream::install`].
 //!
 //! A method learns whom it runs for from `host::current()` (or
-//! [`current_request`] / `host::require(contexts)`), never from phase code.
+//! [`with_request`] / `host::require(contexts)`), never from phase code.
 //!
 //! May import: `vm/`, `host/`, and the leaf services it exposes (`limits/`
 //! for `Nginx::Vlimit`, `upstream/` for `Nginx::Upstream`). Never
