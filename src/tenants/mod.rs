@@ -73,6 +73,7 @@
 
 pub mod access;
 pub mod conf;
+pub mod held;
 pub mod link;
 pub mod owner;
 pub mod spawn;
@@ -185,6 +186,7 @@ pub static mut ngx_http_tenants_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_module: Some(init_module),
     init_process: Some(init_worker),
+    exit_process: Some(exit_worker),
     ..ngx_module_t::default()
 };
 
@@ -213,6 +215,12 @@ extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             Status::NGX_ERROR.into()
         }
     }
+}
+
+/// `exit_process`: the runners the worker kept idle go back to the
+/// supervisor (which would otherwise kill them as held by a lost worker).
+extern "C" fn exit_worker(_cycle: *mut ngx_cycle_t) {
+    link::give_all_back();
 }
 
 /// `init_process`: a worker that serves tenants holds no capability and

@@ -299,8 +299,13 @@ impl Supervisor {
         let pid = self.clients.get(&client).map_or(0, |c| c.pid);
         match Request::parse(line) {
             Ok(Request::Acquire { tag, kind, uid, gid, docroot }) => self.acquire(client, tag, kind, uid, gid, docroot),
-            Ok(Request::Release { runner }) => self.release(client, runner, false),
-            Ok(Request::Discard { runner }) => self.release(client, runner, true),
+            Ok(Request::Release { runner, served }) => self.release(client, runner, served, false),
+            Ok(Request::Discard { runner }) => self.release(client, runner, 1, true),
+            Ok(Request::Busy { runner }) => {
+                if let Some(r) = self.table.get_mut(runner).filter(|r| r.lessee == Some(client)) {
+                    r.busy = true;
+                }
+            }
             Err(reason) => {
                 log_error!(
                     "supervisor: refused a malformed request from worker pid {pid}: {reason}: \"{}\"",
@@ -331,8 +336,9 @@ impl Supervisor {
         self.queue.push_back(Waiting { client, tag, key, program, deadline, queued: false, evicted: false });
     }
 
-    /// The request holding runner `id` ended; `discard`: it ended badly.
-    fn release(&mut self, client: ClientId, id: u64, discard: bool) {
+    /// The worker holding runner `id` gives it back after `served`
+    /// requests; `discard`: the last one ended badly.
+    fn release(&mut self, client: ClientId, id: u64, served: u64, discard: bool) {
         let max_requests = self.config.max_requests;
         let Some(runner) = self.table.get_mut(id) else {
             return; // it died (and was logged) while the request ran
@@ -343,7 +349,9 @@ impl Supervisor {
             return;
         }
         runner.lessee = None;
-        runner.requests += 1;
+        runner.asked_back = false;
+        runner.busy = false;
+        runner.requests = runner.requests.saturating_add(served);
         runner.last_used = Instant::now();
         if discard {
             // still held until killed; if it died on its own, its SIGCHLD comes first
@@ -364,12 +372,13 @@ impl Supervisor {
 
     /// Hands runners to waiting requests, spawning or evicting as the rules say.
     fn serve_queue(&mut self) {
+        let waiting = self.queue.len();
         let mut still_waiting = VecDeque::new();
         while let Some(mut w) = self.queue.pop_front() {
             if !self.clients.contains_key(&w.client) {
                 continue;
             }
-            match self.table.decide(&w.key, self.config.max_runners, self.config.max_per_owner) {
+            match self.table.decide(&w.key, w.client, self.config.max_runners, self.config.max_per_owner) {
                 Decision::Hit(id) => {
                     let spawn = if w.queued { Spawn::Queued } else { Spawn::Hit };
                     self.lease(&w, id, spawn);
@@ -407,7 +416,19 @@ impl Supervisor {
                     w.queued = true;
                     still_waiting.push_back(w);
                 }
+                Decision::Reclaim(id) => {
+                    if self.table.get(id).is_some_and(|r| !r.asked_back) {
+                        self.ask_back(id);
+                    }
+                    still_waiting.push_back(w);
+                }
                 Decision::Wait => {
+                    // workers keep runners between requests: ask for the ones that would do
+                    for id in
+                        self.table.to_ask_back(&w.key, self.config.max_runners, self.config.max_per_owner, waiting)
+                    {
+                        self.ask_back(id);
+                    }
                     w.queued = true;
                     still_waiting.push_back(w);
                 }
@@ -421,16 +442,36 @@ impl Supervisor {
             return;
         };
         runner.lessee = Some(w.client);
+        runner.asked_back = false;
+        runner.busy = false;
         runner.last_used = Instant::now();
+        let budget = match self.config.max_requests {
+            0 => 0,
+            max => max.saturating_sub(runner.requests).max(1),
+        };
         let reply = Reply::Ok {
             tag: w.tag,
             runner: id,
             pid: runner.pid,
             uid: runner.key.uid,
             spawn,
+            budget,
             socket: runner.socket.clone(),
         };
         self.reply(w.client, reply);
+    }
+
+    /// Asks the worker holding runner `id` to give it back (at once when it
+    /// keeps it idle, else when its request ends).
+    fn ask_back(&mut self, id: u64) {
+        let Some(runner) = self.table.get_mut(id) else {
+            return;
+        };
+        let Some(client) = runner.lessee else {
+            return;
+        };
+        runner.asked_back = true;
+        self.reply(client, Reply::GiveBack { runner: id });
     }
 
     /// Creates a runner: binds its socket here (so the runner needs no
@@ -483,6 +524,8 @@ impl Supervisor {
                     last_used: Instant::now(),
                     killing: false,
                     discard_at: None,
+                    asked_back: false,
+                    busy: false,
                 });
                 Ok(id)
             }
@@ -521,9 +564,13 @@ impl Supervisor {
             if runner.killing {
                 continue;
             }
-            if runner.lessee.is_some() {
+            if let Some(client) = runner.lessee {
+                // the worker may keep it for its next request: tell it to stop
+                self.reply(client, Reply::GiveBack { runner: runner.id });
+                let worker = self.clients.get(&client).map_or(0, |c| c.pid);
                 log_error!(
-                    "supervisor: runner pid {} of uid {} (document root \"{}\") {how} while serving a request",
+                    "supervisor: runner pid {} of uid {} (document root \"{}\") {how} while serving a request \
+                     or kept for the next one by worker pid {worker}",
                     runner.pid,
                     runner.key.uid,
                     runner.key.docroot.display()
