@@ -445,10 +445,16 @@ impl Supervisor {
         runner.asked_back = false;
         runner.busy = false;
         runner.last_used = Instant::now();
-        let budget = match self.config.max_requests {
-            0 => 0,
-            max => max.saturating_sub(runner.requests).max(1),
+        // a worker keeps a runner for at most half its life per lease, so the
+        // supervisor hears of it before it must be recycled
+        let (budget, last_lease) = match self.config.max_requests {
+            0 => (0, false),
+            max => {
+                let budget = max.saturating_sub(runner.requests).max(1).min(max.div_ceil(2));
+                (budget, runner.requests > 0 && runner.requests + budget >= max)
+            }
         };
+        let key = runner.key.clone();
         let reply = Reply::Ok {
             tag: w.tag,
             runner: id,
@@ -459,6 +465,28 @@ impl Supervisor {
             socket: runner.socket.clone(),
         };
         self.reply(w.client, reply);
+        if last_lease {
+            self.start_standby(&key, &w.program);
+        }
+    }
+
+    /// A runner's last lease before it is recycled: start its successor now,
+    /// when the caps allow and no other runner of its key is idle, so that
+    /// the request after the recycling does not wait for an interpreter to
+    /// start.
+    fn start_standby(&mut self, key: &RunnerKey, program: &RunnerProgram) {
+        let idle = self.table.iter().any(|r| &r.key == key && r.lessee.is_none() && !r.killing);
+        let owner = self.table.iter().filter(|r| r.key.uid == key.uid).count();
+        if idle || owner >= self.config.max_per_owner || self.table.len() >= self.config.max_runners {
+            return;
+        }
+        match self.spawn(key, program) {
+            Ok(_) => log_info!(
+                "supervisor: started a standby runner for uid {} (a runner nears tenant_max_requests)",
+                key.uid
+            ),
+            Err(reason) => log_error!("supervisor: cannot start a standby runner for uid {}: {reason}", key.uid),
+        }
     }
 
     /// Asks the worker holding runner `id` to give it back (at once when it
