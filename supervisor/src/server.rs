@@ -797,6 +797,16 @@ fn session_members(sid: i32) -> Vec<(i32, bool)> {
 /// the session is frozen first (SIGSTOP until a scan finds nothing still
 /// running; stopped processes cannot fork), then killed.
 fn kill_session(sid: i32) {
+    match session_members(sid).as_slice() {
+        [] => return,
+        // the runner alone (the usual case: an idle runner): one scan is
+        // enough, since reap() sweeps its session again once it is dead
+        [(pid, _)] if *pid == sid => {
+            let _ = kill(Pid::from_raw(sid), Signal::SIGKILL);
+            return;
+        }
+        _ => {}
+    }
     for _ in 0..100 {
         let members = session_members(sid);
         if members.iter().all(|(_, stopped)| *stopped) {
