@@ -692,6 +692,36 @@ subtest 'kill -9 of a runner mid-request: 502, the next request is fine' => sub 
     isnt(header_of($head, 'X-Runner-Pid'), $pid, 'from a fresh runner');
 };
 
+subtest 'a runner kept idle by a worker dies: the next request gets a fresh one, not a 502' => sub {
+    my ($status, $body, $head) = http_get_host('t3', '/id.php');
+    my $pid = header_of($head, 'X-Runner-Pid');
+    my $from = error_log_size();
+    kill 'KILL', $pid;
+    # the supervisor tells the worker keeping it (G), which drops it
+    ok(log_has($from, qr/runner pid $pid of uid $uid_of{t3} .* killed by SIGKILL/), 'the supervisor saw it die');
+    for my $i (1 .. 4) {
+        ($status, $body, $head) = http_get_host('t3', '/id.php');
+        is($status, 200, "request $i after the kill: 200");
+        isnt(header_of($head, 'X-Runner-Pid'), $pid, "request $i: another runner");
+    }
+};
+
+subtest 'a worker keeps its runner between requests: one runner per owner when sequential' => sub {
+    # sequential requests over separate connections land on either worker;
+    # a runner kept idle by one worker is given back (G/R) to the other
+    http_get_host('t2', '/id.php');
+    my (%pids, %spawn, $ok);
+    for my $i (1 .. 12) {
+        my ($status, $body, $head) = http_get_host('t2', '/id.php');
+        $ok++ if $status == 200;
+        $pids{ header_of($head, 'X-Runner-Pid') }++;
+        $spawn{ header_of($head, 'X-Spawn') }++;
+    }
+    is($ok, 12, 'all served');
+    is(scalar keys %pids, 1, 'one runner served all twelve') or diag explain \%pids;
+    is(join(',', sort keys %spawn), 'hit', 'each a hit') or diag explain \%spawn;
+};
+
 subtest 'kill -9 of a worker holding a runner: the runner is killed, not reused' => sub {
     my $sock = open_request('/sleep.php?ms=5000', host => 't4', proto => 'HTTP/1.0');
     ok(wait_until(sub { my @r = runner_pids($uid_of{t4}); @r }, 2), 't4 has a runner');
@@ -734,11 +764,13 @@ subtest 'reload with runners alive: the old generation ends with the old workers
     my @old_runners = runner_pids();
     my @old_sup = supervisor_pids();
     ok(@old_runners >= 5, 'runners alive before reload');
+    my $from = error_log_size();
     reload_nginx();
     ok(wait_until(sub { my %old = map { $_ => 1 } @old_runners; !grep { $old{$_} } runner_pids() }, 10),
         'old runners are gone once the old workers exit');
     ok(wait_until(sub { !grep { my $o = $_; grep { $_ == $o } supervisor_pids() } @old_sup }, 10),
         'the old supervisor is gone');
+    unlike(error_log_since($from), qr/went away holding runner/, 'exiting workers gave back the runners they kept');
     my ($status, $body) = http_get_host('t2', '/id.php');
     like("$status $body", qr/^200 $uid_of{t2} /, 'the new generation serves');
     # the old keeper exits after its supervisor, on its own schedule

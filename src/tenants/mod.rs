@@ -23,7 +23,8 @@
 //!   user's and whose parent is this nginx's master
 //!   (`supervisor/src/peers.rs`), and answers a fixed one-line protocol
 //!   (the `tenant-protocol` crate, shared by both sides): `A <tag> <kind> <uid> <gid> <docroot>`
-//!   asks for a runner, `R <runner>` gives it back. It re-checks the owner
+//!   asks for a runner, `R <runner> <served>` gives it back, `G <runner>`
+//!   asks a worker for one it keeps. It re-checks the owner
 //!   of the document root itself (never trusting the worker for the uid),
 //!   refuses and logs anything else, never parses HTTP and never runs
 //!   tenant code.
@@ -55,9 +56,18 @@
 //!   event (NGX_DONE, a request reference, a timer), other requests go on.
 //!   The answer sets `$tenant_socket` for `fastcgi_pass unix:$tenant_socket;`
 //!   and `$tenant_uid`, `$tenant_runner_pid`, `$tenant_spawn`. A pool
-//!   cleanup gives the runner back however the request ends: `R` when it
-//!   ended well, `K` after a 502, a 504 or a client abort (the runner may
-//!   still be busy: the supervisor kills it and its whole session).
+//!   cleanup ends the request's use of the runner however the request
+//!   ends: `K` after a 502, a 504 or a client abort (the runner may still
+//!   be busy: the supervisor kills it and its whole session); otherwise the
+//!   worker keeps it (`held.rs`) for its next request of the same owner,
+//!   site and kind, which then takes it with no round trip (still one
+//!   request at a time, still after the owner checks), and gives it back
+//!   (`R`) after about a second idle, when its budget of requests is spent
+//!   (`tenant_max_requests`: the supervisor hands out half a runner's life
+//!   per lease and starts a standby successor before the last one), when
+//!   the supervisor asks (`G`: another worker's request wants it, a cap is
+//!   reached, or it died; a busy one is answered `B` and comes back after
+//!   its request), and when the worker exits.
 //!
 //! **Lifetimes.** nginx stops: every holder of the life pipe's write end is
 //! gone, the keeper and supervisor read EOF, kill the runners and exit.
@@ -77,6 +87,7 @@
 
 pub mod access;
 pub mod conf;
+pub mod held;
 pub mod link;
 pub mod owner;
 pub mod spawn;
@@ -189,6 +200,7 @@ pub static mut ngx_http_tenants_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_module: Some(init_module),
     init_process: Some(init_worker),
+    exit_process: Some(exit_worker),
     ..ngx_module_t::default()
 };
 
@@ -217,6 +229,12 @@ extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             Status::NGX_ERROR.into()
         }
     }
+}
+
+/// `exit_process`: the runners the worker kept idle go back to the
+/// supervisor (which would otherwise kill them as held by a lost worker).
+extern "C" fn exit_worker(_cycle: *mut ngx_cycle_t) {
+    link::give_all_back();
 }
 
 /// `init_process`: a worker that serves tenants holds no capability and

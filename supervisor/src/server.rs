@@ -321,8 +321,13 @@ impl Supervisor {
         let pid = self.clients.get(&client).map_or(0, |c| c.pid);
         match Request::parse(line) {
             Ok(Request::Acquire { tag, kind, uid, gid, docroot }) => self.acquire(client, tag, kind, uid, gid, docroot),
-            Ok(Request::Release { runner }) => self.release(client, runner, false),
-            Ok(Request::Discard { runner }) => self.release(client, runner, true),
+            Ok(Request::Release { runner, served }) => self.release(client, runner, served, false),
+            Ok(Request::Discard { runner }) => self.release(client, runner, 1, true),
+            Ok(Request::Busy { runner }) => {
+                if let Some(r) = self.table.get_mut(runner).filter(|r| r.lessee == Some(client)) {
+                    r.busy = true;
+                }
+            }
             Err(reason) => {
                 log_error!(
                     "supervisor: refused a malformed request from worker pid {pid}: {reason}: \"{}\"",
@@ -353,8 +358,9 @@ impl Supervisor {
         self.queue.push_back(Waiting { client, tag, key, program, deadline, queued: false, evicted: false });
     }
 
-    /// The request holding runner `id` ended; `discard`: it ended badly.
-    fn release(&mut self, client: ClientId, id: u64, discard: bool) {
+    /// The worker holding runner `id` gives it back after `served`
+    /// requests; `discard`: the last one ended badly.
+    fn release(&mut self, client: ClientId, id: u64, served: u64, discard: bool) {
         let max_requests = self.config.max_requests;
         let Some(runner) = self.table.get_mut(id) else {
             return; // it died (and was logged) while the request ran
@@ -365,7 +371,9 @@ impl Supervisor {
             return;
         }
         runner.lessee = None;
-        runner.requests += 1;
+        runner.asked_back = false;
+        runner.busy = false;
+        runner.requests = runner.requests.saturating_add(served);
         runner.last_used = Instant::now();
         if discard {
             // still held until killed; if it died on its own, its SIGCHLD comes first
@@ -386,12 +394,13 @@ impl Supervisor {
 
     /// Hands runners to waiting requests, spawning or evicting as the rules say.
     fn serve_queue(&mut self) {
+        let waiting = self.queue.len();
         let mut still_waiting = VecDeque::new();
         while let Some(mut w) = self.queue.pop_front() {
             if !self.clients.contains_key(&w.client) {
                 continue;
             }
-            match self.table.decide(&w.key, self.config.max_runners, self.config.max_per_owner) {
+            match self.table.decide(&w.key, w.client, self.config.max_runners, self.config.max_per_owner) {
                 Decision::Hit(id) => {
                     let spawn = if w.queued { Spawn::Queued } else { Spawn::Hit };
                     self.lease(&w, id, spawn);
@@ -429,7 +438,19 @@ impl Supervisor {
                     w.queued = true;
                     still_waiting.push_back(w);
                 }
+                Decision::Reclaim(id) => {
+                    if self.table.get(id).is_some_and(|r| !r.asked_back) {
+                        self.ask_back(id);
+                    }
+                    still_waiting.push_back(w);
+                }
                 Decision::Wait => {
+                    // workers keep runners between requests: ask for the ones that would do
+                    for id in
+                        self.table.to_ask_back(&w.key, self.config.max_runners, self.config.max_per_owner, waiting)
+                    {
+                        self.ask_back(id);
+                    }
                     w.queued = true;
                     still_waiting.push_back(w);
                 }
@@ -443,16 +464,64 @@ impl Supervisor {
             return;
         };
         runner.lessee = Some(w.client);
+        runner.asked_back = false;
+        runner.busy = false;
         runner.last_used = Instant::now();
+        // a worker keeps a runner for at most half its life per lease, so the
+        // supervisor hears of it before it must be recycled
+        let (budget, last_lease) = match self.config.max_requests {
+            0 => (0, false),
+            max => {
+                let budget = max.saturating_sub(runner.requests).max(1).min(max.div_ceil(2));
+                (budget, runner.requests > 0 && runner.requests + budget >= max)
+            }
+        };
+        let key = runner.key.clone();
         let reply = Reply::Ok {
             tag: w.tag,
             runner: id,
             pid: runner.pid,
             uid: runner.key.uid,
             spawn,
+            budget,
             socket: runner.socket.clone(),
         };
         self.reply(w.client, reply);
+        if last_lease {
+            self.start_standby(&key, &w.program);
+        }
+    }
+
+    /// A runner's last lease before it is recycled: start its successor now,
+    /// when the caps allow and no other runner of its key is idle, so that
+    /// the request after the recycling does not wait for an interpreter to
+    /// start.
+    fn start_standby(&mut self, key: &RunnerKey, program: &RunnerProgram) {
+        let idle = self.table.iter().any(|r| &r.key == key && r.lessee.is_none() && !r.killing);
+        let owner = self.table.iter().filter(|r| r.key.uid == key.uid).count();
+        if idle || owner >= self.config.max_per_owner || self.table.len() >= self.config.max_runners {
+            return;
+        }
+        match self.spawn(key, program) {
+            Ok(_) => log_info!(
+                "supervisor: started a standby runner for uid {} (a runner nears tenant_max_requests)",
+                key.uid
+            ),
+            Err(reason) => log_error!("supervisor: cannot start a standby runner for uid {}: {reason}", key.uid),
+        }
+    }
+
+    /// Asks the worker holding runner `id` to give it back (at once when it
+    /// keeps it idle, else when its request ends).
+    fn ask_back(&mut self, id: u64) {
+        let Some(runner) = self.table.get_mut(id) else {
+            return;
+        };
+        let Some(client) = runner.lessee else {
+            return;
+        };
+        runner.asked_back = true;
+        self.reply(client, Reply::GiveBack { runner: id });
     }
 
     /// Creates a runner: binds its socket here (so the runner needs no
@@ -517,6 +586,8 @@ impl Supervisor {
                     last_used: Instant::now(),
                     killing: false,
                     discard_at: None,
+                    asked_back: false,
+                    busy: false,
                 });
                 Ok(id)
             }
@@ -556,9 +627,13 @@ impl Supervisor {
             if runner.killing {
                 continue;
             }
-            if runner.lessee.is_some() {
+            if let Some(client) = runner.lessee {
+                // the worker may keep it for its next request: tell it to stop
+                self.reply(client, Reply::GiveBack { runner: runner.id });
+                let worker = self.clients.get(&client).map_or(0, |c| c.pid);
                 log_error!(
-                    "supervisor: runner pid {} of uid {} (document root \"{}\") {how} while serving a request",
+                    "supervisor: runner pid {} of uid {} (document root \"{}\") {how} while serving a request \
+                     or kept for the next one by worker pid {worker}",
                     runner.pid,
                     runner.key.uid,
                     runner.key.docroot.display()
@@ -787,6 +862,16 @@ fn session_members(sid: i32) -> Vec<(i32, bool)> {
 /// the session is frozen first (SIGSTOP until a scan finds nothing still
 /// running; stopped processes cannot fork), then killed.
 fn kill_session(sid: i32) {
+    match session_members(sid).as_slice() {
+        [] => return,
+        // the runner alone (the usual case: an idle runner): one scan is
+        // enough, since reap() sweeps its session again once it is dead
+        [(pid, _)] if *pid == sid => {
+            let _ = kill(Pid::from_raw(sid), Signal::SIGKILL);
+            return;
+        }
+        _ => {}
+    }
     for _ in 0..100 {
         let members = session_members(sid);
         if members.iter().all(|(_, stopped)| *stopped) {
