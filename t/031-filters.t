@@ -206,3 +206,47 @@ X-Filtered: yes
 Content-Length: 19
 --- response_body chomp
 THE QUICK BROWN FOX
+
+
+=== TEST 13: a header filter that raises turns the response into a 500 (the header is not sent yet), with one error line naming script:line
+--- config
+    location = /static {
+        return 200 "static body\n";
+        mruby_output_header_filter $TEST_NGINX_HTML_DIR/hf.rb;
+    }
+    location = /ruby {
+        mruby_content_handler_code 'Nginx.rputs "ruby body"';
+        mruby_output_header_filter $TEST_NGINX_HTML_DIR/hf.rb;
+    }
+    location = /explicit {
+        mruby_content_handler_code 'Nginx.send_header 200; Nginx.rputs "after send_header"';
+        mruby_output_header_filter $TEST_NGINX_HTML_DIR/hf.rb;
+    }
+    location = /both {
+        mruby_content_handler_code 'Nginx.rputs "both body"';
+        mruby_output_header_filter $TEST_NGINX_HTML_DIR/hf.rb;
+        mruby_output_body_filter_code 'Nginx::Filter.new.body = "replaced"';
+    }
+    location = /fine {
+        mruby_content_handler_code 'Nginx.rputs "fine"';
+    }
+--- user_files
+>>> hf.rb
+Nginx::Headers_out.new["X-Before"] = "set"
+raise "header filter broke"
+--- request eval
+["GET /static", "GET /ruby", "GET /explicit", "GET /both", "GET /fine"]
+--- error_code eval
+[500, 500, 500, 500, 200]
+--- response_headers eval
+["!X-Before", "!X-Before", "!X-Before", "!X-Before", "!X-Before"]
+--- response_body_like eval
+[qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/^fine$/]
+--- grep_error_log eval
+qr/\[error\].*header filter broke.*/
+--- grep_error_log_out eval
+[qr/^(?:[^\n]*mruby_output_header_filter: \S+hf\.rb:2: header filter broke \(RuntimeError\)[^\n]*\n){4}$/]
+--- no_error_log
+[alert]
+[crit]
+exited on signal

@@ -176,6 +176,7 @@ exited on signal
     }
 --- request
 GET /t
+--- error_code: 500
 --- error_log
 not in mruby_output_header_filter (Nginx::Async.sleep)
 --- no_error_log

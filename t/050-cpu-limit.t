@@ -1,6 +1,7 @@
 # mruby_cpu_limit: runaway scripts are stopped for real. One worker; each
 # runaway request must answer 500 within the budget plus a margin, leave
-# exactly one log line with the script:line and the CPU time used, and the
+# exactly one log line with the script:line and the CPU time used (a header
+# filter too: its response becomes a 500), and the
 # same worker must answer the next request. Then reload and stop complete
 # promptly while a runaway script is running, and a runaway
 # mruby_init_worker is stopped and logged while the worker serves.
@@ -54,6 +55,16 @@ while true; x += 1; end'; }
             mruby_output_body_filter_code 'loop { }';
             return 200 "body";
         }
+        location = /header-filter {
+            mruby_output_header_filter_code 'loop { }';
+            return 200 "body";
+        }
+        location = /header-filter-short {
+            mruby_cpu_limit 100ms;
+            mruby_content_handler_code 'Nginx.rputs "body"';
+            mruby_output_header_filter_code 'x = 0
+loop { x += 1 }';
+        }
         location = /short {
             mruby_cpu_limit 100ms;
             mruby_content_handler_code 'loop { }';
@@ -100,6 +111,9 @@ runaway_ok('/set', qr/mruby_set: mruby_set_code\@\S+:\d+:1/);
 runaway_ok('/async', qr/mruby_content_handler_code\@\S+:\d+:1/);
 runaway_ok('/blocks', qr/mruby_content_handler_code\@\S+:\d+:1/);
 runaway_ok('/body-filter', qr/mruby_output_body_filter: mruby_output_body_filter_code\@\S+:\d+:1/);
+# the header is not sent yet: the response becomes a 500
+runaway_ok('/header-filter', qr/mruby_output_header_filter: mruby_output_header_filter_code\@\S+:\d+:1/);
+runaway_ok('/header-filter-short', qr/mruby_output_header_filter_code\@\S+:\d+:2/, 100);
 runaway_ok('/short', qr/mruby_content_handler_code\@\S+:\d+:1/, 100);
 
 ($status, my $body) = http_get('/unlimited');

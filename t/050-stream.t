@@ -773,3 +773,57 @@ stream-status 127.0.0.1 200
 --- must_die
 --- error_log eval
 qr/\[emerg\].*mruby_stream_server_context_code failed: .*Nginx::Stream\.add_listener needs nginx 1\.25\.5 or newer \(the module was built for an older nginx\) \(RuntimeError\)/
+
+
+=== TEST 36: upstream_server= address forms: a.b.c.d:port is parsed by hand, anything else goes to nginx's parser (no DNS)
+# nginx's parser (ngx_inet_addr) reads an empty octet as 0, as it does for
+# `server 1..3.4:80;` in an upstream block: those two forms connect.
+--- stream_config
+    upstream known { server 127.0.0.1:1; }
+--- stream_server_config
+    mruby_stream_code '
+        s = Nginx::Stream
+        c = s::Connection.new("known")
+        ["127.0.0.1:8080", "255.255.255.255:65535", "010.0.0.1:00080", "0.0.0.0:1", "[::1]:80",
+         "", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:123456",
+         "256.0.0.1:80", "1.2.3:80", "1.2.3.4.5:80", "1..3.4:80", ".1.2.3:80", "1234.0.0.1:80",
+         "1.2.3.4:80:90", "1.2.3.4:-1", "1.2.3.4 :80", "localhost:80"].each do |addr|
+          result = begin
+            c.upstream_server = addr
+            "-> #{c.upstream_server}"
+          rescue => e
+            e.class.to_s
+          end
+          s.log s::LOG_NOTICE, "addr [#{addr}] #{result}"
+        end
+    ';
+    return "ok\n";
+--- stream_request
+--- stream_response
+ok
+--- grep_error_log eval
+qr/addr \[[^\]]*\]?[^ ]* [^ ,]+( \S+)?(?= while)/
+--- grep_error_log_out
+addr [127.0.0.1:8080] -> 127.0.0.1:8080
+addr [255.255.255.255:65535] -> 255.255.255.255:65535
+addr [010.0.0.1:00080] -> 010.0.0.1:00080
+addr [0.0.0.0:1] -> 0.0.0.0:1
+addr [[::1]:80] -> [::1]:80
+addr [] ArgumentError
+addr [127.0.0.1] ArgumentError
+addr [127.0.0.1:] ArgumentError
+addr [127.0.0.1:0] ArgumentError
+addr [127.0.0.1:65536] ArgumentError
+addr [127.0.0.1:123456] ArgumentError
+addr [256.0.0.1:80] ArgumentError
+addr [1.2.3:80] ArgumentError
+addr [1.2.3.4.5:80] ArgumentError
+addr [1..3.4:80] -> 1..3.4:80
+addr [.1.2.3:80] -> .1.2.3:80
+addr [1234.0.0.1:80] ArgumentError
+addr [1.2.3.4:80:90] ArgumentError
+addr [1.2.3.4:-1] ArgumentError
+addr [1.2.3.4 :80] ArgumentError
+addr [localhost:80] ArgumentError
+--- no_error_log
+[error]

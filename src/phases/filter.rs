@@ -1,5 +1,9 @@
 //! `mruby_output_header_filter` and `mruby_output_body_filter`.
 //!
+//! A header filter script that fails (raises, or is stopped by the CPU
+//! limit) turns the response into a 500: nothing is sent yet, so nginx's
+//! error page goes out instead, without our filters.
+//!
 //! The body filter collects the whole response (any number of buffers,
 //! chunked or not), runs the script once with `Nginx::Filter#body`, and
 //! sends the result with a correct Content-Length. The header is held back
@@ -88,11 +92,13 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     if has_header {
         for script in [&header_scripts.inline, &header_scripts.file].into_iter().flatten() {
-            if !matches!(run_one(r, vm, script, loc.cache(), HandlerSlot::HeaderFilter, ctx, false), ScriptRun::Done) {
-                break;
+            let run = run_one(r, vm, script, loc.cache(), HandlerSlot::HeaderFilter, ctx, false);
+            if !matches!(run, ScriptRun::Done) {
+                // output written from a filter has nowhere to go
+                ctx.discard_output();
+                return header_script_failed(r, ctx);
             }
         }
-        // output written from a filter has nowhere to go
         ctx.discard_output();
     }
     let head = request.method == NGX_HTTP_HEAD as ngx_uint_t;
@@ -198,6 +204,21 @@ fn collect(input: *mut ngx_chain_t, collected: &mut Vec<u8>, is_main: bool, limi
 /// The body is larger than `mruby_output_body_filter_buffer`: no script
 /// runs, the held header is dropped and the request gets a 500 (the
 /// producer gets NGX_ERROR and stops), as `image_filter_buffer` does.
+/// A header filter script raised or was stopped (its `[error]` line is
+/// logged): the header is not sent yet, so the response becomes a 500,
+/// which goes out without running our filters again.
+fn header_script_failed(r: *mut ngx_http_request_t, ctx: &RequestCtx) -> ngx_int_t {
+    ctx.filter.set(FilterState::Bypass);
+    // SAFETY: r is live; we are in its header filter, so nothing is sent yet.
+    unsafe {
+        ngx_http_filter_finalize_request(
+            r,
+            ptr::addr_of_mut!(crate::ngx_http_mruby_module),
+            NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+        )
+    }
+}
+
 fn too_large(r: *mut ngx_http_request_t, ctx: &RequestCtx, size: usize, limit: usize) -> ngx_int_t {
     log(
         unsafe_log(r),

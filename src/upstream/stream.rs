@@ -87,27 +87,39 @@ fn ipv4_sockaddr(pool: *mut ngx_pool_t, address: &[u8]) -> Result<Option<(*mut s
     }
 }
 
-/// `a.b.c.d:port` (decimal, each octet <= 255, port 1..=65535) by hand:
-/// this runs for every connection that chooses its server.
+/// `a.b.c.d:port` (decimal, each octet 1..=3 digits and <= 255, the port
+/// 1..=5 digits and 1..=65535) by hand, in one pass: this runs for every
+/// connection that chooses its server.
 fn parse_ipv4_port(text: &[u8]) -> Option<([u8; 4], u16)> {
     let mut ip = [0u8; 4];
-    let mut rest = text;
-    for (i, octet) in ip.iter_mut().enumerate() {
-        let separator = if i == 3 { b':' } else { b'.' };
-        let end = rest.iter().position(|&b| b == separator)?;
-        *octet = u8::try_from(decimal(&rest[..end], 3)?).ok()?;
-        rest = &rest[end + 1..];
+    // 0..=3: the octet being read, 4: the port
+    let mut part = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    for &byte in text {
+        let digit = byte.wrapping_sub(b'0');
+        if digit < 10 {
+            // at most 5 digits anywhere (the port's); octets are checked at their end
+            digits += 1;
+            if digits > 5 {
+                return None;
+            }
+            value = value * 10 + u32::from(digit);
+            continue;
+        }
+        let next = match byte {
+            b'.' if part < 3 => part + 1,
+            b':' if part == 3 => 4,
+            _ => return None,
+        };
+        if digits == 0 || digits > 3 {
+            return None;
+        }
+        ip[part] = u8::try_from(value).ok()?;
+        (part, value, digits) = (next, 0, 0);
     }
-    let port = u16::try_from(decimal(rest, 5)?).ok().filter(|&p| p > 0)?;
+    let port = u16::try_from(value).ok().filter(|&port| part == 4 && digits > 0 && port > 0)?;
     Some((ip, port))
-}
-
-/// A decimal number of 1..=max_digits digits.
-fn decimal(digits: &[u8], max_digits: usize) -> Option<u32> {
-    if digits.is_empty() || digits.len() > max_digits || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
 }
 
 /// IPv6 and unix-domain addresses, through nginx's URL parser (no DNS).

@@ -145,7 +145,9 @@ impl RunGuard {
         }
         CLOCK.budget_ns.store(budget_ns, Relaxed);
         CLOCK.mrb.store(mrb.as_ptr(), Relaxed);
-        CLOCK.serial.fetch_add(1, Relaxed);
+        // load + store, not a locked add: only this thread writes, and the
+        // tick handler ignores the clock until depth is set below
+        CLOCK.serial.store(CLOCK.serial.load(Relaxed).wrapping_add(1), Relaxed);
         // last: the tick handler looks at nothing else while depth is 0
         CLOCK.depth.store(1, Relaxed);
         RunGuard { outermost: true, mrb: mrb.as_ptr() }
@@ -159,9 +161,12 @@ impl Drop for RunGuard {
             CLOCK.depth.fetch_sub(1, Relaxed);
             return;
         }
-        // first: from here on the tick handler leaves the VM alone
+        // first: from here on the tick handler leaves the VM alone (so a
+        // plain load and store will do for `stopping`: no locked swap on
+        // every run)
         CLOCK.depth.store(0, Relaxed);
-        if CLOCK.stopping.swap(false, Relaxed) {
+        if CLOCK.stopping.load(Relaxed) {
+            CLOCK.stopping.store(false, Relaxed);
             // SAFETY: live VM (the guard does not outlive the VM call).
             unsafe { mrbsys_stop_finish(self.mrb) };
         }

@@ -10,7 +10,7 @@ use mruby_sys::*;
 use ngx::ffi::*;
 
 use super::current_session;
-use crate::api::core::gems::{make_data_class, DataType};
+use crate::api::core::gems::{make_data_class, ConfRefType};
 use crate::api::{arg_bytes, arg_int, arity, ARGS_ANY};
 use crate::host::StreamSession;
 use crate::ngx_util::str_bytes;
@@ -18,11 +18,9 @@ use crate::ruby_fn;
 use crate::upstream::stream::{find, first_server_name, parse_server};
 use crate::vm::{Mrb, RubyError, RubyResult};
 
-/// What a `Nginx::Stream::Connection` object holds: the upstream block it
-/// was created for (configuration memory, alive as long as the VM).
-struct UpstreamRef(*mut ngx_stream_upstream_srv_conf_t);
-
-static CONNECTION: DataType<UpstreamRef> = DataType::new(c"Nginx::Stream::Connection");
+/// What a `Nginx::Stream::Connection` object points at: the upstream block
+/// it was created for (configuration memory, alive as long as the VM).
+static CONNECTION: ConfRefType<ngx_stream_upstream_srv_conf_t> = ConfRefType::new(c"Nginx::Stream::Connection");
 
 fn session<'a>() -> Result<&'a StreamSession, RubyError> {
     current_session("Nginx::Stream::Connection")
@@ -34,9 +32,7 @@ fn initialize(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
     let name = arg_bytes(mrb, args[0], "upstream name")?;
     let upstream = find(session()?.session(), name)
         .ok_or_else(|| RubyError::argument(format!("upstream \"{}\" not found", String::from_utf8_lossy(name))))?;
-    CONNECTION
-        .set(mrb, self_, UpstreamRef(upstream))
-        .map_err(|_| RubyError::type_error("not a Nginx::Stream::Connection"))?;
+    CONNECTION.set(mrb, self_, upstream).map_err(|_| RubyError::type_error("not a Nginx::Stream::Connection"))?;
     Ok(self_)
 }
 
@@ -44,7 +40,6 @@ fn initialize(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult {
 fn upstream_of(mrb: Mrb, self_: mrb_value) -> Result<*mut ngx_stream_upstream_srv_conf_t, RubyError> {
     CONNECTION
         .get(mrb, self_)
-        .map(|upstream| upstream.0)
         .ok_or_else(|| RubyError::runtime("Nginx::Stream::Connection was created without an upstream name"))
 }
 

@@ -113,6 +113,49 @@ impl<T> DataType<T> {
     }
 }
 
+/// Like [`DataType`], for objects that point at something the VM does not
+/// own and that outlives it (configuration memory): nothing to allocate
+/// when one is made, nothing to free when it is collected.
+pub struct ConfRefType<T> {
+    raw: mrb_data_type,
+    refers_to: PhantomData<*const T>,
+}
+
+// SAFETY: the table only holds a static name.
+unsafe impl<T> Sync for ConfRefType<T> {}
+
+impl<T> ConfRefType<T> {
+    pub const fn new(name: &'static CStr) -> Self {
+        ConfRefType { raw: mrb_data_type { struct_name: name.as_ptr(), dfree: None }, refers_to: PhantomData }
+    }
+
+    /// Makes `obj` (an instance of a data class) point at `target`, which
+    /// must outlive the VM.
+    pub fn set(&'static self, mrb: Mrb, obj: mrb_value, target: *mut T) -> Result<(), RubyError> {
+        // SAFETY: reads the tag of a value.
+        if unsafe { mrbsys_type(obj) } as u32 != mrb_vtype_MRB_TT_CDATA {
+            return Err(RubyError::new("TypeError", format!("{} is not a data object", mrb.class_name(obj))));
+        }
+        // SAFETY: obj is a data object, so its payload is an RData.
+        let current_type = unsafe { (*mrbsys_ptr(obj).cast::<RData>()).type_ };
+        if !current_type.is_null() && !core::ptr::eq(current_type, &self.raw) {
+            return Err(RubyError::new("TypeError", format!("{} holds other data", mrb.class_name(obj))));
+        }
+        // SAFETY: obj is a data object of this type or still empty; what it
+        // pointed at before is not ours to free.
+        unsafe { mrbsys_data_init(obj, target.cast(), &self.raw) };
+        Ok(())
+    }
+
+    /// What `obj` points at; `None` when it is not one of ours or was never
+    /// initialized.
+    pub fn get(&'static self, mrb: Mrb, obj: mrb_value) -> Option<*mut T> {
+        // SAFETY: live VM; returns NULL unless obj is a data object of this type.
+        let ptr = unsafe { mrb_data_check_get_ptr(mrb.as_ptr(), obj, &self.raw) };
+        (!ptr.is_null()).then_some(ptr.cast::<T>())
+    }
+}
+
 unsafe extern "C" fn free_boxed<T>(_mrb: *mut mrb_state, ptr: *mut c_void) {
     if !ptr.is_null() {
         // SAFETY: mruby calls dfree once per object, with the pointer
