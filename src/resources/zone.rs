@@ -115,7 +115,7 @@ pub fn declare(cf: &mut ngx_conf_t) -> Result<*mut ngx_shm_zone_t, String> {
 }
 
 /// The handle of a declared zone.
-pub fn zone_of<'a>(shm_zone: *mut ngx_shm_zone_t) -> Option<&'a UsageZone> {
+pub(super) fn zone_of<'a>(shm_zone: *mut ngx_shm_zone_t) -> Option<&'a UsageZone> {
     if shm_zone.is_null() {
         return None;
     }
