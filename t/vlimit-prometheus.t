@@ -3,7 +3,8 @@
 # requests are in flight on a silent backend: the figures match the JSON
 # stats of the same moment, label values survive escaping, counters stay
 # after the keys go idle; `format=` in the directive and `?format=` in the
-# request; nginx -t rejects a bad format.
+# request; nothing is formatted under the zone's lock; nginx -t rejects a
+# bad format.
 use strict;
 use warnings;
 
@@ -177,6 +178,11 @@ is(scalar @{ $m->{nginx_vlimit_requests_in_flight}{samples} }, 0, 'no key in fli
 ok(exists $m->{nginx_vlimit_requests_in_flight}, '... but the family is still described');
 is(value_of($m, 'nginx_vlimit_rejections_total', zone => 'vl'), 1, 'the zone rejection counter stays');
 is(value_of($m, 'nginx_vlimit_zone_keys', zone => 'tenants'), 0, 'no live keys');
+
+# every figure above was formatted from a snapshot, after the zone's lock
+# was released (the formatters check it and say so at [alert])
+unlike(error_log_since(0), qr/is being formatted while this worker holds its lock/,
+    'no zone was formatted while its lock was held (JSON and Prometheus, keys in flight)');
 
 # configuration errors
 for my $case (['format=xml', qr/vlimit_stats: invalid format "xml", it must be "json" or "prometheus"/],

@@ -36,6 +36,8 @@ __DATA__
 --- response_body eval
 ["1\n1\n0\n[2, \"ip:127.0.0.1=1/5,key:tenant-a=1/5\"]\n",
  "no vlimit zone \"nope\" (or an invalid key \"x\")|unknown vlimit kind \"planet\" (ip, file, host or key)|no vlimit zone \"nope\""]
+--- no_error_log
+is being formatted while this worker holds its lock
 
 
 === TEST 2: a file under root (no alias), a missing file, two zones and five limits are counted while the request runs

@@ -46,8 +46,13 @@ pub(crate) fn method_call<'a>(mrb: *mut mrb_state) -> Option<(Mrb, &'a [mrb_valu
     let mrb = unsafe { Mrb::from_ptr(mrb) }?;
     // SAFETY: inside a method call, argv/argc describe the call's arguments.
     let args = unsafe {
-        let argc = mrb_get_argc(mrb.as_ptr()) as usize;
-        let argv = mrb_get_argv(mrb.as_ptr());
+        // what mrb_get_argc/argv return, read here for the common case (up to
+        // 14 arguments on the stack after self); 15 means packed in an Array
+        let ci = (*(*mrb.as_ptr()).c).ci;
+        let (argc, argv) = match (*ci).n() {
+            15 => (mrb_get_argc(mrb.as_ptr()) as usize, mrb_get_argv(mrb.as_ptr())),
+            n => (usize::from(n), (*ci).stack.add(1).cast_const()),
+        };
         if argc == 0 || argv.is_null() {
             &[][..]
         } else {

@@ -3,7 +3,11 @@
 //!
 //! A zone is copied out under its lock ([`ZoneSnapshot::take`]: plain
 //! numbers and key bytes) and formatted after the lock is released, so
-//! workers counting requests never wait for the formatting.
+//! workers counting requests never wait for the formatting. The formatters
+//! take only a snapshot (never the locked table), and each first checks
+//! that this worker does not hold the zone's lock ([`ZoneSnapshot::formatting`]):
+//! if a change ever formats under it, an `[alert]` says so, and
+//! `t/vlimit-prometheus.t` fails.
 
 use serde_json::{json, Map, Value};
 
@@ -13,7 +17,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use super::conf::{zone_ctx, MainConf};
 use super::counting::{display_key, file_id};
 use super::key::KeyKind;
-use super::zone::{ZoneCtx, MAX_SLOTS};
+use super::zone::{LockProbe, ZoneCtx, MAX_SLOTS};
 use super::HttpVlimitModule;
 use crate::metrics::prometheus::{self, Exposition, MetricType};
 
@@ -64,6 +68,8 @@ impl KeySnapshot {
 
 /// One zone's figures and live keys at one moment.
 struct ZoneSnapshot {
+    /// The zone's lock, only to check it is not held while formatting.
+    lock: LockProbe,
     name: String,
     size: u64,
     free: u64,
@@ -87,6 +93,7 @@ impl ZoneSnapshot {
         let free = table.free_bytes();
         let header = table.header();
         let mut snapshot = ZoneSnapshot {
+            lock: zone.lock_probe(),
             name: zone.name.clone(),
             size: header.zone_size,
             free,
@@ -117,11 +124,25 @@ impl ZoneSnapshot {
         Some(snapshot)
     }
 
+    /// Called by each formatter before it starts: formatting must never
+    /// make the zone's other users wait. Logs an `[alert]` if it would.
+    fn formatting(&self) {
+        if self.lock.held_by_this_process() {
+            crate::ngx_util::log(
+                // SAFETY: ngx_cycle is set for the whole life of a worker.
+                unsafe { (*ngx_cycle).log },
+                NGX_LOG_ALERT,
+                &format!("vlimit_stats: zone \"{}\" is being formatted while this worker holds its lock", self.name),
+            );
+        }
+    }
+
     fn used(&self) -> u64 {
         self.size.saturating_sub(self.free)
     }
 
     fn to_json(&self) -> Value {
+        self.formatting();
         let keys: Vec<Value> = self
             .keys
             .iter()
@@ -280,6 +301,7 @@ const KEY_METRICS: [Metric<KeySnapshot>; 3] = [
 
 /// The zones in the Prometheus text format.
 fn prometheus_text(zones: &[ZoneSnapshot]) -> String {
+    zones.iter().for_each(ZoneSnapshot::formatting);
     let mut out = Exposition::new();
     for metric in &ZONE_METRICS {
         let mut family = out.family(metric.name, metric.kind, metric.help);

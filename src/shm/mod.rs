@@ -15,4 +15,4 @@
 
 pub mod table;
 
-pub use table::{init_zone, Entry, Key, KeyHasher, KeyTag, Locked, Table, ZoneCtx, MAX_SLOTS};
+pub use table::{init_zone, Entry, Key, KeyHasher, KeyTag, LockProbe, Locked, Table, ZoneCtx, MAX_SLOTS};

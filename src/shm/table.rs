@@ -411,6 +411,12 @@ impl ZoneCtx {
         true
     }
 
+    /// A handle that tells whether this process holds the zone's lock, for
+    /// code that must never run under it (formatting statistics).
+    pub fn lock_probe(&self) -> LockProbe {
+        LockProbe { shpool: if self.shared.is_null() { ptr::null_mut() } else { self.shpool } }
+    }
+
     /// Releases a lock taken with `lock_raw`.
     ///
     /// # Safety
@@ -428,6 +434,28 @@ impl ZoneCtx {
     #[inline]
     pub unsafe fn table(&self) -> Table {
         Table { ..self.table }
+    }
+}
+
+/// See [`ZoneCtx::lock_probe`]. Valid while the zone is mapped (the cycle).
+#[derive(Clone, Copy)]
+pub struct LockProbe {
+    shpool: *mut ngx_slab_pool_t,
+}
+
+impl LockProbe {
+    /// Whether this process holds the lock now (its lock word holds our
+    /// pid). Reads one shared word; takes nothing.
+    pub fn held_by_this_process(self) -> bool {
+        if self.shpool.is_null() {
+            return false;
+        }
+        // SAFETY: shpool is the live slab pool of the mapped zone; its mutex's
+        // lock points at the shared lock word; ngx_pid is set at start.
+        unsafe {
+            let lock = &*((*self.shpool).mutex.lock as *const AtomicU64);
+            lock.load(Ordering::Acquire) == ngx_pid as u64
+        }
     }
 }
 

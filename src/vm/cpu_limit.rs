@@ -26,7 +26,10 @@
 //! from Rust into Ruby) count toward the run that contains them.
 
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    compiler_fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 
 use mruby_sys::{
     mrb_state, mrbsys_stop_at_next_instruction, mrbsys_stop_finish, mrbsys_stop_pause, mrbsys_stop_requested,
@@ -135,8 +138,10 @@ pub struct RunGuard {
 impl RunGuard {
     #[inline]
     pub fn enter(mrb: Mrb) -> RunGuard {
-        if CLOCK.depth.load(Relaxed) > 0 {
-            CLOCK.depth.fetch_add(1, Relaxed);
+        let depth = CLOCK.depth.load(Relaxed);
+        if depth > 0 {
+            // only this thread writes depth; the tick handler only tests it for 0
+            CLOCK.depth.store(depth + 1, Relaxed);
             return RunGuard { outermost: false, mrb: mrb.as_ptr() };
         }
         let budget_ns = current_budget_ms().saturating_mul(1_000_000);
@@ -148,7 +153,10 @@ impl RunGuard {
         // load + store, not a locked add: only this thread writes, and the
         // tick handler ignores the clock until depth is set below
         CLOCK.serial.store(CLOCK.serial.load(Relaxed).wrapping_add(1), Relaxed);
-        // last: the tick handler looks at nothing else while depth is 0
+        // last: the tick handler looks at nothing else while depth is 0 (the
+        // fence keeps the compiler from moving the stores above past it; the
+        // handler interrupts this thread, so no CPU fence is needed)
+        compiler_fence(SeqCst);
         CLOCK.depth.store(1, Relaxed);
         RunGuard { outermost: true, mrb: mrb.as_ptr() }
     }
@@ -158,13 +166,14 @@ impl Drop for RunGuard {
     #[inline]
     fn drop(&mut self) {
         if !self.outermost {
-            CLOCK.depth.fetch_sub(1, Relaxed);
+            CLOCK.depth.store(CLOCK.depth.load(Relaxed) - 1, Relaxed);
             return;
         }
         // first: from here on the tick handler leaves the VM alone (so a
         // plain load and store will do for `stopping`: no locked swap on
         // every run)
         CLOCK.depth.store(0, Relaxed);
+        compiler_fence(SeqCst);
         if CLOCK.stopping.load(Relaxed) {
             CLOCK.stopping.store(false, Relaxed);
             // SAFETY: live VM (the guard does not outlive the VM call).
