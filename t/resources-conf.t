@@ -19,10 +19,13 @@ __DATA__
     resource_auto_confine class=slow load=4.5 top=3 hold=30s window=20s load_source=html/loadavg;
 --- config
     location = /stats { resource_stats; }
+--- user_files
+>>> loadavg
+1.25 0.50 0.25 1/100 1234
 --- request
 GET /stats
---- response_body
-{"cgroup_root":"ngx-mruby-test","classes":{"slow":{"cpu_percent":25,"memory_bytes":268435456,"io_read_bps":10485760,"io_write_bps":1048576,"pids":64},"big":{"cpu_percent":200,"memory_bytes":null,"io_read_bps":null,"io_write_bps":null,"pids":null}},"tenant_class":"big","checker":{"cpu_user_ms":200,"cpu_sys_ms":100,"memory_bytes":67108864,"log":"logs/heavy.log"},"auto_confine":{"class":"slow","load":"4.50","top":3,"hold_seconds":30,"window_seconds":20,"load_source":"html/loadavg"}}
+--- response_body_like eval
+qr{^\{"cgroup_root":"ngx-mruby-test","classes":\{"slow":\{"cpu_percent":25,"memory_bytes":268435456,"io_read_bps":10485760,"io_write_bps":1048576,"pids":64\},"big":\{"cpu_percent":200,"memory_bytes":null,"io_read_bps":null,"io_write_bps":null,"pids":null\}\},"tenant_class":"big","checker":\{"cpu_user_ms":200,"cpu_sys_ms":100,"memory_bytes":67108864,"log":"logs/heavy.log"\},"auto_confine":\{"class":"slow","load":"4.50","top":3,"hold_seconds":30,"window_seconds":20,"load_source":"/\S+/html/loadavg"\},"load":"1.25","zone":\{"capacity":\d+,"hosts":0\},"hosts":\{\}\}\n\z}
 --- response_headers
 Content-Type: application/json
 --- error_log
@@ -31,13 +34,13 @@ resource_class: classes are checked and shown by resource_stats, but no runner i
 [error]
 
 
-=== TEST 2: nothing configured: resource_stats answers with empty settings, no warning
+=== TEST 2: nothing but resource_stats: empty settings, the zone, no warning
 --- config
     location = /stats { resource_stats; }
 --- request
 GET /stats
---- response_body
-{"cgroup_root":null,"classes":{},"tenant_class":null,"checker":null,"auto_confine":null}
+--- response_body_like
+^\{"cgroup_root":null,"classes":\{\},"tenant_class":null,"checker":null,"auto_confine":null,"load":null,"zone":\{"capacity":[1-9]\d*,"hosts":0\},"hosts":\{\}\}$
 --- no_error_log
 [warn]
 [error]

@@ -8,4 +8,5 @@
 pub mod checker;
 pub mod class;
 pub mod confine;
+pub mod hosts;
 pub mod units;

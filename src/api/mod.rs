@@ -193,6 +193,7 @@ pub fn install(mrb: Mrb) -> Result<(), String> {
     http::request::init(mrb);
     http::var::init(mrb);
     http::vlimit::init(mrb);
+    http::resource::init(mrb);
     http::headers::init(mrb);
     http::connection::init(mrb);
     http::filter::init(mrb);

@@ -53,6 +53,10 @@ pub struct MainConf {
     pub auto_confine: Option<ConfineSpec>,
     /// Static class names to resolve once `http{}` is parsed.
     pub class_refs: Vec<ClassRef>,
+    /// Some resource directive is used: the usage zone is declared.
+    pub used: bool,
+    /// The per-host usage zone (`zone.rs`).
+    pub zone: Option<*mut ngx_shm_zone_t>,
 }
 
 impl MainConf {
@@ -200,7 +204,13 @@ fn set_checker(cf: &mut ngx_conf_t) -> Result<(), String> {
 /// `resource_auto_confine class=<name> load=<threshold> top=<n> hold=<time> [window=] [load_source=];`
 fn set_auto_confine(cf: &mut ngx_conf_t) -> Result<(), String> {
     let args = text_args(cf)?;
-    let spec = ConfineSpec::parse(&args).map_err(|e| format!("resource_auto_confine: {e}"))?;
+    let mut spec = ConfineSpec::parse(&args).map_err(|e| format!("resource_auto_confine: {e}"))?;
+    if let Some(path) = spec.load_source.as_mut().filter(|p| !p.starts_with('/')) {
+        // relative to the nginx prefix, like other nginx paths (and lalimit_source)
+        // SAFETY: cf->cycle is the cycle being configured; its prefix is set.
+        let prefix = unsafe { str_lossy(&(*cf.cycle).prefix) };
+        *path = format!("{}/{path}", prefix.trim_end_matches('/'));
+    }
     let (file, line) = place(cf);
     let main = main_conf(cf)?;
     if main.auto_confine.is_some() {
@@ -287,6 +297,9 @@ impl Directive {
 extern "C" fn set_directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes the live cf, this command and our LocConf (LOC_CONF_OFFSET).
     let (cf_ref, cmd, loc) = unsafe { (&mut *cf, &*cmd, &mut *(conf as *mut LocConf)) };
+    if let Ok(main) = main_conf(cf_ref) {
+        main.used = true;
+    }
     let result = match Directive::ALL.get(cmd.offset) {
         Some(Directive::CgroupRoot) => set_cgroup_root(cf_ref),
         Some(Directive::Class) => set_class(cf_ref),
@@ -327,6 +340,19 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
     }
     if !problems.is_empty() {
         return Err(());
+    }
+    if main.used {
+        match super::zone::declare(cf) {
+            Ok(zone) => {
+                if let Ok(main) = main_conf(cf) {
+                    main.zone = Some(zone);
+                }
+            }
+            Err(message) => {
+                log(cf.log, NGX_LOG_EMERG, &message);
+                return Err(());
+            }
+        }
     }
     if !main.classes.is_empty() {
         // said once per start, so nobody relies on a cap that is not there

@@ -17,7 +17,9 @@
 //! What is where: the rules themselves (class limits, checker thresholds,
 //! the auto-confine decision over a sliding window) are the plain-Rust
 //! `resource-policy` crate, unit-tested without nginx; this folder holds
-//! the directive table (`conf.rs`) and `resource_stats` (`stats.rs`).
+//! the directive table (`conf.rs`), `resource_stats` (`stats.rs`), the
+//! shared zone of per-host usage (`zone.rs`) and what feeds and reads it,
+//! with the auto-confine step (`usage.rs`).
 //! Cgroup layout detection is shared with the supervisor (its
 //! `tenant_cgroup`), not written here.
 //!
@@ -25,7 +27,13 @@
 //! API call into this folder, never the other way).
 
 pub mod conf;
+pub mod request_class;
 pub mod stats;
+pub mod usage;
+pub mod zone;
+
+pub use request_class::{request_class, set_request_class, ClassSource};
+pub use usage::{host_usage, is_confined, record_usage};
 
 use core::ffi::{c_char, c_void};
 use core::ptr::{addr_of, addr_of_mut};
@@ -43,6 +51,15 @@ impl HttpModule for HttpResourcesModule {
     fn module() -> &'static ngx_module_t {
         // SAFETY: the module table is a static; nginx only writes its indices at load.
         unsafe { &*addr_of!(ngx_http_resources_module) }
+    }
+
+    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        // SAFETY: nginx passes a live configuration context.
+        let cf = unsafe { &mut *cf };
+        match request_class::add_variables(cf) {
+            Ok(()) => Status::NGX_OK.into(),
+            Err(()) => Status::NGX_ERROR.into(),
+        }
     }
 
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
@@ -87,7 +104,7 @@ unsafe impl HttpModuleLocationConf for HttpResourcesModule {
 }
 
 static NGX_HTTP_RESOURCES_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(HttpResourcesModule::preconfiguration),
     postconfiguration: Some(HttpResourcesModule::postconfiguration),
     create_main_conf: Some(HttpResourcesModule::create_main_conf),
     init_main_conf: Some(HttpResourcesModule::init_main_conf),

@@ -1,5 +1,6 @@
 //! `resource_stats;`: one JSON document with the classes, the tenant class,
-//! the checker and auto-confinement settings (like `vlimit_stats`).
+//! the checker and auto-confinement settings, the current load, and each
+//! host's usage with whether (and why) it is confined (like `vlimit_stats`).
 
 use ngx::ffi::*;
 use ngx::http::HttpModuleMainConf;
@@ -39,12 +40,42 @@ pub fn stats_value(main: &MainConf) -> Value {
             "load_source": s.load_source.as_deref().unwrap_or("/proc/loadavg"),
         })
     });
+    let (hosts, capacity) = super::usage::all_hosts().unwrap_or_default();
+    let mut hosts_json = Map::new();
+    for record in &hosts {
+        let reason = (record.confined != 0).then(|| {
+            json!({
+                "since": record.reason.since,
+                "usage_ms": record.reason.usage_ms,
+                "rank": record.reason.rank,
+                "load": resource_policy::units::format_load(record.reason.load),
+            })
+        });
+        hosts_json.insert(
+            record.name().to_string(),
+            json!({
+                "requests": record.requests,
+                "cpu_user_ms": record.cpu_user_ms,
+                "cpu_sys_ms": record.cpu_sys_ms,
+                "mem_peak_kb": record.mem_peak_kb,
+                "window_cpu_ms": super::usage::window_total(record),
+                "confined": reason,
+            }),
+        );
+    }
+    let load = main.auto_confine.as_ref().map(|spec| match super::usage::read_load(spec) {
+        Ok(load) => Value::from(resource_policy::units::format_load(load)),
+        Err(message) => Value::from(message),
+    });
     json!({
         "cgroup_root": main.cgroup_root,
         "classes": classes,
         "tenant_class": main.tenant_class,
         "checker": checker,
         "auto_confine": auto_confine,
+        "load": load,
+        "zone": {"capacity": capacity, "hosts": hosts.len()},
+        "hosts": hosts_json,
     })
 }
 

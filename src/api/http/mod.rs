@@ -11,6 +11,7 @@ pub mod filter;
 pub mod headers;
 pub mod listener;
 pub mod request;
+pub mod resource;
 pub mod response;
 pub mod server;
 pub mod ssl;

@@ -1,0 +1,153 @@
+//! Which class a request runs in, and `$resource_class`. In order:
+//! auto-confinement (a confined host's requests go to its class whatever
+//! else says: the server protects itself), then `Nginx::Request#resource_class=`
+//! from a script before content, then `resource_class_for`. The tenant path
+//! asks [`request_class`] before it passes the request to its runner.
+
+use core::ffi::c_void;
+
+use ngx::ffi::*;
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
+use ngx::ngx_string;
+use resource_policy::class::ClassSpec;
+
+use super::conf::{ClassChoice, MainConf};
+use super::HttpResourcesModule;
+use crate::ngx_util::{log, str_bytes};
+
+/// Where a request's class came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassSource {
+    AutoConfine,
+    Script,
+    Config,
+}
+
+/// The per-request choice of a script (`resource_class=`).
+struct RequestClass {
+    /// `Some(None)`: the script chose no class.
+    chosen: Option<Option<usize>>,
+}
+
+fn ctx_of<'a>(r: &ngx_http_request_t) -> Option<&'a mut RequestClass> {
+    let index = HttpResourcesModule::module().ctx_index;
+    // SAFETY: r->ctx has one slot per HTTP module; ours holds a RequestClass (in r->pool) or NULL.
+    unsafe { (*r.ctx.add(index) as *mut RequestClass).as_mut() }
+}
+
+/// `Nginx::Request#resource_class = name`: an empty name means no class;
+/// an unknown one is an error (the script's, raised in Ruby).
+pub fn set_request_class(r: &mut ngx_http_request_t, name: &[u8]) -> Result<(), String> {
+    let main = HttpResourcesModule::main_conf(&*r).ok_or("resource control is not configured")?;
+    if name.len() > resource_policy::class::MAX_NAME {
+        return Err(format!(
+            "resource class name is {} bytes long, at most {}",
+            name.len(),
+            resource_policy::class::MAX_NAME
+        ));
+    }
+    let chosen = if name.is_empty() {
+        None
+    } else {
+        let text = String::from_utf8_lossy(name);
+        let index = main.classes.iter().position(|c| c.name.as_bytes() == name);
+        Some(index.ok_or_else(|| format!("unknown resource class \"{text}\" (no resource_class declares it)"))?)
+    };
+    if let Some(ctx) = ctx_of(r) {
+        ctx.chosen = Some(chosen);
+        return Ok(());
+    }
+    // SAFETY: r->pool lives as long as the request; the struct needs no cleanup.
+    let ctx = unsafe { ngx_pcalloc(r.pool, core::mem::size_of::<RequestClass>()) } as *mut RequestClass;
+    if ctx.is_null() {
+        return Err(String::from("out of memory"));
+    }
+    // SAFETY: ctx is fresh, aligned pool memory; r->ctx has a slot for this module.
+    unsafe {
+        ctx.write(RequestClass { chosen: Some(chosen) });
+        *r.ctx.add(HttpResourcesModule::module().ctx_index) = ctx as *mut c_void;
+    }
+    Ok(())
+}
+
+/// The request's virtual host (Host header without port, else the server name).
+fn request_host(r: &ngx_http_request_t) -> String {
+    let host = str_bytes(&r.headers_in.server);
+    String::from_utf8_lossy(host).into_owned()
+}
+
+/// The class `r` runs in, and why; `None`: no class.
+pub fn request_class(r: &mut ngx_http_request_t) -> Option<(&'static ClassSpec, ClassSource)> {
+    let main: &'static MainConf = HttpResourcesModule::main_conf(&*r)?;
+    if main.classes.is_empty() {
+        return None;
+    }
+    if let Some(spec) = &main.auto_confine {
+        if super::usage::is_confined(&request_host(r)) {
+            return main.class(&spec.class).map(|c| (c, ClassSource::AutoConfine));
+        }
+    }
+    if let Some(chosen) = ctx_of(r).and_then(|ctx| ctx.chosen) {
+        return chosen.and_then(|i| main.classes.get(i)).map(|c| (c, ClassSource::Script));
+    }
+    let choice = HttpResourcesModule::location_conf(&*r)?.class_for?;
+    let class = match choice {
+        ClassChoice::Off => None,
+        ClassChoice::Static(i) => main.classes.get(i),
+        ClassChoice::Variable(cv) => {
+            let mut value = ngx_str_t::default();
+            // SAFETY: cv was compiled at configuration time; the value lives in r->pool.
+            if unsafe { ngx_http_complex_value(r, cv, &mut value) } != NGX_OK as ngx_int_t {
+                return None;
+            }
+            let name = str_bytes(&value);
+            if name.is_empty() {
+                return None;
+            }
+            let found = main.classes.iter().find(|c| c.name.as_bytes() == name);
+            if found.is_none() {
+                // SAFETY: the connection's log carries the client and request context.
+                let request_log = unsafe { (*r.connection).log };
+                log(
+                    request_log,
+                    NGX_LOG_WARN,
+                    &format!(
+                        "resource_class_for: unknown class \"{}\", the request runs without a class",
+                        String::from_utf8_lossy(name)
+                    ),
+                );
+            }
+            found
+        }
+    };
+    class.map(|c| (c, ClassSource::Config))
+}
+
+unsafe extern "C" fn get_class_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a live request and the value to fill.
+    let (r, v) = unsafe { (&mut *r, &mut *v) };
+    let name: &'static str = request_class(r).map_or("", |(c, _)| c.name.as_str());
+    v.data = name.as_ptr() as *mut u8;
+    v.set_len(name.len() as u32);
+    v.set_valid(1);
+    v.set_no_cacheable(1);
+    v.set_not_found(0);
+    NGX_OK as ngx_int_t
+}
+
+/// Registers `$resource_class` (preconfiguration).
+pub(super) fn add_variables(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    let mut name = ngx_string!("resource_class");
+    // SAFETY: adds a variable to the configuration being parsed.
+    let var = unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t) };
+    if var.is_null() {
+        return Err(());
+    }
+    // SAFETY: ngx_http_add_variable returned a live variable.
+    unsafe { (*var).get_handler = Some(get_class_variable) };
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Per-host usage and auto-confinement: what the tenant path feeds in
+//! (`record_usage`) and what the Ruby API, `resource_stats` and the class
+//! choice read (`host_usage`, `is_confined`). Each of them runs the
+//! auto-confine step first, at most once a second over all workers, so a
+//! decision never waits for more than a second of traffic.
+
+use ngx::ffi::*;
+use ngx::http::HttpModuleMainConf;
+use resource_policy::checker::Figures;
+use resource_policy::confine::{ConfineSpec, Decision};
+use resource_policy::hosts::{HostRecord, Recorded};
+use resource_policy::units::parse_load;
+
+use super::conf::MainConf;
+use super::zone::{zone_of, Locked, UsageZone};
+use super::HttpResourcesModule;
+use crate::ngx_util::log;
+
+/// A copy of one host's record, read under the lock.
+pub type HostSnapshot = HostRecord;
+
+fn running_main_conf<'a>() -> Option<&'a MainConf> {
+    // SAFETY: ngx_cycle is the running cycle of this process.
+    let cycle = unsafe { ngx_cycle.as_ref()? };
+    HttpResourcesModule::main_conf(cycle)
+}
+
+fn running_zone<'a>() -> Option<(&'a MainConf, &'a UsageZone)> {
+    let main = running_main_conf()?;
+    Some((main, zone_of(main.zone?)?))
+}
+
+fn cycle_log() -> *mut ngx_log_t {
+    // SAFETY: ngx_cycle is the running cycle; its log lives as long.
+    unsafe { ngx_cycle.as_ref().map_or(core::ptr::null_mut(), |c| c.log) }
+}
+
+fn now() -> u64 {
+    ngx_time().max(0) as u64
+}
+
+/// The 1-minute load average in hundredths, from `load_source=` or
+/// `/proc/loadavg`; `Err` names what went wrong.
+pub fn read_load(spec: &ConfineSpec) -> Result<u64, String> {
+    let path = spec.load_source.as_deref().unwrap_or("/proc/loadavg");
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the load from \"{path}\": {e}"))?;
+    text.split_ascii_whitespace()
+        .next()
+        .and_then(parse_load)
+        .ok_or_else(|| format!("\"{path}\" is not in /proc/loadavg format"))
+}
+
+/// Runs the auto-confine step if this second has not had one; returns the
+/// decisions to log (logged after the lock is released).
+fn step(main: &MainConf, locked: &mut Locked<'_>, load: Option<Result<u64, String>>) -> Vec<Decision> {
+    let (Some(spec), Some(load)) = (&main.auto_confine, load) else {
+        return Vec::new();
+    };
+    let now = now();
+    if locked.header.last_step == now {
+        return Vec::new();
+    }
+    locked.header.last_step = now;
+    match load {
+        Ok(load) => locked.table.step(spec, &mut locked.header.state, now, load),
+        Err(message) => {
+            log(cycle_log(), NGX_LOG_ERR, &format!("resource_auto_confine: {message}, no decision this second"));
+            Vec::new()
+        }
+    }
+}
+
+fn log_decisions(main: &MainConf, decisions: &[Decision]) {
+    let Some(spec) = &main.auto_confine else { return };
+    for d in decisions {
+        let level = if matches!(d, Decision::Confine { .. }) { NGX_LOG_WARN } else { NGX_LOG_NOTICE };
+        log(cycle_log(), level, &format!("resource_auto_confine: {}", d.describe(spec)));
+    }
+}
+
+/// Locks the zone after reading the load (a file read, kept out of the
+/// lock), runs the step, calls `f`, unlocks, logs the decisions.
+fn with_zone<T>(f: impl FnOnce(&mut Locked<'_>) -> T) -> Option<T> {
+    let (main, zone) = running_zone()?;
+    let load = main.auto_confine.as_ref().map(read_load);
+    let mut locked = zone.lock()?;
+    let decisions = step(main, &mut locked, load);
+    let result = f(&mut locked);
+    drop(locked);
+    log_decisions(main, &decisions);
+    Some(result)
+}
+
+/// Adds one request's figures to its host: CPU time (user, system) and
+/// peak memory of the runner that served it, as the kernel counted them.
+/// The tenant path calls this once per request; nothing a runner says
+/// about itself may reach it.
+pub fn record_usage(host: &str, cpu_user_ms: u64, cpu_sys_ms: u64, mem_peak_kb: u64) {
+    let figures = Figures { cpu_user_ms, cpu_sys_ms, mem_peak_kb };
+    let bucket_secs = bucket_secs();
+    let outcome = with_zone(|locked| locked.table.record(host, now(), bucket_secs, &figures));
+    match outcome {
+        Some(Recorded::Replaced(old)) => log(
+            cycle_log(),
+            NGX_LOG_INFO,
+            &format!("resources: usage zone full, host \"{host}\" replaces the least recently seen \"{old}\""),
+        ),
+        Some(Recorded::Full) => log(
+            cycle_log(),
+            NGX_LOG_WARN,
+            &format!("resources: usage zone full of confined hosts, \"{host}\" is not counted"),
+        ),
+        _ => {}
+    }
+}
+
+/// A host's usage (`None` without a zone; a zeroed record for an unseen host).
+pub fn host_usage(host: &str) -> Option<HostSnapshot> {
+    with_zone(|locked| locked.table.find(host).copied().unwrap_or_default())
+}
+
+/// Whether auto-confinement holds `host` in its class now.
+pub fn is_confined(host: &str) -> bool {
+    with_zone(|locked| locked.table.find(host).is_some_and(|r| r.confined != 0)).unwrap_or(false)
+}
+
+/// Every host's record and the zone's capacity, for `resource_stats`.
+pub fn all_hosts() -> Option<(Vec<HostSnapshot>, usize)> {
+    let (_, zone) = running_zone()?;
+    let capacity = zone.capacity();
+    with_zone(|locked| (locked.table.records().copied().collect(), capacity))
+}
+
+/// A record's CPU ms over the auto-confine window ending now.
+pub fn window_total(record: &HostRecord) -> u64 {
+    record.window.total(now(), bucket_secs())
+}
+
+/// The window's bucket: `window=` / 10, or 6 s (a 60 s window) without auto-confinement.
+fn bucket_secs() -> u64 {
+    running_main_conf().and_then(|m| m.auto_confine.as_ref()).map_or(6, ConfineSpec::bucket_secs)
+}
