@@ -24,7 +24,7 @@ APT_PACKAGES := build-essential pkg-config libclang-dev clang ruby rake bison dp
 	libpcre2-dev zlib1g-dev libssl-dev perl libtest-base-perl libwww-perl \
 	libhttp-message-perl libtext-diff-perl liblist-moreutils-perl \
 	valgrind wrk curl openssl procps iproute2 python3-venv \
-	php-cgi passwd
+	php-cgi fcgiwrap passwd
 
 # Python for tests that need a real parser (prometheus_client's text
 # format parser); a venv of Debian's python3, filled from PyPI.

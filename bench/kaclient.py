@@ -5,7 +5,8 @@ kaclient.py PORT PATH N [EXPECTED_BODY]
 
 Opens ONE connection to 127.0.0.1:PORT (retrying the connect until nginx
 listens, so no probe connection reaches nginx), sends N GET requests for
-PATH one after another on it (no pipelining: each response is read before
+PATH (a `{i}` in it becomes the request's number, 1 to N) one after
+another on it (no pipelining: each response is read before
 the next request), checks every response is 200 with the expected body,
 then closes. With BENCH_WATCH_PID set, gives up when that process
 exits before accepting. Identical for every case, so its cost on the nginx side
@@ -88,9 +89,13 @@ def main():
     port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     expected = (sys.argv[4] if len(sys.argv) > 4 else "Hello World\n").encode()
     request = ("GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\n\r\n" % path).encode()
+    numbered = "{i}" in path
     sock = connect(port, int(os.environ.get("BENCH_WATCH_PID") or 0))
     buf = b""
     for i in range(n):
+        if numbered:
+            request = ("GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\n\r\n"
+                       % path.replace("{i}", str(i + 1))).encode()
         sock.sendall(request)
         status, body, buf = read_response(sock, buf)
         if status != 200 or body != expected:

@@ -20,12 +20,14 @@ __DATA__
 --- user_files
 >>> t.rb
 # mruby 3.3's own helpers (its C core and mrblib call them); not ours.
+# (String#__sub_replace served only mruby's sub/gsub, which are ours now:
+# it is undefined.)
 MRUBY_OWN = %w(
   __ENCODING__ __callee__ __method__ __id__ __send__ __case_eqq __inspect_recursive? __to_int
   __update_hash __do_with_enum __get_hash __coerce_step_counter __empty_range? __num_to_a
   __compact __delete __merge __ary_cmp __ary_eq __ary_index __repeated_combination __svalue
   __enumerator_block_call __errno_define __errno_defined? __errno_list
-  __codepoints __lines __sub_replace __upto_endless
+  __codepoints __lines __upto_endless
 )
 ours = []
 seen = {}
@@ -63,7 +65,7 @@ probes = [
   [/a/, :__replace], [/a/, :__split], ["s", :__regexp_sub], ["s", :__mruby_sub], ["s", :__mruby_gsub],
   ["s", :__mruby_sub!], ["s", :__mruby_gsub!], ["s", :__mruby_split], ["s", :__mruby_index],
   ["s", :__mruby_aref], [Nginx::Async, :__sleep], [Nginx::Vlimit, :__stats_json],
-  [SecureRandom, :__random_number],
+  [SecureRandom, :__random_number], ["s", :__sub_replace],
 ]
 reachable = []
 probes.each do |recv, name|
@@ -296,7 +298,7 @@ MRUBY_OWN = %w(
   __update_hash __do_with_enum __get_hash __coerce_step_counter __empty_range? __num_to_a
   __compact __delete __merge __ary_cmp __ary_eq __ary_index __repeated_combination __svalue
   __enumerator_block_call __errno_define __errno_defined? __errno_list
-  __codepoints __lines __sub_replace __upto_endless
+  __codepoints __lines __upto_endless
 )
 ours = []
 targets = []

@@ -83,6 +83,38 @@ PL
     'bomb.cgi'    => qq{#!/bin/sh\nb() { b | b & }\nb\nsleep 60\n},
     'memhog.cgi'  => qq{#!/usr/bin/perl\nmy \$x = "x" x (1024 * 1024 * 1024);\nprint "Content-Type: text/plain\\r\\n\\r\\nallocated\\n";\n},
     'env.cgi'     => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$REQUEST_METHOD \$QUERY_STRING"\ncat\n},
+    # tries to write each file named in the body (its own cgroup's), and to make a group
+    'cgwrite.cgi' => <<'PL',
+#!/usr/bin/perl
+print "Content-Type: text/plain\r\n\r\n";
+local $/; my $body = <STDIN>;
+for my $path (split /\n/, $body) {
+    if ($path =~ s/^mkdir //) { print mkdir($path) ? "MADE $path\n" : "DENIED $path: $!\n"; next }
+    my $ok = open(my $fh, '>', $path) && print($fh "$$\n") && close($fh);
+    print $ok ? "WROTE $path\n" : "DENIED $path: $!\n";
+}
+PL
+    # a child that leaves the runner's session (and so its kill) behind
+    # (it answers only once the child has its own session: the runner kills
+    # the program's process group as soon as the program exits)
+    'daemon.cgi'  => <<'PL',
+#!/usr/bin/perl
+use POSIX ();
+pipe(my $r, my $w) or die "pipe: $!";
+my $pid = fork // die "fork: $!";
+if ($pid == 0) {
+    close $r;
+    POSIX::setsid();
+    open STDIN, '<', '/dev/null'; open STDOUT, '>', '/dev/null'; open STDERR, '>', '/dev/null';
+    syswrite $w, 'x';
+    close $w;
+    exec '/usr/bin/sleep', '300';
+    POSIX::_exit(1);
+}
+close $w;
+sysread $r, my $byte, 1;
+print "Content-Type: text/plain\r\n\r\nstarted\n";
+PL
 );
 
 # Five sites, each owned by its tenant; scripts 0600 (the nobody workers
@@ -195,6 +227,19 @@ $extra
 EOF
 }
 
+# tenant_cgroup when this machine lets us make groups (skipped otherwise).
+my $supervisor_bin = "$FindBin::Bin/../build/sbin/ngx-mruby-supervisor";
+my $cgroup_name = tenant_cgroup_name();
+my ($cgroup_ok, @cgroup_roots) = cgroup_check($supervisor_bin, $cgroup_name);
+diag("tenant_cgroup not tested: $cgroup_roots[0]") unless $cgroup_ok;
+my $cgroup_conf = $cgroup_ok ? "    tenant_cgroup $cgroup_name;\n" : '';
+
+# The group directories of owner `$uid`, one per hierarchy (this generation's).
+sub owner_groups {
+    my ($uid) = @_;
+    return map { glob("$_/*/$uid") } @cgroup_roots;
+}
+
 sub header_of {
     my ($head, $name) = @_;
     return $head =~ /^\Q$name\E:\s*(.*?)\r?$/mi ? $1 : '';
@@ -209,7 +254,7 @@ sub log_has {
 # Main configuration: defaults, workers as nobody.
 # ---------------------------------------------------------------------------
 
-start_nginx(http => http_conf(extra => "    tenant_queue_timeout 20s;\n    tenant_max_runners 32;"),
+start_nginx(http => http_conf(extra => "    tenant_queue_timeout 20s;\n    tenant_max_runners 32;\n$cgroup_conf"),
             user => 'nobody nogroup');
 
 subtest 'each tenant runs as its owner; spawned, then hit' => sub {
@@ -330,6 +375,12 @@ subtest 'capabilities and identities read from /proc' => sub {
     is("$s->{CapEff} $s->{CapPrm} $s->{CapBnd} $s->{CapInh} $s->{CapAmb}",
         '00000000000001e5 00000000000001e5 00000000000001e5 0000000000000000 0000000000000000',
         'supervisor keeps CHOWN, DAC_READ_SEARCH, KILL, SETGID, SETUID, SETPCAP and nothing else');
+    my @keeper = keeper_pids();
+    is(scalar @keeper, 1, 'one keeper');
+    $s = proc_status($keeper[0]);
+    # with tenant_cgroup also DAC_OVERRIDE (the supervisor, which workers talk to, drops it)
+    my $keeper_caps = $cgroup_ok ? '00000000000001e7' : '00000000000001e5';
+    is("$s->{CapEff} $s->{CapBnd}", "$keeper_caps $keeper_caps", 'the keeper: the same, plus DAC_OVERRIDE with tenant_cgroup');
     for my $host (@tenants) {
         my ($pid) = runner_pids($uid_of{$host});
         ok($pid, "$host has a runner") or next;
@@ -346,6 +397,80 @@ subtest 'capabilities and identities read from /proc' => sub {
         my @sockets = grep { (readlink "/proc/$pid/fd/$_" // '') =~ /^socket:/ } grep { /^\d+$/ } readdir $dh;
         is("@sockets", '0', "$host runner: its only socket is the listening one on fd 0");
     }
+};
+
+subtest 'cgroups: each runner is in its owner\'s group, which it cannot change' => sub {
+    plan skip_all => "tenant_cgroup: $cgroup_roots[0]" unless $cgroup_ok;
+    for my $host (@tenants) {
+        http_get_host($host, '/id.cgi');
+        my $uid = $uid_of{$host};
+        my @groups = owner_groups($uid);
+        is(scalar @groups, scalar @cgroup_roots, "$host: one group per hierarchy (@cgroup_roots)");
+        my @runners = runner_pids($uid);
+        ok(@runners, "$host has runners") or next;
+        for my $pid (@runners) {
+            open my $fh, '<', "/proc/$pid/cgroup" or next;
+            my @lines = grep { m{/\Q$cgroup_name\E/[^/]+/$uid$} } <$fh>;
+            is(scalar @lines, scalar @cgroup_roots, "$host runner $pid: /proc/$pid/cgroup names its owner's group in every hierarchy")
+                or diag `cat /proc/$pid/cgroup`;
+        }
+        for my $dir (@groups) {
+            my @procs = do { open my $fh, '<', "$dir/cgroup.procs"; map { 0 + $_ } <$fh> };
+            my %in = map { $_ => 1 } @procs;
+            ok(!grep({ !$in{$_} } @runners), "$dir holds every runner of $host");
+            my @st = stat $dir;
+            is(sprintf('%d %o', $st[4], $st[2] & 07777), '0 755', "$dir: root's, 0755");
+            @st = stat "$dir/cgroup.procs";
+            is(sprintf('%d %o', $st[4], $st[2] & 022), '0 0', "$dir/cgroup.procs: root's, not writable by others");
+        }
+    }
+    # t1's CGI program tries to move itself, to raise its limits, to make a group
+    my @t1 = owner_groups($uid_of{t1});
+    my @targets;
+    for my $dir (@t1) {
+        opendir my $dh, $dir or next;
+        push @targets, map { "$dir/$_" } sort grep { -f "$dir/$_" && ((stat "$dir/$_")[2] & 0200) } readdir $dh;
+        (my $generation = $dir) =~ s{/[^/]+$}{};
+        push @targets, "$generation/cgroup.procs", "mkdir $dir/escape";
+    }
+    ok(scalar(grep { m{/cgroup\.procs$} } @targets) >= 2 * @t1, 'targets include cgroup.procs of its own and the parent group');
+    # the limits (not the counters, which move as the runners run)
+    my $limit_re = qr{/(cpu\.cfs_quota_us|cpu\.cfs_period_us|cpu\.shares|cpu\.max|cpu\.weight|memory\.limit_in_bytes|memory\.soft_limit_in_bytes|memory\.max|memory\.high|pids\.max|blkio\.weight|io\.max)$};
+    my $settings = sub { join '', map { do { open my $fh, '<', $_ or return ''; local $/; "$_=" . (<$fh> // '') } }
+        grep { $_ =~ $limit_re } @targets };
+    my $before = $settings->();
+    my $sock = open_request('/cgwrite.cgi', host => 't1', method => 'POST', body => join("\n", @targets),
+        proto => 'HTTP/1.0', headers => ['Content-Length: ' . length(join "\n", @targets)]);
+    my ($status, $body) = read_response($sock, 10);
+    is($status, 200, 'the CGI ran');
+    my @lines = split /\n/, $body;
+    is(scalar @lines, scalar @targets, 'it tried every target');
+    is_deeply([grep { !/^DENIED .*: (Permission denied|Operation not permitted)$/ } @lines], [],
+        'every write and mkdir denied (cgroup.procs, tasks, limits, the parent group)');
+    ok(!grep({ -e "$_/escape" } @t1), 'no group was made');
+    isnt($before, '', 'limit files were read');
+    is($settings->(), $before, 'limits unchanged');
+};
+
+subtest 'cgroups: a process that left its runner\'s session dies with the owner\'s last runner' => sub {
+    plan skip_all => "tenant_cgroup: $cgroup_roots[0]" unless $cgroup_ok;
+    my $uid = $uid_of{t5};
+    my ($status, $body) = http_get_host('t5', '/daemon.cgi');
+    is("$status $body", "200 started\n", 'the CGI started a daemon');
+    my $daemon = sub { grep { ((proc_status($_) // {})->{Name} // '') eq 'sleep' } uid_processes($uid) };
+    ok(wait_until(sub { $daemon->() }, 2), 'the daemon outlives its request') or return;
+    my ($pid) = $daemon->();
+    my $sid = (split ' ', (do { open my $fh, '<', "/proc/$pid/stat"; <$fh> } =~ s/^.*\) //r))[3];
+    ok(!grep({ my $r = $_; (split ' ', (do { open my $fh, '<', "/proc/$r/stat"; <$fh> // '' } =~ s/^.*\) //r))[3] == $sid } runner_pids($uid)),
+        'in a session of its own');
+    my $from = error_log_size();
+    kill 'KILL', runner_pids($uid);
+    ok(wait_until(sub { !$daemon->() }, 5), 'killed once t5 has no runner left');
+    ok(log_has($from, qr/killed 1 process\(es\) of uid $uid left in its cgroup outside any runner/), 'logged');
+    ok(wait_until(sub { !owner_groups($uid) }, 3), "t5's groups are removed");
+    ($status) = http_get_host('t5', '/id.php');
+    is($status, 200, 't5 is served again');
+    is(scalar(owner_groups($uid)), scalar @cgroup_roots, 'in new groups');
 };
 
 subtest 'sandbox: what a tenant script cannot do' => sub {
@@ -408,33 +533,77 @@ subtest 'owner checks: 403 and the rule in the error log' => sub {
     is($status, 404, 'a missing script is 404');
 };
 
-subtest 'forged and malformed supervisor requests are refused and logged' => sub {
+subtest 'forged and malformed requests from a (compromised) worker are refused and logged' => sub {
     my $socket = supervisor_socket();
     ok($socket, 'supervisor socket found') or return;
     my $t2 = site_dir('t2');
     my $low = site_dir('low');
     my $from = error_log_size();
-    my $out = as_user_connect('nobody', 'nogroup', $socket,
-        "A 1 .php $uid_of{t1} $users{ngxt1}[1] $t2",
-        "A 2 .php $bin_uid $bin_uid $low",
-        "A 3 .exe $uid_of{t2} $users{ngxt2}[1] $t2",
-        "A 4 .php $uid_of{t2} $users{ngxt2}[1] $t2/../../t1/htdocs",
+    # tags no request of the worker uses
+    my $worker = send_as_worker($socket, [worker_pids()],
+        "A 4000000001 .php $uid_of{t1} $users{ngxt1}[1] $t2",
+        "A 4000000002 .php $bin_uid $bin_uid $low",
+        "A 4000000003 .exe $uid_of{t2} $users{ngxt2}[1] $t2",
+        "A 4000000004 .php $uid_of{t2} $users{ngxt2}[1] $t2/../../t1/htdocs",
         "hello supervisor");
-    like($out, qr/^ERR 1 403 refused$/m, 'a document root the named owner does not own: refused');
-    like($out, qr/^ERR 2 403 refused$/m, 'a uid below the minimum: refused');
-    like($out, qr/^ERR 3 403 unknown kind$/m, 'an unknown kind: refused');
-    like($out, qr/^ERR 0 400 malformed request$/m, 'a non-normalised document root: refused as malformed');
-    ok(log_has($from, qr/refused a runner for uid:gid $uid_of{t1}:\d+ document root "\Q$t2\E" asked by worker pid \d+: document root is owned by $uid_of{t2}/),
-        'wrong owner logged');
-    ok(log_has($from, qr/refused a runner for uid:gid $bin_uid:$bin_uid .*below tenant_min_uid/), 'low uid logged');
-    ok(log_has($from, qr/refused a malformed request from worker pid \d+: unknown verb: "hello supervisor"/),
+    ok($worker, "written on worker $worker\'s own connection") or return;
+    ok(log_has($from, qr/refused a runner for uid:gid $uid_of{t1}:\d+ document root "\Q$t2\E" asked by worker pid $worker: document root is owned by $uid_of{t2}/),
+        'a document root the named owner does not own: refused and logged');
+    ok(log_has($from, qr/refused a runner for uid:gid $bin_uid:$bin_uid .*asked by worker pid $worker.*below tenant_min_uid/),
+        'a uid below the minimum: refused and logged');
+    ok(log_has($from, qr/refused a runner of unknown kind "\.exe" asked by worker pid $worker/), 'an unknown kind: refused and logged');
+    ok(log_has($from, qr/refused a malformed request from worker pid $worker: document root is not a normalised path/),
+        'a non-normalised document root: refused as malformed');
+    ok(log_has($from, qr/refused a malformed request from worker pid $worker: unknown verb: "hello supervisor"/),
         'garbage logged');
-    $out = as_user_connect('ngxt1', 'ngxt1', $socket, "A 5 .php $uid_of{t2} $users{ngxt2}[1] $t2");
+    unlike(error_log_since($from), qr/runner pid \d+ started for uid $uid_of{t1} document root "\Q$t2\E"/, 'no runner was started');
+    my ($status) = http_get_host('t1', '/id.php');
+    is($status, 200, 'the worker still serves tenants');
+};
+
+subtest 'only this nginx\'s workers may connect: not the worker user elsewhere, not tenants, not root' => sub {
+    my $socket = supervisor_socket();
+    ok($socket, 'supervisor socket found') or return;
+    my $t2 = site_dir('t2');
+    my ($master) = VlimitTest::pid_of_master();
+    my $from = error_log_size();
+    my $out = as_user_connect('nobody', 'nogroup', $socket, "A 1 .php $uid_of{t2} $users{ngxt2}[1] $t2");
+    like($out, qr/^NO ANSWER$/, 'a process running as the worker user, not a child of the master: no answer');
+    ok(log_has($from, qr/refused a connection from pid \d+ uid \d+ gid \d+: not an nginx worker \(its parent is pid \d+, not this nginx's master pid $master\)/),
+        'refused at connect and logged') or diag error_log_since($from);
+    unlike(error_log_since($from), qr/runner pid \d+ started for uid $uid_of{t2}/, 'no runner was started');
+    my $out2 = as_user_connect('ngxt1', 'ngxt1', $socket, "A 5 .php $uid_of{t2} $users{ngxt2}[1] $t2");
+    $out = $out2;
     like($out, qr/^CONNECT FAILED: Permission denied/, 'a tenant cannot even reach the socket directory');
     $from = error_log_size();
     $out = as_user_connect('root', 'root', $socket, "A 6 .php $uid_of{t2} $users{ngxt2}[1] $t2");
     unlike($out, qr/^OK/m, 'a peer that is not the worker user gets no runner');
-    ok(log_has($from, qr/refused a connection from pid \d+ uid 0 gid 0: not an nginx worker/), 'and is logged');
+    ok(log_has($from, qr/refused a connection from pid \d+ uid 0 gid 0: not an nginx worker \(not the worker user/), 'and is logged');
+};
+
+subtest 'nginx -s reopen: the keeper, the supervisor and the runners log into the new error log' => sub {
+    my $log = servroot() . '/logs/error.log';
+    my $rotated = "$log.rotated";
+    unlink $rotated;
+    rename $log, $rotated or die "rename: $!";
+    my $master = VlimitTest::pid_of_master();
+    kill 'USR1', $master;
+    ok(wait_until(sub { -e $log }, 5), 'nginx made a new error log');
+    my $slurp = sub { open my $fh, '<', $_[0] or return ''; local $/; <$fh> // '' };
+    ok(wait_until(sub { $slurp->($log) =~ /tenants: supervisor: reopened the error log \Q$log\E/ }, 5),
+        'the supervisor reopened it (and says so there)');
+    ok(wait_until(sub { $slurp->($log) =~ /tenants: keeper: reopened the error log \Q$log\E/ }, 5), 'the keeper too');
+    my $size_rotated = -s $rotated;
+    my $socket = supervisor_socket();
+    as_user_connect('nobody', 'nogroup', $socket, 'A 1 .php 1 1 /x');
+    ok(wait_until(sub { $slurp->($log) =~ /supervisor: refused a connection from pid \d+ uid \d+ gid \d+: not an nginx worker/ }, 5),
+        "the supervisor's own lines go to the new file");
+    my ($status) = http_get_host('t5', '/error.rb');
+    is($status, 500, 'a Ruby exception');
+    ok(wait_until(sub { $slurp->($log) =~ /runner pid \d+ uid $uid_of{t5}: ruby runner: .*tenant script failed on purpose/ }, 5),
+        "a runner's stderr, relayed by the supervisor, too");
+    is(-s $rotated, $size_rotated, 'nothing more went to the rotated file');
+    unlike($slurp->($rotated), qr/reopened the error log/, 'not even the notice');
 };
 
 # Only the tenant whose script misbehaves suffers: the others and static
@@ -523,6 +692,36 @@ subtest 'kill -9 of a runner mid-request: 502, the next request is fine' => sub 
     isnt(header_of($head, 'X-Runner-Pid'), $pid, 'from a fresh runner');
 };
 
+subtest 'a runner kept idle by a worker dies: the next request gets a fresh one, not a 502' => sub {
+    my ($status, $body, $head) = http_get_host('t3', '/id.php');
+    my $pid = header_of($head, 'X-Runner-Pid');
+    my $from = error_log_size();
+    kill 'KILL', $pid;
+    # the supervisor tells the worker keeping it (G), which drops it
+    ok(log_has($from, qr/runner pid $pid of uid $uid_of{t3} .* killed by SIGKILL/), 'the supervisor saw it die');
+    for my $i (1 .. 4) {
+        ($status, $body, $head) = http_get_host('t3', '/id.php');
+        is($status, 200, "request $i after the kill: 200");
+        isnt(header_of($head, 'X-Runner-Pid'), $pid, "request $i: another runner");
+    }
+};
+
+subtest 'a worker keeps its runner between requests: one runner per owner when sequential' => sub {
+    # sequential requests over separate connections land on either worker;
+    # a runner kept idle by one worker is given back (G/R) to the other
+    http_get_host('t2', '/id.php');
+    my (%pids, %spawn, $ok);
+    for my $i (1 .. 12) {
+        my ($status, $body, $head) = http_get_host('t2', '/id.php');
+        $ok++ if $status == 200;
+        $pids{ header_of($head, 'X-Runner-Pid') }++;
+        $spawn{ header_of($head, 'X-Spawn') }++;
+    }
+    is($ok, 12, 'all served');
+    is(scalar keys %pids, 1, 'one runner served all twelve') or diag explain \%pids;
+    is(join(',', sort keys %spawn), 'hit', 'each a hit') or diag explain \%spawn;
+};
+
 subtest 'kill -9 of a worker holding a runner: the runner is killed, not reused' => sub {
     my $sock = open_request('/sleep.php?ms=5000', host => 't4', proto => 'HTTP/1.0');
     ok(wait_until(sub { my @r = runner_pids($uid_of{t4}); @r }, 2), 't4 has a runner');
@@ -565,11 +764,13 @@ subtest 'reload with runners alive: the old generation ends with the old workers
     my @old_runners = runner_pids();
     my @old_sup = supervisor_pids();
     ok(@old_runners >= 5, 'runners alive before reload');
+    my $from = error_log_size();
     reload_nginx();
     ok(wait_until(sub { my %old = map { $_ => 1 } @old_runners; !grep { $old{$_} } runner_pids() }, 10),
         'old runners are gone once the old workers exit');
     ok(wait_until(sub { !grep { my $o = $_; grep { $_ == $o } supervisor_pids() } @old_sup }, 10),
         'the old supervisor is gone');
+    unlike(error_log_since($from), qr/went away holding runner/, 'exiting workers gave back the runners they kept');
     my ($status, $body) = http_get_host('t2', '/id.php');
     like("$status $body", qr/^200 $uid_of{t2} /, 'the new generation serves');
     # the old keeper exits after its supervisor, on its own schedule
@@ -586,6 +787,10 @@ subtest 'stop with runners alive: no process left behind' => sub {
         'no keeper, supervisor or runner left in the process table')
         or diag explain processes_under("$base/run");
     ok(wait_until(sub { !glob("$base/run/*") }, 5), 'the generation directory is removed');
+    if ($cgroup_ok) {
+        ok(wait_until(sub { !grep { -e $_ } @cgroup_roots }, 5), "tenant_cgroup: every group is removed (@cgroup_roots)")
+            or diag `find @cgroup_roots -type d`;
+    }
 };
 
 # ---------------------------------------------------------------------------
@@ -678,6 +883,11 @@ for my $case (
     ['tenant_interpreter .php /nonexistent/php-cgi; server { location / { tenant_runner on; } }',
         qr/tenant_interpreter \.php: "\/nonexistent\/php-cgi" is not an executable file/],
     ['tenant_writable ../up;', qr/tenant_writable: invalid path "\.\.\/up"/],
+    ['tenant_cgroup ../up; server { location / { tenant_runner on; } }',
+        qr/tenant_cgroup "\.\.\/up": invalid path "\.\.\/up": a cgroup path/],
+    ["tenant_cgroup no-such-parent-$$/x; server { location / { tenant_runner on; } }",
+        qr/tenant_cgroup "no-such-parent-$$\/x": (the parent group \S+no-such-parent-$$ of "[^"]+" does not exist|no cgroup hierarchy)/],
+    ['tenant_cgroup a; tenant_cgroup b;', qr/"tenant_cgroup" directive is duplicate/],
     ['tenant_max_runners 0;', qr/invalid value "0" in "tenant_max_runners" directive/],
     ['tenant_queue_timeout soon;', qr/invalid value "soon" in "tenant_queue_timeout" directive/],
     ['tenant_supervisor /nonexistent/sup; server { location / { tenant_runner on; } }',

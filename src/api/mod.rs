@@ -6,7 +6,7 @@
 //! stream VM's API (`Nginx::Stream`), installed by [`stream::install`].
 //!
 //! A method learns whom it runs for from `host::current()` (or
-//! [`current_request`] / `host::require(contexts)`), never from phase code.
+//! [`with_request`] / `host::require(contexts)`), never from phase code.
 //!
 //! May import: `vm/`, `host/`, and the leaf services it exposes (`limits/`
 //! for `Nginx::Vlimit`, `upstream/` for `Nginx::Upstream`). Never
@@ -16,7 +16,7 @@ pub mod core;
 pub mod http;
 pub mod stream;
 
-use crate::host::{self, RequestCtx};
+use crate::host::{self, RequestCtx, RequestHost};
 use crate::vm::{Mrb, RubyError, RubyResult};
 use mruby_sys::*;
 
@@ -134,17 +134,33 @@ fn not_in_request() -> RubyError {
     RubyError::runtime("can't use this method at this phase. only use at request phase")
 }
 
-/// The request the running script serves; RuntimeError outside a request.
+/// Runs `f` with the request the running script serves and its state; the
+/// request is borrowed for `f` only ([`RequestHost::with_request`]), so no
+/// `&mut` to it outlives the call: `f` copies out what it needs, and Ruby
+/// values are built (and Ruby called) after. `f` must be `Send`, which the
+/// VM handle (`Mrb`) and raw pointers are not: it cannot capture what it
+/// would need to call back into Ruby while it holds the request.
+/// RuntimeError outside a request.
 #[inline]
-pub fn current_request<'a>() -> Result<&'a mut ngx::ffi::ngx_http_request_t, RubyError> {
-    host::current_request().map(|request| request.request()).ok_or_else(not_in_request)
+pub fn with_request<R>(
+    f: impl FnOnce(&mut ngx::ffi::ngx_http_request_t, &RequestCtx) -> R + Send,
+) -> Result<R, RubyError> {
+    let request = host::current_request().ok_or_else(not_in_request)?;
+    Ok(request.with_request(|r| f(r, request.state())))
 }
 
-/// The request and its state (output, status, filter, waits); RuntimeError
-/// outside a request.
+/// The state of the request the running script serves (output, status,
+/// filter, waits: `Cell`s, so a shared reference may be held across Ruby
+/// calls); RuntimeError outside a request.
 #[inline]
-pub fn current_request_state<'a>() -> Result<(&'a mut ngx::ffi::ngx_http_request_t, &'a RequestCtx), RubyError> {
-    host::current_request().map(|request| (request.request(), request.state())).ok_or_else(not_in_request)
+pub fn request_state<'a>() -> Result<&'a RequestCtx, RubyError> {
+    host::current_request().map(RequestHost::state).ok_or_else(not_in_request)
+}
+
+/// The request the running script serves, as the raw pointer nginx calls
+/// take (to arm a wait on it); RuntimeError outside a request.
+pub fn request_ptr() -> Result<*mut ngx::ffi::ngx_http_request_t, RubyError> {
+    host::current_request_ptr().ok_or_else(not_in_request)
 }
 
 /// Ruby sources of the library every VM has (`mrblib/`).

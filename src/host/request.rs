@@ -109,12 +109,17 @@ impl RequestHost {
         self.r
     }
 
-    /// The request. Every API method reaches it through here.
-    #[allow(clippy::mut_from_ref)]
-    pub fn request<'a>(&self) -> &'a mut ngx_http_request_t {
+    /// Runs `f` with the request borrowed for `f` only. The `&mut` cannot
+    /// escape (its lifetime is `f`'s), so it is never held across a later
+    /// call back into Ruby, where another method could borrow the same
+    /// request again; `f` itself must not call Ruby (copy out what it needs
+    /// and build Ruby values after).
+    #[inline]
+    pub fn with_request<R>(&self, f: impl FnOnce(&mut ngx_http_request_t) -> R) -> R {
         // SAFETY: a request host is installed only while a script runs for
-        // this live request (see `host::enter`); workers are single-threaded.
-        unsafe { &mut *self.r }
+        // this live request (see `host::enter`); workers are single-threaded,
+        // and this borrow ends before `f` returns.
+        f(unsafe { &mut *self.r })
     }
 
     /// The request's state kept across its scripts.

@@ -8,7 +8,8 @@ use core::ptr;
 use ngx::ffi::*;
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 
-use super::link::{self, Reply, Spawn};
+use super::held::KEEP_IDLE_MS;
+use super::link::{self, Acquired, Reply, Spawn};
 use super::owner::{self, Refusal};
 use super::HttpTenantsModule;
 use crate::ngx_util::{log, pool_str};
@@ -41,6 +42,8 @@ pub struct TenantCtx {
     suspended: Cell<bool>,
     fail_status: Cell<ngx_int_t>,
     runner: Cell<u64>,
+    /// How long the worker may keep the runner idle after this request.
+    keep_ms: Cell<u64>,
     pub pid: Cell<i32>,
     pub uid: Cell<u32>,
     pub spawn: Cell<Spawn>,
@@ -56,24 +59,9 @@ impl TenantCtx {
         match reply {
             Reply::Ok { runner, pid, uid, spawn, socket, .. } => {
                 use std::os::unix::ffi::OsStrExt;
-                // SAFETY: request is live while its ctx is (same pool).
-                let copied = pool_str(unsafe { (*self.request).pool }, socket.as_os_str().as_bytes());
-                self.runner.set(runner);
-                self.pid.set(pid);
-                self.uid.set(uid);
-                self.spawn.set(spawn);
-                match copied {
-                    Some(s) => {
-                        self.socket.set(s);
-                        self.state.set(State::Ready);
-                    }
-                    None => {
-                        // out of memory: the runner goes back with the cleanup
-                        self.state.set(State::Ready);
-                        self.fail(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
-                    }
-                }
+                self.hand_over(runner, pid, uid, spawn, socket.as_os_str().as_bytes());
             }
+            Reply::GiveBack { .. } => return,
             Reply::Err { status, reason, .. } => {
                 // SAFETY: as above.
                 let c_log = unsafe { (*(*self.request).connection).log };
@@ -83,6 +71,22 @@ impl TenantCtx {
             }
         }
         self.post_wake();
+    }
+
+    /// The request has runner `runner` (the cleanup gives it back).
+    fn hand_over(&self, runner: u64, pid: i32, uid: u32, spawn: Spawn, socket: &[u8]) {
+        // SAFETY: request is live while its ctx is (same pool).
+        let copied = pool_str(unsafe { (*self.request).pool }, socket);
+        self.runner.set(runner);
+        self.pid.set(pid);
+        self.uid.set(uid);
+        self.spawn.set(spawn);
+        self.state.set(State::Ready);
+        match copied {
+            Some(s) => self.socket.set(s),
+            // out of memory: the runner goes back with the cleanup
+            None => self.fail(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t),
+        }
     }
 
     /// The request answers `status`. A runner already handed over stays
@@ -210,8 +214,17 @@ fn start(r: &mut ngx_http_request_t, cgi: bool, ruby: bool) -> ngx_int_t {
     let Some(ctx) = new_ctx(r) else {
         return ERROR;
     };
+    ctx.keep_ms.set(KEEP_IDLE_MS.min(main.idle_timeout_ms() / 2));
     match link::acquire(ctx, kind, owner.uid, owner.gid, docroot) {
-        Ok(tag) => ctx.tag.set(tag),
+        Ok(Acquired::Kept(runner)) => {
+            // no round trip: the worker held an idle runner of this owner, site and kind
+            ctx.hand_over(runner.id, runner.pid, runner.uid, Spawn::Hit, &runner.socket);
+            return match ctx.fail_status.get() {
+                0 => DECLINED,
+                status => status,
+            };
+        }
+        Ok(Acquired::Asked(tag)) => ctx.tag.set(tag),
         Err(why) => {
             log(c_log, NGX_LOG_ERR, &format!("tenant_runner: no runner for \"{shown}\": {why}"));
             ctx.state.set(State::Failed);
@@ -251,6 +264,7 @@ fn new_ctx<'a>(r: &mut ngx_http_request_t) -> Option<&'a TenantCtx> {
             suspended: Cell::new(false),
             fail_status: Cell::new(0),
             runner: Cell::new(0),
+            keep_ms: Cell::new(0),
             pid: Cell::new(0),
             uid: Cell::new(0),
             spawn: Cell::new(Spawn::Hit),
@@ -314,11 +328,7 @@ unsafe extern "C" fn cleanup_ctx(data: *mut c_void) {
             let failed = matches!(status as u32, NGX_HTTP_BAD_GATEWAY | NGX_HTTP_GATEWAY_TIME_OUT)
                 // SAFETY: as above; the connection outlives its requests.
                 || unsafe { (*(*ctx.request).connection).error() } != 0;
-            if failed {
-                link::discard(ctx.runner.get());
-            } else {
-                link::release(ctx.runner.get());
-            }
+            link::finish(ctx.runner.get(), failed, ctx.keep_ms.get());
         }
         State::Failed => {}
     }

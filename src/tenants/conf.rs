@@ -40,6 +40,8 @@ pub struct MainConf {
     pub max_memory: Option<u64>,
     pub socket_dir: Option<String>,
     pub supervisor: Option<String>,
+    /// `tenant_cgroup`: the cgroup sub-tree runners are placed in.
+    pub cgroup: Option<String>,
 }
 
 impl MainConf {
@@ -165,10 +167,11 @@ enum Setting {
     MaxMemory,
     SocketDir,
     Supervisor,
+    Cgroup,
 }
 
 impl Setting {
-    const ALL: [Setting; 13] = [
+    const ALL: [Setting; 14] = [
         Setting::Runner,
         Setting::Cgi,
         Setting::MinUid,
@@ -182,6 +185,7 @@ impl Setting {
         Setting::MaxMemory,
         Setting::SocketDir,
         Setting::Supervisor,
+        Setting::Cgroup,
     ];
 }
 
@@ -285,6 +289,15 @@ fn set_setting(cf: &mut ngx_conf_t, cmd: &ngx_command_t, loc: &mut LocConf) -> R
             duplicate(slot, &name)?;
             *slot = Some(path.trim_end_matches('/').to_string());
         }
+        Setting::Cgroup => {
+            duplicate(&main.cgroup, &name)?;
+            // the supervisor checks the rest (`check_main`): one parser for the path
+            let path = str_lossy(arg);
+            if path.is_empty() || path.len() > 200 || path.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(format!("invalid value \"{path}\" in \"{name}\" directive, it must be a cgroup path"));
+            }
+            main.cgroup = Some(path);
+        }
         Setting::Runner | Setting::Cgi => {}
     }
     Ok(())
@@ -370,6 +383,11 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
             problems.push(format!("tenant_interpreter {ext}: \"{program}\" is not an executable file"));
         }
     }
+    if let (Some(path), true) = (&main.cgroup, problems.is_empty()) {
+        if let Err(message) = check_cgroup(&supervisor, path) {
+            problems.push(format!("tenant_cgroup \"{path}\": {message}"));
+        }
+    }
     for message in &problems {
         conf_log(cf, NGX_LOG_EMERG, message);
     }
@@ -377,6 +395,32 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
         Ok(())
     } else {
         Err(())
+    }
+}
+
+/// Asks the supervisor program whether `path` can hold runners here (it
+/// detects cgroup v1 or v2 and checks the parent group): the same code
+/// that creates the groups at start judges the path at `nginx -t`.
+fn check_cgroup(supervisor: &Path, path: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(supervisor);
+    command.arg("check-cgroup").arg(path).env_clear().stdin(std::process::Stdio::null());
+    // SAFETY: runs between fork and exec; close_range only closes descriptors.
+    unsafe {
+        command.pre_exec(|| {
+            // nothing of the master's but the output pipes (already on 1 and 2)
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let output = command.output().map_err(|e| format!("cannot run \"{}\": {e}", supervisor.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if output.status.success() {
+        Ok(())
+    } else if text.is_empty() {
+        Err(format!("\"{} check-cgroup\" failed ({})", supervisor.display(), output.status))
+    } else {
+        Err(text)
     }
 }
 
@@ -405,7 +449,7 @@ const fn command(name: ngx_str_t, kind: u32, set: SetFn, setting: usize) -> ngx_
 const T1: u32 = NGX_CONF_TAKE1;
 
 /// The directive table. `offset` carries the `Setting`, not a struct offset.
-pub static mut COMMANDS: [ngx_command_t; 16] = [
+pub static mut COMMANDS: [ngx_command_t; 17] = [
     command(ngx_string!("tenant_runner"), ANY | NGX_CONF_FLAG, set_directive, Setting::Runner as _),
     command(ngx_string!("tenant_cgi"), ANY | NGX_CONF_FLAG, set_directive, Setting::Cgi as _),
     command(ngx_string!("tenant_interpreter"), HTTP | NGX_CONF_TAKE2, set_interpreter_directive, 0),
@@ -421,5 +465,6 @@ pub static mut COMMANDS: [ngx_command_t; 16] = [
     command(ngx_string!("tenant_max_memory"), HTTP | T1, set_directive, Setting::MaxMemory as _),
     command(ngx_string!("tenant_socket_dir"), HTTP | T1, set_directive, Setting::SocketDir as _),
     command(ngx_string!("tenant_supervisor"), HTTP | T1, set_directive, Setting::Supervisor as _),
+    command(ngx_string!("tenant_cgroup"), HTTP | T1, set_directive, Setting::Cgroup as _),
     ngx_command_t::empty(),
 ];

@@ -1,13 +1,17 @@
 //! A worker's one connection to the supervisor: non-blocking, in nginx's
 //! event loop, shared by every request of the worker. Requests wait for
 //! their answer by tag; answers are delivered by posting the request's
-//! wake event, so nothing here re-enters the phase engine.
+//! wake event, so nothing here re-enters the phase engine. The runners the
+//! worker holds (`held.rs`) are kept here too: a request whose owner,
+//! site and kind have an idle runner held by this worker takes it without
+//! asking the supervisor.
 
 use core::cell::RefCell;
 use core::ffi::c_void;
 use core::ptr;
 use std::collections::HashMap;
 use std::os::fd::{IntoRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use ngx::ffi::*;
 
@@ -15,6 +19,7 @@ pub use tenant_protocol::{Reply, Spawn};
 use tenant_protocol::{Request, MAX_LINE};
 
 use super::access::TenantCtx;
+use super::held::{Finished, Held, Key, Runner, Wanted};
 use crate::ngx_util::log;
 
 #[derive(Default)]
@@ -22,9 +27,14 @@ struct Link {
     conn: Option<*mut ngx_connection_t>,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
-    /// Requests waiting for an answer, by tag.
-    pending: HashMap<u32, *const TenantCtx>,
+    /// Requests waiting for an answer, by tag, with what they asked for.
+    pending: HashMap<u32, (*const TenantCtx, Key)>,
     next_tag: u32,
+    held: Held,
+    /// Gives idle held runners back after `keep_ms` (allocated once, never freed:
+    /// nginx may hold its address in the timer tree until the worker exits).
+    keep_timer: Option<*mut ngx_event_t>,
+    keep_ms: u64,
 }
 
 thread_local! {
@@ -36,38 +46,75 @@ fn cycle_log() -> *mut ngx_log_t {
     unsafe { (*ngx_cycle).log }
 }
 
-/// Asks for a runner; the answer is delivered to `ctx`. Returns the tag.
-pub fn acquire(ctx: *const TenantCtx, kind: &str, uid: u32, gid: u32, docroot: &[u8]) -> Result<u32, String> {
+/// How a request gets its runner.
+pub enum Acquired {
+    /// An idle runner this worker held: the request has it now.
+    Kept(Runner),
+    /// The supervisor was asked; the answer is delivered to the request's
+    /// context later. The tag of the question.
+    Asked(u32),
+}
+
+/// A runner of `kind` for the owner `uid:gid` of `docroot`: one this worker
+/// keeps idle, or else the supervisor's answer, delivered to `ctx`.
+pub fn acquire(ctx: *const TenantCtx, kind: &str, uid: u32, gid: u32, docroot: &[u8]) -> Result<Acquired, String> {
     LINK.with_borrow_mut(|link| {
+        let key = Key { kind: kind.to_string(), uid, gid, docroot: docroot.to_vec() };
+        if link.conn.is_some() {
+            if let Some(runner) = link.held.take(&key) {
+                return Ok(Acquired::Kept(runner));
+            }
+        }
         let tag = link.next_tag.wrapping_add(1).max(1);
         let line = Request::acquire(tag, kind, uid, gid, docroot).encode()?;
         link.connect()?;
         link.next_tag = tag;
         link.outbuf.extend_from_slice(&line);
-        link.pending.insert(tag, ctx);
+        link.pending.insert(tag, (ctx, key));
         link.flush();
         if link.conn.is_none() {
             return Err(String::from("the connection to the supervisor failed"));
         }
-        Ok(tag)
+        Ok(Acquired::Asked(tag))
     })
 }
 
-/// Gives a runner back (the request that held it has ended).
-pub fn release(runner: u64) {
+/// The request on `runner` has ended; `failed`: with a 502 or 504, or cut
+/// short (the runner may still be busy with it: it is killed). Otherwise
+/// the worker keeps the runner idle for up to `keep_ms` for its next
+/// request of the same owner, site and kind, unless its budget is spent,
+/// the supervisor wants it, or the worker is exiting.
+pub fn finish(runner: u64, failed: bool, keep_ms: u64) {
+    // SAFETY: plain reads of nginx's process-state globals.
+    let exiting = unsafe { ngx_exiting != 0 || ngx_quit != 0 || ngx_terminate != 0 };
     LINK.with_borrow_mut(|link| {
-        if link.conn.is_some() {
-            link.send(&Request::Release { runner });
+        // SAFETY: nginx's cached clock, read on its own thread.
+        let now = unsafe { ngx_current_msec } as u64;
+        match link.held.finish(runner, failed, !exiting && keep_ms > 0, now) {
+            Finished::Kept => {
+                link.keep_ms = keep_ms;
+                link.arm_keep_timer();
+            }
+            Finished::Release { served } => link.send(&Request::Release { runner, served }),
+            Finished::Discard => link.send(&Request::Discard { runner }),
+            Finished::Unknown => {}
         }
     });
 }
 
-/// Gives a runner back to be killed: its request failed (502, 504) or was
-/// cut short, so the runner may still be busy with it.
-pub fn discard(runner: u64) {
+/// The worker exits: every runner it keeps goes back now (none is busy).
+pub fn give_all_back() {
     LINK.with_borrow_mut(|link| {
-        if link.conn.is_some() {
-            link.send(&Request::Discard { runner });
+        for (runner, served) in link.held.expire(u64::MAX, 0) {
+            link.send(&Request::Release { runner, served });
+        }
+        if let Some(ev) = link.keep_timer {
+            // SAFETY: ev is our own event, allocated in arm_keep_timer.
+            unsafe {
+                if (*ev).timer_set() != 0 {
+                    ngx_del_timer(ev);
+                }
+            }
         }
     });
 }
@@ -119,12 +166,55 @@ impl Link {
         Ok(())
     }
 
-    /// Queues a message that cannot fail to encode (`R`, `K`) and sends what it can.
+    /// Queues a message that cannot fail to encode (`R`, `K`) and sends
+    /// what it can (nothing without a connection: its runners are gone).
     fn send(&mut self, request: &Request) {
+        if self.conn.is_none() {
+            return;
+        }
         if let Ok(line) = request.encode() {
             self.outbuf.extend_from_slice(&line);
         }
         self.flush();
+    }
+
+    /// Makes sure idle held runners are looked at again in `keep_ms`.
+    fn arm_keep_timer(&mut self) {
+        let ev = match self.keep_timer {
+            Some(ev) => ev,
+            None => {
+                // SAFETY: a zeroed ngx_event_t is a valid idle event; it is
+                // never freed (see keep_timer).
+                let ev = Box::into_raw(Box::new(unsafe { core::mem::zeroed::<ngx_event_t>() }));
+                // SAFETY: ev was just allocated.
+                unsafe {
+                    (*ev).handler = Some(on_keep_timer);
+                    (*ev).log = cycle_log();
+                    // a kept runner never holds up a graceful worker exit
+                    (*ev).set_cancelable(1);
+                }
+                self.keep_timer = Some(ev);
+                ev
+            }
+        };
+        // SAFETY: ev is our live event.
+        unsafe {
+            if (*ev).timer_set() == 0 {
+                ngx_add_timer(ev, self.keep_ms as ngx_msec_t);
+            }
+        }
+    }
+
+    /// Gives back the runners idle for `keep_ms` or more.
+    fn expire_kept(&mut self) {
+        // SAFETY: nginx's cached clock.
+        let now = unsafe { ngx_current_msec } as u64;
+        for (runner, served) in self.held.expire(now, self.keep_ms) {
+            self.send(&Request::Release { runner, served });
+        }
+        if self.held.any_idle() {
+            self.arm_keep_timer();
+        }
     }
 
     fn flush(&mut self) {
@@ -161,7 +251,9 @@ impl Link {
         log(cycle_log(), NGX_LOG_ERR, &format!("tenant_runner: lost the connection to the supervisor ({why})"));
         self.inbuf.clear();
         self.outbuf.clear();
-        for (tag, ctx) in self.pending.drain() {
+        // its runners die with it
+        self.held.clear();
+        for (tag, (ctx, _)) in self.pending.drain() {
             // SAFETY: a pending ctx lives until its request's cleanup removes it.
             unsafe {
                 (*ctx).deliver(Reply::Err { tag, status: 503, reason: String::from("supervisor connection lost") })
@@ -203,13 +295,29 @@ impl Link {
             let line: Vec<u8> = self.inbuf.drain(..=end).collect();
             let line = &line[..line.len() - 1];
             match Reply::parse(line) {
-                Ok(reply) => match self.pending.remove(&reply.tag()) {
-                    // SAFETY: as in lost().
-                    Some(ctx) => unsafe { (*ctx).deliver(reply) },
+                Ok(Reply::GiveBack { runner }) => {
+                    let answer = match self.held.want(runner) {
+                        Wanted::Now { served } => Some(Request::Release { runner, served }),
+                        Wanted::Busy => Some(Request::Busy { runner }),
+                        Wanted::Unknown => None,
+                    };
+                    if let Some(Ok(line)) = answer.map(|a| a.encode()) {
+                        self.outbuf.extend_from_slice(&line);
+                    }
+                }
+                Ok(reply) => match reply.tag().and_then(|tag| self.pending.remove(&tag)) {
+                    Some((ctx, key)) => {
+                        if let Reply::Ok { runner, pid, uid, budget, ref socket, .. } = reply {
+                            let socket = socket.as_os_str().as_bytes().to_vec();
+                            self.held.insert(key, Runner { id: runner, pid, uid, socket }, budget);
+                        }
+                        // SAFETY: as in lost().
+                        unsafe { (*ctx).deliver(reply) }
+                    }
                     None => {
                         if let Reply::Ok { runner, .. } = reply {
                             // its request is gone: give the runner back at once
-                            if let Ok(line) = (Request::Release { runner }).encode() {
+                            if let Ok(line) = (Request::Release { runner, served: 0 }).encode() {
                                 self.outbuf.extend_from_slice(&line);
                             }
                         }
@@ -235,4 +343,8 @@ unsafe extern "C" fn on_read(_ev: *mut ngx_event_t) {
 
 unsafe extern "C" fn on_write(_ev: *mut ngx_event_t) {
     LINK.with_borrow_mut(|link| link.flush());
+}
+
+unsafe extern "C" fn on_keep_timer(_ev: *mut ngx_event_t) {
+    LINK.with_borrow_mut(|link| link.expire_kept());
 }

@@ -13,18 +13,23 @@
 //! - *keeper* (root, reduced to CAP_SETUID, SETGID, SETPCAP, KILL, CHOWN,
 //!   DAC_READ_SEARCH, bounding set included, `no_new_privs`): detaches,
 //!   creates the generation's socket directory (root:worker group, 0710),
-//!   forks the *supervisor* and starts a new one a second after it dies.
+//!   creates this generation's cgroups (`tenant_cgroup`; for that it also
+//!   keeps CAP_DAC_OVERRIDE, which the supervisor drops), forks the
+//!   *supervisor* and starts a new one a second after it dies.
 //!   It is a child subreaper, so a killed supervisor's runners (which die
 //!   with it, PR_SET_PDEATHSIG) are reaped, never left behind.
 //! - *supervisor* (same privileges): listens on `supervisor.sock`,
 //!   accepts only peers whose SO_PEERCRED uid and gid are the worker
-//!   user's, and answers a fixed one-line protocol
+//!   user's and whose parent is this nginx's master
+//!   (`supervisor/src/peers.rs`), and answers a fixed one-line protocol
 //!   (the `tenant-protocol` crate, shared by both sides): `A <tag> <kind> <uid> <gid> <docroot>`
-//!   asks for a runner, `R <runner>` gives it back. It re-checks the owner
+//!   asks for a runner, `R <runner> <served>` gives it back, `G <runner>`
+//!   asks a worker for one it keeps. It re-checks the owner
 //!   of the document root itself (never trusting the worker for the uid),
 //!   refuses and logs anything else, never parses HTTP and never runs
 //!   tenant code.
-//! - *runners* (the owner's uid and gid, no supplementary groups,
+//! - *runners* (in the owner's cgroup below `tenant_cgroup` when set,
+//!   entered while still root: `supervisor/src/cgroup.rs`; the owner's uid and gid, no supplementary groups,
 //!   `no_new_privs`, every capability set empty including the bounding set,
 //!   Landlock: read the document root, write only `tenant_writable`, read
 //!   the runtime paths; signals and abstract sockets scoped; RLIMIT_NPROC;
@@ -51,9 +56,18 @@
 //!   event (NGX_DONE, a request reference, a timer), other requests go on.
 //!   The answer sets `$tenant_socket` for `fastcgi_pass unix:$tenant_socket;`
 //!   and `$tenant_uid`, `$tenant_runner_pid`, `$tenant_spawn`. A pool
-//!   cleanup gives the runner back however the request ends: `R` when it
-//!   ended well, `K` after a 502, a 504 or a client abort (the runner may
-//!   still be busy: the supervisor kills it and its whole session).
+//!   cleanup ends the request's use of the runner however the request
+//!   ends: `K` after a 502, a 504 or a client abort (the runner may still
+//!   be busy: the supervisor kills it and its whole session); otherwise the
+//!   worker keeps it (`held.rs`) for its next request of the same owner,
+//!   site and kind, which then takes it with no round trip (still one
+//!   request at a time, still after the owner checks), and gives it back
+//!   (`R`) after about a second idle, when its budget of requests is spent
+//!   (`tenant_max_requests`: the supervisor hands out half a runner's life
+//!   per lease and starts a standby successor before the last one), when
+//!   the supervisor asks (`G`: another worker's request wants it, a cap is
+//!   reached, or it died; a busy one is answered `B` and comes back after
+//!   its request), and when the worker exits.
 //!
 //! **Lifetimes.** nginx stops: every holder of the life pipe's write end is
 //! gone, the keeper and supervisor read EOF, kill the runners and exit.
@@ -73,6 +87,7 @@
 
 pub mod access;
 pub mod conf;
+pub mod held;
 pub mod link;
 pub mod owner;
 pub mod spawn;
@@ -185,6 +200,7 @@ pub static mut ngx_http_tenants_module: ngx_module_t = ngx_module_t {
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_module: Some(init_module),
     init_process: Some(init_worker),
+    exit_process: Some(exit_worker),
     ..ngx_module_t::default()
 };
 
@@ -213,6 +229,12 @@ extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             Status::NGX_ERROR.into()
         }
     }
+}
+
+/// `exit_process`: the runners the worker kept idle go back to the
+/// supervisor (which would otherwise kill them as held by a lost worker).
+extern "C" fn exit_worker(_cycle: *mut ngx_cycle_t) {
+    link::give_all_back();
 }
 
 /// `init_process`: a worker that serves tenants holds no capability and

@@ -70,12 +70,18 @@ pub fn check(script: &[u8], docroot: &[u8], min_uid: u32, min_gid: u32) -> Resul
     let root_fd = open_path(None, docroot, true, true).map_err(|e| missing_or(e, "the document root"))?;
     let dir = script.parent().ok_or(Refusal::Missing)?;
     let name = script.file_name().ok_or(Refusal::Missing)?;
-    let dir_fd = open_path(None, dir, true, true).map_err(|e| missing_or(e, "the script's directory"))?;
-    let link_fd = open_path(Some(&dir_fd), Path::new(name), false, false).map_err(|e| missing_or(e, "the script"))?;
+    // a script directly in the document root (the usual case): its directory is the root already opened
+    let own_dir_fd = if dir == docroot {
+        None
+    } else {
+        Some(open_path(None, dir, true, true).map_err(|e| missing_or(e, "the script's directory"))?)
+    };
+    let dir_fd = own_dir_fd.as_ref().unwrap_or(&root_fd);
+    let link_fd = open_path(Some(dir_fd), Path::new(name), false, false).map_err(|e| missing_or(e, "the script"))?;
     let link_st = stat_of(&link_fd)?;
     let file_st = if is_kind(&link_st, SFlag::S_IFLNK) {
-        let target_fd = open_path(Some(&dir_fd), Path::new(name), true, false)
-            .map_err(|e| missing_or(e, "the symlink's target"))?;
+        let target_fd =
+            open_path(Some(dir_fd), Path::new(name), true, false).map_err(|e| missing_or(e, "the symlink's target"))?;
         let target_st = stat_of(&target_fd)?;
         if (target_st.st_uid, target_st.st_gid) != (link_st.st_uid, link_st.st_gid) {
             return Err(Refusal::Rule(format!(
@@ -90,8 +96,11 @@ pub fn check(script: &[u8], docroot: &[u8], min_uid: u32, min_gid: u32) -> Resul
     if !is_kind(&file_st, SFlag::S_IFREG) {
         return Err(Refusal::Missing);
     }
-    let dir_st = stat_of(&dir_fd)?;
     let root_st = stat_of(&root_fd)?;
+    let dir_st = match &own_dir_fd {
+        Some(fd) => stat_of(fd)?,
+        None => root_st,
+    };
     let named = [("file", &file_st), ("directory", &dir_st), ("document root", &root_st)];
     for (what, st) in named {
         if st.st_uid == 0 || st.st_gid == 0 {

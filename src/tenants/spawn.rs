@@ -42,6 +42,21 @@ fn core_conf(cycle: &ngx_cycle_t) -> &ngx_core_conf_t {
     }
 }
 
+/// How the supervisor finds this nginx's master (only its children may
+/// connect): its pid when this process is, or will stay, the master; the
+/// pid file when nginx is about to fork the master into the background
+/// (the first start with `daemon on`), written before any worker exists.
+fn master_options(ccf: &ngx_core_conf_t) -> [String; 2] {
+    // SAFETY: plain reads of nginx globals set before configuration.
+    let (process, inherited) = unsafe { (ngx_process, ngx_inherited) };
+    let daemonizing = process == NGX_PROCESS_SINGLE as ngx_uint_t && ccf.daemon != 0 && inherited == 0;
+    if daemonizing {
+        ["--master-pid-file".into(), crate::ngx_util::str_lossy(&ccf.pid)]
+    } else {
+        ["--master-pid".into(), std::process::id().to_string()]
+    }
+}
+
 /// The supervisor's options, from the `tenant_*` settings.
 fn options(main: &MainConf, dir: &std::path::Path, uid: u32, gid: u32) -> Vec<String> {
     let mut opts = vec![
@@ -78,7 +93,27 @@ fn options(main: &MainConf, dir: &std::path::Path, uid: u32, gid: u32) -> Vec<St
         opts.push("--writable".into());
         opts.push(path.clone());
     }
+    if let Some(path) = &main.cgroup {
+        opts.push("--cgroup".into());
+        opts.push(path.clone());
+    }
     opts
+}
+
+/// The cycle's error log file name, when it is a file (the supervisor
+/// follows it across `nginx -s reopen`).
+fn error_log_path(cycle: &ngx_cycle_t) -> Option<String> {
+    // SAFETY: the cycle's log is live; ngx_log_get_file_log returns its first file log.
+    let name = unsafe {
+        let file_log = ngx_log_get_file_log(cycle.log);
+        if file_log.is_null() || (*file_log).file.is_null() {
+            return None;
+        }
+        (*(*file_log).file).name
+    };
+    let path = crate::ngx_util::str_lossy(&name);
+    // "stderr" has no name; a relative one would not be found by the supervisor
+    path.starts_with('/').then_some(path)
 }
 
 /// A copy of the cycle's error log descriptor: the supervisor's stderr.
@@ -129,6 +164,8 @@ pub fn start_supervisor(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), Stri
     command
         .arg("keeper")
         .args(options(main, &dir, uid, gid))
+        .args(master_options(ccf))
+        .args(error_log_path(cycle).map(|path| ["--error-log".to_string(), path]).into_iter().flatten())
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -38,6 +38,14 @@ pub struct Config {
     pub max_memory: u64,
     /// This program, exec'd again as the CGI and Ruby runners.
     pub self_exe: PathBuf,
+    /// nginx's error log file (our fd 2), followed across `nginx -s reopen`.
+    pub error_log: Option<PathBuf>,
+    /// How to find this nginx's master, whose children alone may connect.
+    pub master: Option<crate::peers::MasterSource>,
+    /// `tenant_cgroup`: the cgroup path runners are placed under.
+    pub cgroup_path: Option<String>,
+    /// This generation's cgroup tree, once the keeper has created it.
+    pub cgroups: Option<crate::cgroup::Tree>,
 }
 
 impl Default for Config {
@@ -58,6 +66,10 @@ impl Default for Config {
             max_processes: 64,
             max_memory: 0,
             self_exe: PathBuf::new(),
+            error_log: None,
+            master: None,
+            cgroup_path: None,
+            cgroups: None,
         }
     }
 }
@@ -92,6 +104,15 @@ impl Config {
                     config.interpreters.push((ext.to_string(), PathBuf::from(path)));
                 }
                 "writable" => config.writable.push(PathBuf::from(value)),
+                "error-log" => config.error_log = Some(PathBuf::from(value)),
+                "master-pid" => config.master = Some(crate::peers::MasterSource::Pid(parse_num(name, value)?)),
+                "master-pid-file" => {
+                    config.master = Some(crate::peers::MasterSource::PidFile(PathBuf::from(value)));
+                }
+                "cgroup" => {
+                    crate::cgroup::check_path_syntax(value)?;
+                    config.cgroup_path = Some(value.clone());
+                }
                 _ => return Err(format!("unknown option --{name}")),
             }
         }
@@ -100,6 +121,9 @@ impl Config {
         }
         if config.worker_uid == u32::MAX || config.worker_gid == u32::MAX {
             return Err(String::from("--worker-uid and --worker-gid are required"));
+        }
+        if config.master.is_none() {
+            return Err(String::from("--master-pid or --master-pid-file is required"));
         }
         if config.max_runners == 0 || config.max_per_owner == 0 {
             return Err(String::from("--max-runners and --max-per-owner must be at least 1"));
@@ -116,6 +140,11 @@ impl Config {
     /// Where owners' private temporary directories are.
     pub fn tmp_root(&self) -> PathBuf {
         self.dir.join("tmp")
+    }
+
+    /// This generation's name: the last component of `dir`.
+    pub fn generation(&self) -> String {
+        self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
     /// The private temporary directory of `uid`.
@@ -161,6 +190,8 @@ mod tests {
             "65534",
             "--worker-gid",
             "65534",
+            "--master-pid",
+            "1234",
             "--interpreter",
             ".php=/usr/bin/php-cgi",
             "--writable",
@@ -181,6 +212,7 @@ mod tests {
     fn refuses_bad_options() {
         assert!(Config::from_args(&args(&["--dir", "rel", "--worker-uid", "1", "--worker-gid", "1"])).is_err());
         assert!(Config::from_args(&args(&["--dir", "/a"])).is_err());
+        assert!(Config::from_args(&args(&["--dir", "/a", "--worker-uid", "1", "--worker-gid", "1"])).is_err());
         assert!(Config::from_args(&args(&["--dir", "/a", "--worker-uid", "x", "--worker-gid", "1"])).is_err());
         assert!(Config::from_args(&args(&["--bogus", "1"])).is_err());
     }

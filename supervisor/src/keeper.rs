@@ -15,7 +15,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::config::Config;
-use crate::{log_error, log_notice};
+use crate::{log_error, log_info, log_notice, log_warn};
 
 /// The life pipe's read end, as the module passes it.
 pub const LIFE_FD: i32 = 3;
@@ -44,8 +44,17 @@ fn set_name(name: &str) {
     }
 }
 
-fn drop_privileges() -> Result<(), String> {
-    let keep: CapsHashSet = KEPT_CAPS.iter().copied().collect();
+/// With `tenant_cgroup`, the keeper alone also keeps CAP_DAC_OVERRIDE: a v1
+/// hierarchy's root directory is 0555, so creating and removing the
+/// configured path there needs it. The keeper talks to no one (the
+/// supervisor does), and the supervisor drops it right after the fork.
+const CGROUP_CAP: Capability = Capability::CAP_DAC_OVERRIDE;
+
+fn drop_privileges(cgroups: bool) -> Result<(), String> {
+    let mut keep: CapsHashSet = KEPT_CAPS.iter().copied().collect();
+    if cgroups {
+        keep.insert(CGROUP_CAP);
+    }
     for cap in caps::all() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| format!("bounding set {cap}: {e}"))?;
@@ -82,8 +91,13 @@ pub fn run(config: Config) -> ! {
     }
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if let Err(e) = drop_privileges().and_then(|()| crate::dirs::prepare(&config)) {
+    let mut config = config;
+    let cgroups = config.cgroup_path.is_some();
+    if let Err(e) =
+        drop_privileges(cgroups).and_then(|()| crate::dirs::prepare(&config)).and_then(|()| make_cgroups(&mut config))
+    {
         log_error!("supervisor: {e}");
+        crate::dirs::clean(&config);
         std::process::exit(1);
     }
     let mut mask = SigSet::empty();
@@ -98,7 +112,29 @@ pub fn run(config: Config) -> ! {
             std::process::exit(1)
         }
     };
-    Keeper { config, signals, supervisor: None, restart_at: Some(Instant::now()) }.run()
+    let follow = config.error_log.clone().map(|path| crate::log::Follow::new("keeper", path, config.worker_uid));
+    Keeper { config, signals, supervisor: None, restart_at: Some(Instant::now()), follow }.run()
+}
+
+/// In the supervisor, just forked: only [`KEPT_CAPS`] remain, in every set.
+fn drop_keeper_only_caps() -> Result<(), String> {
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Bounding] {
+        caps::drop(None, set, CGROUP_CAP).map_err(|e| format!("dropping {CGROUP_CAP} from {set:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `tenant_cgroup`: this generation's groups, before any runner exists.
+fn make_cgroups(config: &mut Config) -> Result<(), String> {
+    let Some(path) = &config.cgroup_path else {
+        return Ok(());
+    };
+    let layout = crate::cgroup::Layout::detect().map_err(|e| format!("tenant_cgroup: {e}"))?;
+    let tree = crate::cgroup::Tree::new(layout, path, &config.generation());
+    tree.create().map_err(|e| format!("tenant_cgroup \"{path}\": {e}"))?;
+    log_info!("supervisor: runners go into {} under \"{path}\"", tree.layout.describe());
+    config.cgroups = Some(tree);
+    Ok(())
 }
 
 struct Keeper {
@@ -106,6 +142,8 @@ struct Keeper {
     signals: SignalFd,
     supervisor: Option<Pid>,
     restart_at: Option<Instant>,
+    /// The error log across `nginx -s reopen`.
+    follow: Option<crate::log::Follow>,
 }
 
 impl Keeper {
@@ -129,6 +167,9 @@ impl Keeper {
                 }
             }
             self.reap();
+            if let Some(follow) = &mut self.follow {
+                follow.check();
+            }
         }
     }
 
@@ -146,6 +187,10 @@ impl Keeper {
         match unsafe { nix::unistd::fork() } {
             Ok(ForkResult::Child) => {
                 set_name("tenant-supervis");
+                if let Err(e) = drop_keeper_only_caps() {
+                    log_error!("supervisor: {e}");
+                    std::process::exit(1);
+                }
                 crate::server::run(self.config.clone(), LIFE_FD)
             }
             Ok(ForkResult::Parent { child }) => {
@@ -203,6 +248,11 @@ impl Keeper {
                 if waitpid(None, Some(WaitPidFlag::WNOHANG)).is_err() {
                     break;
                 }
+            }
+        }
+        if let Some(tree) = &self.config.cgroups {
+            for problem in tree.remove_all() {
+                log_warn!("supervisor: {problem}");
             }
         }
         crate::dirs::clean(&self.config);

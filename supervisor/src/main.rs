@@ -4,12 +4,14 @@
 //! See `src/tenants/mod.rs` in the module for the whole design.
 
 mod cgi;
+mod cgroup;
 mod config;
 mod dirs;
 mod fastcgi;
 mod keeper;
 mod log;
 mod owner;
+mod peers;
 mod ruby;
 mod runners;
 mod sandbox;
@@ -28,6 +30,8 @@ fn main() {
         // exec'd by a confined runner, never by hand
         Some("cgi-runner") => cgi::run(&args[2..]),
         Some("ruby-runner") => ruby::run(&args[2..]),
+        // run by the module for `nginx -t` (and every configuration load)
+        Some("check-cgroup") => cgroup::check_command(&args[2..]),
         _ => {
             eprintln!("usage: ngx-mruby-supervisor keeper --dir <dir> --worker-uid <uid> --worker-gid <gid> [options]");
             eprintln!("(started by the ngx_http_mruby module; see README, section Tenant runners)");

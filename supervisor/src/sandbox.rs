@@ -1,5 +1,6 @@
 //! Confining a runner: what the forked child does, in this order, before it
-//! execs anything (issue 9's list): clear supplementary groups, set real,
+//! execs anything (issue 9's list): enter the owner's cgroups (when
+//! `tenant_cgroup` is set), clear supplementary groups, set real,
 //! effective and saved gid and uid to the owner's, set `no_new_privs`, drop
 //! every capability (the bounding set first, while CAP_SETPCAP is still
 //! held: after the uid switch nothing could drop it), apply a Landlock
@@ -20,6 +21,7 @@ use landlock::{
 use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 
+use crate::cgroup::OwnerGroup;
 use crate::config::{Config, RunnerProgram};
 
 /// Read-only paths every runner needs to load its program (shared
@@ -40,6 +42,8 @@ pub struct RunnerSpec<'a> {
     pub tmp: &'a Path,
     pub program: &'a RunnerProgram,
     pub config: &'a Config,
+    /// The owner's cgroups (`tenant_cgroup`), entered first.
+    pub cgroup: Option<&'a OwnerGroup>,
 }
 
 /// Runs in the forked child. Returns only the reason it could not finish.
@@ -51,6 +55,10 @@ pub fn confine_and_exec(spec: &RunnerSpec, listen_fd: i32, stderr_fd: i32, super
 }
 
 fn confine(spec: &RunnerSpec, listen_fd: i32, stderr_fd: i32, supervisor_pid: i32) -> Result<(), String> {
+    // while still root: the group's files are root's, so afterwards it cannot move
+    if let Some(group) = spec.cgroup {
+        group.enter(0)?;
+    }
     reset_signals();
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     redirect_stdio(listen_fd, stderr_fd)?;

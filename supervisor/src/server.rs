@@ -17,6 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::config::{Config, RunnerProgram};
+use crate::peers::Peers;
 use crate::runners::{ClientId, Decision, Runner, RunnerKey, RunnerTable};
 use crate::sandbox::{self, RunnerSpec};
 use crate::{log_error, log_info, log_notice, log_warn};
@@ -26,6 +27,10 @@ use tenant_protocol::{self as protocol, Reply, Request, Spawn};
 /// killed (a runner killed mid-request has closed its socket before its
 /// SIGCHLD arrives, so the worker's discard can come first).
 const DISCARD_DELAY: Duration = Duration::from_millis(100);
+
+/// How long after an owner's last runner exits its cgroups are emptied and
+/// removed (its session's processes, killed with it, are gone by then).
+const CGROUP_CLEANUP_DELAY: Duration = Duration::from_millis(200);
 
 /// The name of the supervisor's socket in the generation directory.
 pub const SOCKET_NAME: &str = "supervisor.sock";
@@ -59,6 +64,10 @@ struct StderrPipe {
 
 struct Supervisor {
     config: Config,
+    /// Who may connect: this nginx's workers.
+    peers: Peers,
+    /// The error log across `nginx -s reopen`.
+    follow: Option<crate::log::Follow>,
     pid: i32,
     listener: UnixListener,
     signals: SignalFd,
@@ -68,6 +77,8 @@ struct Supervisor {
     table: RunnerTable,
     queue: VecDeque<Waiting>,
     pipes: HashMap<u64, StderrPipe>,
+    /// Owners without runners whose cgroups are removed at the given time.
+    cgroup_cleanup: HashMap<u32, Instant>,
 }
 
 /// Makes a socket file reachable by the nginx workers only (root:worker group, 0660).
@@ -98,7 +109,10 @@ pub fn run(config: Config, life_fd: RawFd) -> ! {
         fatal(&format!("listener: {e}"));
     }
     log_notice!("supervisor started on {} (pid {})", socket.display(), std::process::id());
+    let master = config.master.clone().unwrap_or_else(|| fatal("no master pid"));
     let mut supervisor = Supervisor {
+        peers: Peers::new(config.worker_uid, config.worker_gid, master),
+        follow: config.error_log.clone().map(|path| crate::log::Follow::new("supervisor", path, config.worker_uid)),
         pid: std::process::id() as i32,
         config,
         listener,
@@ -109,6 +123,7 @@ pub fn run(config: Config, life_fd: RawFd) -> ! {
         table: RunnerTable::default(),
         queue: VecDeque::new(),
         pipes: HashMap::new(),
+        cgroup_cleanup: HashMap::new(),
     };
     supervisor.run()
 }
@@ -164,6 +179,12 @@ impl Supervisor {
                     Slot::Pipe(id) => self.on_pipe(id),
                 }
             }
+            // looked up as soon as the master has written its pid file (a
+            // second at most), before a binary upgrade could rename it
+            let _ = self.peers.master();
+            if let Some(follow) = &mut self.follow {
+                follow.check();
+            }
             self.on_timers();
             self.serve_queue();
             self.flush_all();
@@ -176,6 +197,9 @@ impl Supervisor {
         let mut next = now + Duration::from_secs(1);
         for w in &self.queue {
             next = next.min(w.deadline);
+        }
+        for at in self.cgroup_cleanup.values() {
+            next = next.min(*at);
         }
         for r in self.table.iter().filter(|r| !r.killing) {
             match r.discard_at {
@@ -228,14 +252,12 @@ impl Supervisor {
                     continue;
                 }
             };
-            if cred.uid() != self.config.worker_uid || cred.gid() != self.config.worker_gid {
+            if let Err(why) = self.peers.check(cred.pid(), cred.uid(), cred.gid()) {
                 log_error!(
-                    "supervisor: refused a connection from pid {} uid {} gid {}: not an nginx worker ({}:{})",
+                    "supervisor: refused a connection from pid {} uid {} gid {}: {why}",
                     cred.pid(),
                     cred.uid(),
-                    cred.gid(),
-                    self.config.worker_uid,
-                    self.config.worker_gid
+                    cred.gid()
                 );
                 continue;
             }
@@ -299,8 +321,13 @@ impl Supervisor {
         let pid = self.clients.get(&client).map_or(0, |c| c.pid);
         match Request::parse(line) {
             Ok(Request::Acquire { tag, kind, uid, gid, docroot }) => self.acquire(client, tag, kind, uid, gid, docroot),
-            Ok(Request::Release { runner }) => self.release(client, runner, false),
-            Ok(Request::Discard { runner }) => self.release(client, runner, true),
+            Ok(Request::Release { runner, served }) => self.release(client, runner, served, false),
+            Ok(Request::Discard { runner }) => self.release(client, runner, 1, true),
+            Ok(Request::Busy { runner }) => {
+                if let Some(r) = self.table.get_mut(runner).filter(|r| r.lessee == Some(client)) {
+                    r.busy = true;
+                }
+            }
             Err(reason) => {
                 log_error!(
                     "supervisor: refused a malformed request from worker pid {pid}: {reason}: \"{}\"",
@@ -331,8 +358,9 @@ impl Supervisor {
         self.queue.push_back(Waiting { client, tag, key, program, deadline, queued: false, evicted: false });
     }
 
-    /// The request holding runner `id` ended; `discard`: it ended badly.
-    fn release(&mut self, client: ClientId, id: u64, discard: bool) {
+    /// The worker holding runner `id` gives it back after `served`
+    /// requests; `discard`: the last one ended badly.
+    fn release(&mut self, client: ClientId, id: u64, served: u64, discard: bool) {
         let max_requests = self.config.max_requests;
         let Some(runner) = self.table.get_mut(id) else {
             return; // it died (and was logged) while the request ran
@@ -343,7 +371,9 @@ impl Supervisor {
             return;
         }
         runner.lessee = None;
-        runner.requests += 1;
+        runner.asked_back = false;
+        runner.busy = false;
+        runner.requests = runner.requests.saturating_add(served);
         runner.last_used = Instant::now();
         if discard {
             // still held until killed; if it died on its own, its SIGCHLD comes first
@@ -364,12 +394,13 @@ impl Supervisor {
 
     /// Hands runners to waiting requests, spawning or evicting as the rules say.
     fn serve_queue(&mut self) {
+        let waiting = self.queue.len();
         let mut still_waiting = VecDeque::new();
         while let Some(mut w) = self.queue.pop_front() {
             if !self.clients.contains_key(&w.client) {
                 continue;
             }
-            match self.table.decide(&w.key, self.config.max_runners, self.config.max_per_owner) {
+            match self.table.decide(&w.key, w.client, self.config.max_runners, self.config.max_per_owner) {
                 Decision::Hit(id) => {
                     let spawn = if w.queued { Spawn::Queued } else { Spawn::Hit };
                     self.lease(&w, id, spawn);
@@ -407,7 +438,19 @@ impl Supervisor {
                     w.queued = true;
                     still_waiting.push_back(w);
                 }
+                Decision::Reclaim(id) => {
+                    if self.table.get(id).is_some_and(|r| !r.asked_back) {
+                        self.ask_back(id);
+                    }
+                    still_waiting.push_back(w);
+                }
                 Decision::Wait => {
+                    // workers keep runners between requests: ask for the ones that would do
+                    for id in
+                        self.table.to_ask_back(&w.key, self.config.max_runners, self.config.max_per_owner, waiting)
+                    {
+                        self.ask_back(id);
+                    }
                     w.queued = true;
                     still_waiting.push_back(w);
                 }
@@ -421,16 +464,64 @@ impl Supervisor {
             return;
         };
         runner.lessee = Some(w.client);
+        runner.asked_back = false;
+        runner.busy = false;
         runner.last_used = Instant::now();
+        // a worker keeps a runner for at most half its life per lease, so the
+        // supervisor hears of it before it must be recycled
+        let (budget, last_lease) = match self.config.max_requests {
+            0 => (0, false),
+            max => {
+                let budget = max.saturating_sub(runner.requests).max(1).min(max.div_ceil(2));
+                (budget, runner.requests > 0 && runner.requests + budget >= max)
+            }
+        };
+        let key = runner.key.clone();
         let reply = Reply::Ok {
             tag: w.tag,
             runner: id,
             pid: runner.pid,
             uid: runner.key.uid,
             spawn,
+            budget,
             socket: runner.socket.clone(),
         };
         self.reply(w.client, reply);
+        if last_lease {
+            self.start_standby(&key, &w.program);
+        }
+    }
+
+    /// A runner's last lease before it is recycled: start its successor now,
+    /// when the caps allow and no other runner of its key is idle, so that
+    /// the request after the recycling does not wait for an interpreter to
+    /// start.
+    fn start_standby(&mut self, key: &RunnerKey, program: &RunnerProgram) {
+        let idle = self.table.iter().any(|r| &r.key == key && r.lessee.is_none() && !r.killing);
+        let owner = self.table.iter().filter(|r| r.key.uid == key.uid).count();
+        if idle || owner >= self.config.max_per_owner || self.table.len() >= self.config.max_runners {
+            return;
+        }
+        match self.spawn(key, program) {
+            Ok(_) => log_info!(
+                "supervisor: started a standby runner for uid {} (a runner nears tenant_max_requests)",
+                key.uid
+            ),
+            Err(reason) => log_error!("supervisor: cannot start a standby runner for uid {}: {reason}", key.uid),
+        }
+    }
+
+    /// Asks the worker holding runner `id` to give it back (at once when it
+    /// keeps it idle, else when its request ends).
+    fn ask_back(&mut self, id: u64) {
+        let Some(runner) = self.table.get_mut(id) else {
+            return;
+        };
+        let Some(client) = runner.lessee else {
+            return;
+        };
+        runner.asked_back = true;
+        self.reply(client, Reply::GiveBack { runner: id });
     }
 
     /// Creates a runner: binds its socket here (so the runner needs no
@@ -445,8 +536,20 @@ impl Supervisor {
         let (pipe_read, pipe_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         let tmp = crate::dirs::owner_tmp(&self.config, key.uid, key.gid)?;
-        let spec =
-            RunnerSpec { uid: key.uid, gid: key.gid, docroot: &key.docroot, tmp: &tmp, program, config: &self.config };
+        self.cgroup_cleanup.remove(&key.uid);
+        let cgroup = match &self.config.cgroups {
+            Some(tree) => Some(tree.create_owner(key.uid)?),
+            None => None,
+        };
+        let spec = RunnerSpec {
+            uid: key.uid,
+            gid: key.gid,
+            docroot: &key.docroot,
+            tmp: &tmp,
+            program,
+            config: &self.config,
+            cgroup: cgroup.as_ref(),
+        };
         // SAFETY: the supervisor is single-threaded; the child only confines itself and execs.
         match unsafe { nix::unistd::fork() } {
             Ok(ForkResult::Child) => {
@@ -483,6 +586,8 @@ impl Supervisor {
                     last_used: Instant::now(),
                     killing: false,
                     discard_at: None,
+                    asked_back: false,
+                    busy: false,
                 });
                 Ok(id)
             }
@@ -518,18 +623,52 @@ impl Supervisor {
             self.drain_pipe(runner.id);
             self.pipes.remove(&runner.id);
             let _ = std::fs::remove_file(&runner.socket);
+            self.release_owner_cgroup(runner.key.uid);
             if runner.killing {
                 continue;
             }
-            if runner.lessee.is_some() {
+            if let Some(client) = runner.lessee {
+                // the worker may keep it for its next request: tell it to stop
+                self.reply(client, Reply::GiveBack { runner: runner.id });
+                let worker = self.clients.get(&client).map_or(0, |c| c.pid);
                 log_error!(
-                    "supervisor: runner pid {} of uid {} (document root \"{}\") {how} while serving a request",
+                    "supervisor: runner pid {} of uid {} (document root \"{}\") {how} while serving a request \
+                     or kept for the next one by worker pid {worker}",
                     runner.pid,
                     runner.key.uid,
                     runner.key.docroot.display()
                 );
             } else {
                 log_warn!("supervisor: idle runner pid {} of uid {} {how}", runner.pid, runner.key.uid);
+            }
+        }
+    }
+
+    /// The owner's last runner is gone: its groups are emptied and removed
+    /// a moment later (once the runner's session, killed just now, is gone).
+    fn release_owner_cgroup(&mut self, uid: u32) {
+        if self.config.cgroups.is_some() && !self.table.iter().any(|r| r.key.uid == uid) {
+            self.cgroup_cleanup.insert(uid, Instant::now() + CGROUP_CLEANUP_DELAY);
+        }
+    }
+
+    /// Owners whose groups are due: whatever is still in them left its
+    /// runner's session (a daemonised CGI child): killed, then the groups go.
+    fn clean_owner_cgroups(&mut self, now: Instant) {
+        let due: Vec<u32> = self.cgroup_cleanup.iter().filter(|(_, at)| **at <= now).map(|(uid, _)| *uid).collect();
+        for uid in due {
+            self.cgroup_cleanup.remove(&uid);
+            let Some(tree) = &self.config.cgroups else {
+                return;
+            };
+            if self.table.iter().any(|r| r.key.uid == uid) {
+                continue;
+            }
+            let killed = tree.remove_owner(uid);
+            if killed > 0 {
+                log_notice!(
+                    "supervisor: killed {killed} process(es) of uid {uid} left in its cgroup outside any runner"
+                );
             }
         }
     }
@@ -612,6 +751,7 @@ impl Supervisor {
             log_info!("supervisor: reaping runner pid {pid} of uid {uid} after tenant_idle_timeout");
             self.kill_runner(id);
         }
+        self.clean_owner_cgroups(now);
     }
 
     fn reply(&mut self, client: ClientId, reply: Reply) {
@@ -722,6 +862,16 @@ fn session_members(sid: i32) -> Vec<(i32, bool)> {
 /// the session is frozen first (SIGSTOP until a scan finds nothing still
 /// running; stopped processes cannot fork), then killed.
 fn kill_session(sid: i32) {
+    match session_members(sid).as_slice() {
+        [] => return,
+        // the runner alone (the usual case: an idle runner): one scan is
+        // enough, since reap() sweeps its session again once it is dead
+        [(pid, _)] if *pid == sid => {
+            let _ = kill(Pid::from_raw(sid), Signal::SIGKILL);
+            return;
+        }
+        _ => {}
+    }
     for _ in 0..100 {
         let members = session_members(sid);
         if members.iter().all(|(_, stopped)| *stopped) {

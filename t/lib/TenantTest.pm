@@ -12,6 +12,7 @@ use warnings;
 use Exporter 'import';
 use File::Basename ();
 use File::Path ();
+use POSIX ();
 use IO::Select;
 use IO::Socket::IP;
 use IO::Socket::UNIX;
@@ -23,6 +24,7 @@ our @EXPORT = qw(
     tenant_base tenant_users ensure_user site_dir write_site_file make_site
     processes_under runner_pids supervisor_pids keeper_pids proc_status
     tenants_skip_reason as_user_connect supervisor_socket http_get_host uid_processes
+    tenant_cgroup_name cgroup_check send_as_worker
 );
 
 my $Base = '/tmp/ngx-tenants-' . port();
@@ -38,6 +40,23 @@ sub tenants_skip_reason {
     my $lsm = do { open my $fh, '<', '/sys/kernel/security/lsm' or return undef; local $/; <$fh> } // '';
     return 'the kernel has no Landlock' if $lsm ne '' && $lsm !~ /landlock/;
     return undef;
+}
+
+# The tenant_cgroup path of this test run (relative: below the test's own group).
+sub tenant_cgroup_name { 'ngx-tenants-test-' . port() }
+
+# What the supervisor program says about a tenant_cgroup path here:
+# (1, the path's directory in each hierarchy) or (0, why it cannot work).
+sub cgroup_check {
+    my ($supervisor, $path) = @_;
+    open my $fh, '-|', $supervisor, 'check-cgroup', $path or return (0, "cannot run $supervisor: $!");
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    chomp $out;
+    return (0, $out) if $? != 0;
+    my ($dirs) = $out =~ /\): (.*)$/;
+    return (1, split ' ', $dirs // '');
 }
 
 # Creates (once) a system user and group `$name`; returns (uid, gid).
@@ -109,13 +128,20 @@ sub processes_under {
 
 # Runners of this test's supervisors: php-cgi (its command line names the
 # owner's temporary directory under our base) and CGI runners (the program
-# itself, with the document root under our base).
+# itself, with the document root under our base); children of a supervisor
+# (not a CGI runner's child between its fork and exec, which looks the same).
+# Each is checked again once the scan of /proc is over: a runner killed
+# while the scan ran (its replacement is only started once it is reaped)
+# is not counted next to its replacement.
 sub runner_pids {
     my ($uid) = @_;
     my $p = processes_under("$Base/");
-    return sort { $a <=> $b } grep {
+    my %supervisor = map { $_ => 1 } grep { $p->{$_}{comm} eq 'tenant-supervis' } keys %$p;
+    my @found = grep {
         $p->{$_}{comm} =~ /^(php-cgi|ngx-mruby-super)/ && (!defined $uid || $p->{$_}{uid} == $uid)
+            && $supervisor{ (proc_status($_) // {})->{PPid} // 0 }
     } keys %$p;
+    return sort { $a <=> $b } grep { ((proc_status($_) // {})->{State} // 'Z') !~ /^[ZX]/ } @found;
 }
 
 sub supervisor_pids {
@@ -161,6 +187,7 @@ sub as_user_connect {
     my $payload = join '', map { "$_\n" } @lines;
     my $code = q{
         use IO::Socket::UNIX; use IO::Select;
+        $SIG{PIPE} = 'IGNORE';    # a refused peer is closed before it has written
         my ($path, $payload) = @ARGV;
         my $s = IO::Socket::UNIX->new(Peer => $path) or do { print "CONNECT FAILED: $!\n"; exit 0 };
         print $s $payload;
@@ -174,6 +201,38 @@ sub as_user_connect {
     my $out = <$fh> // '';
     close $fh;
     return $out;
+}
+
+# Writes `@lines` on a worker's own connection to the supervisor at
+# `$socket`, as a compromised worker would: the test (root) takes a copy of
+# the worker's descriptor with pidfd_getfd(2). The answers go to the worker,
+# which drops them (unknown tags). Returns the worker's pid, or 0 when no
+# worker has a connection.
+sub send_as_worker {
+    my ($socket, $workers, @lines) = @_;
+    require Socket;
+    for my $w (@$workers) {
+        my $pidfd = syscall(434, $w + 0, 0);    # pidfd_open (numbers, not strings: syscall passes strings as pointers)
+        next if $pidfd < 0;
+        opendir my $dh, "/proc/$w/fd" or next;
+        for my $n (grep { /^\d+$/ } readdir $dh) {
+            next unless (readlink("/proc/$w/fd/$n") // '') =~ /^socket:/;
+            my $fd = syscall(438, $pidfd, $n + 0, 0);    # pidfd_getfd
+            next if $fd < 0;
+            open my $fh, '+<&=', $fd or next;
+            my $peer = getpeername($fh);
+            my $path = $peer ? eval { Socket::unpack_sockaddr_un($peer) } // '' : '';
+            if ($path eq $socket) {
+                syswrite $fh, join '', map { "$_\n" } @lines;
+                close $fh;
+                POSIX::close($pidfd);
+                return $w;
+            }
+            close $fh;
+        }
+        POSIX::close($pidfd);
+    }
+    return 0;
 }
 
 # GET (HTTP/1.0: no chunked body) with a Host header; returns (status, body, headers-text).

@@ -7,13 +7,24 @@
 //! - `A <tag> <kind> <uid> <gid> <docroot>`: a runner of `kind` for the site
 //!   whose document root is `docroot`, owned by `uid:gid`. `tag` (a u32)
 //!   comes back in the answer.
-//! - `R <runner>`: the request that was handed `runner` has ended.
-//! - `K <runner>`: it ended badly (502, 504, aborted): kill the runner and
-//!   everything it started rather than hand it out again.
+//! - `R <runner> <served>`: the worker gives `runner` back, idle; it served
+//!   `served` requests (one at a time) since it was handed over. A worker
+//!   may keep a runner for its next requests of the same owner, site and
+//!   kind instead of giving it back after each (no round trip per request),
+//!   up to the answer's budget, and gives it back when asked (`G`).
+//! - `K <runner>`: its request ended badly (502, 504, aborted): kill the
+//!   runner and everything it started rather than hand it out again.
+//! - `B <runner>`: the answer to `G` when the runner is busy with a request:
+//!   it goes back (`R` or `K`) when that request ends.
 //!
 //! Supervisor to worker ([`Reply`]):
-//! - `OK <tag> <runner> <pid> <uid> <hit|spawned|queued> <socket>`
+//! - `OK <tag> <runner> <pid> <uid> <hit|spawned|queued> <budget> <socket>`:
+//!   `budget` is how many requests the runner may still serve before it is
+//!   recycled (`tenant_max_requests`; 0: no limit).
 //! - `ERR <tag> <status> <reason>` (`status` is the HTTP status to answer).
+//! - `G <runner>`: give `runner` back now if it is kept idle (`R`), else
+//!   say so (`B`) and give it back when its request ends: another request
+//!   needs it, or it has died.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -30,8 +41,9 @@ pub const MAX_KIND: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Acquire { tag: u32, kind: String, uid: u32, gid: u32, docroot: PathBuf },
-    Release { runner: u64 },
+    Release { runner: u64, served: u64 },
     Discard { runner: u64 },
+    Busy { runner: u64 },
 }
 
 /// How a runner was found for a request (`$tenant_spawn`).
@@ -43,7 +55,7 @@ pub enum Spawn {
     Queued,
 }
 
-/// The supervisor's answer to an `A` line.
+/// A supervisor's message: the answer to an `A` line, or `G`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Ok {
@@ -52,14 +64,14 @@ pub enum Reply {
         pid: i32,
         uid: u32,
         spawn: Spawn,
+        /// Requests it may still serve (0: no limit).
+        budget: u64,
         socket: PathBuf,
     },
     /// `reason` is a short fixed phrase (no newline).
-    Err {
-        tag: u32,
-        status: u16,
-        reason: String,
-    },
+    Err { tag: u32, status: u16, reason: String },
+    /// Give the runner back once its request (if any) has ended.
+    GiveBack { runner: u64 },
 }
 
 impl Spawn {
@@ -146,12 +158,21 @@ impl Request {
                 check_docroot_syntax(docroot)?;
                 Ok(Request::Acquire { tag, kind: kind.to_string(), uid, gid, docroot: PathBuf::from(docroot) })
             }
-            "R" | "K" => {
+            "R" => {
+                let mut fields = rest.split(' ');
+                let runner = number(fields.next(), "runner")?;
+                let served = number(fields.next(), "served")?;
+                if fields.next().is_some() {
+                    return Err(String::from("extra fields"));
+                }
+                Ok(Request::Release { runner, served })
+            }
+            "K" | "B" => {
                 if rest.contains(' ') {
                     return Err(String::from("extra fields"));
                 }
                 let runner = number(Some(rest), "runner")?;
-                Ok(if verb == "R" { Request::Release { runner } } else { Request::Discard { runner } })
+                Ok(if verb == "K" { Request::Discard { runner } } else { Request::Busy { runner } })
             }
             _ => Err(String::from("unknown verb")),
         }
@@ -176,8 +197,9 @@ impl Request {
                 line.push(b'\n');
                 Ok(line)
             }
-            Request::Release { runner } => Ok(format!("R {runner}\n").into_bytes()),
+            Request::Release { runner, served } => Ok(format!("R {runner} {served}\n").into_bytes()),
             Request::Discard { runner } => Ok(format!("K {runner}\n").into_bytes()),
+            Request::Busy { runner } => Ok(format!("B {runner}\n").into_bytes()),
         }
     }
 
@@ -188,10 +210,11 @@ impl Request {
 }
 
 impl Reply {
-    /// The tag of the `A` line this answers.
-    pub fn tag(&self) -> u32 {
+    /// The tag of the `A` line this answers (none for `G`).
+    pub fn tag(&self) -> Option<u32> {
         match self {
-            Reply::Ok { tag, .. } | Reply::Err { tag, .. } => *tag,
+            Reply::Ok { tag, .. } | Reply::Err { tag, .. } => Some(*tag),
+            Reply::GiveBack { .. } => None,
         }
     }
 
@@ -201,17 +224,18 @@ impl Reply {
         let (verb, rest) = text.split_once(' ').ok_or_else(|| String::from("no fields"))?;
         match verb {
             "OK" => {
-                let mut fields = rest.splitn(6, ' ');
+                let mut fields = rest.splitn(7, ' ');
                 let tag = number(fields.next(), "tag")?;
                 let runner = number(fields.next(), "runner")?;
                 let pid = number(fields.next(), "pid")?;
                 let uid = number(fields.next(), "uid")?;
                 let spawn = Spawn::parse(fields.next().ok_or("missing spawn")?)?;
+                let budget = number(fields.next(), "budget")?;
                 let socket = fields.next().ok_or("missing socket")?;
                 if !socket.starts_with('/') {
                     return Err(String::from("socket is not an absolute path"));
                 }
-                Ok(Reply::Ok { tag, runner, pid, uid, spawn, socket: PathBuf::from(socket) })
+                Ok(Reply::Ok { tag, runner, pid, uid, spawn, budget, socket: PathBuf::from(socket) })
             }
             "ERR" => {
                 let mut fields = rest.splitn(3, ' ');
@@ -220,6 +244,12 @@ impl Reply {
                 let reason = fields.next().unwrap_or("").to_string();
                 Ok(Reply::Err { tag, status, reason })
             }
+            "G" => {
+                if rest.contains(' ') {
+                    return Err(String::from("extra fields"));
+                }
+                Ok(Reply::GiveBack { runner: number(Some(rest), "runner")? })
+            }
             _ => Err(String::from("unknown verb")),
         }
     }
@@ -227,8 +257,8 @@ impl Reply {
     /// The line, `\n` included.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Reply::Ok { tag, runner, pid, uid, spawn, socket } => {
-                let mut line = format!("OK {tag} {runner} {pid} {uid} {} ", spawn.as_str()).into_bytes();
+            Reply::Ok { tag, runner, pid, uid, spawn, budget, socket } => {
+                let mut line = format!("OK {tag} {runner} {pid} {uid} {} {budget} ", spawn.as_str()).into_bytes();
                 line.extend_from_slice(socket.as_os_str().as_bytes());
                 line.push(b'\n');
                 line
@@ -237,6 +267,7 @@ impl Reply {
                 let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
                 format!("ERR {tag} {status} {reason}\n").into_bytes()
             }
+            Reply::GiveBack { runner } => format!("G {runner}\n").into_bytes(),
         }
     }
 }
@@ -268,10 +299,15 @@ mod tests {
 
     #[test]
     fn release_parses() {
-        assert_eq!(Request::parse(b"R 42"), Ok(Request::Release { runner: 42 }));
+        assert_eq!(Request::parse(b"R 42 3"), Ok(Request::Release { runner: 42, served: 3 }));
         assert_eq!(Request::parse(b"K 42"), Ok(Request::Discard { runner: 42 }));
-        assert!(Request::parse(b"R 42 1").is_err());
-        assert!(Request::parse(b"R -1").is_err());
+        assert!(Request::parse(b"R 42").is_err());
+        assert!(Request::parse(b"R 42 1 1").is_err());
+        assert!(Request::parse(b"R 42 -1").is_err());
+        assert!(Request::parse(b"K 42 1").is_err());
+        assert_eq!(Request::parse(b"B 42"), Ok(Request::Busy { runner: 42 }));
+        assert!(Request::parse(b"B 42 1").is_err());
+        assert!(Request::parse(b"R -1 1").is_err());
     }
 
     #[test]
@@ -306,9 +342,10 @@ mod tests {
             Request::acquire(1, ".php", 1001, 1002, b"/srv/sites/a.example/htdocs"),
             Request::acquire(u32::MAX, "cgi", u32::MAX - 1, 1000, b"/srv/with space/x"),
             Request::acquire(3, "ruby", 1000, 1000, b"/"),
-            Request::Release { runner: 0 },
-            Request::Release { runner: u64::MAX },
+            Request::Release { runner: 0, served: 1 },
+            Request::Release { runner: u64::MAX, served: u64::MAX },
             Request::Discard { runner: 77 },
+            Request::Busy { runner: 78 },
         ] {
             let line = request.encode().expect("encodes");
             assert_eq!(Request::parse(&strip(line)), Ok(request.clone()), "{request:?}");
@@ -337,6 +374,7 @@ mod tests {
                 pid: 1234,
                 uid: 1001,
                 spawn: Spawn::Spawned,
+                budget: 1000,
                 socket: PathBuf::from("/run/t/r9.sock"),
             },
             Reply::Ok {
@@ -345,9 +383,19 @@ mod tests {
                 pid: i32::MAX,
                 uid: 0,
                 spawn: Spawn::Hit,
+                budget: u64::MAX,
                 socket: PathBuf::from("/s"),
             },
-            Reply::Ok { tag: 1, runner: 1, pid: 1, uid: 1, spawn: Spawn::Queued, socket: PathBuf::from("/a b/c") },
+            Reply::Ok {
+                tag: 1,
+                runner: 1,
+                pid: 1,
+                uid: 1,
+                spawn: Spawn::Queued,
+                budget: 0,
+                socket: PathBuf::from("/a b/c"),
+            },
+            Reply::GiveBack { runner: 12 },
             Reply::Err { tag: 3, status: 403, reason: String::from("refused") },
             Reply::Err { tag: 4, status: 503, reason: String::from("queue timeout") },
             Reply::Err { tag: 5, status: 500, reason: String::new() },
@@ -364,9 +412,11 @@ mod tests {
             pid: 1234,
             uid: 1001,
             spawn: Spawn::Spawned,
+            budget: 7,
             socket: PathBuf::from("/run/t/r9.sock"),
         };
-        assert_eq!(ok.encode(), b"OK 3 9 1234 1001 spawned /run/t/r9.sock\n");
+        assert_eq!(ok.encode(), b"OK 3 9 1234 1001 spawned 7 /run/t/r9.sock\n");
+        assert_eq!(Reply::GiveBack { runner: 9 }.encode(), b"G 9\n");
         let err = Reply::Err { tag: 3, status: 403, reason: String::from("no\nway") };
         assert_eq!(err.encode(), b"ERR 3 403 no way\n");
     }
@@ -377,9 +427,14 @@ mod tests {
             &b""[..],
             b"OK",
             b"OK 1 2 3 4 hit",
-            b"OK 1 2 3 4 cold /s",
-            b"OK 1 2 -3 4 hit /s",
-            b"OK 1 2 3 4 hit relative",
+            b"OK 1 2 3 4 hit /s",
+            b"OK 1 2 3 4 cold 0 /s",
+            b"OK 1 2 -3 4 hit 0 /s",
+            b"OK 1 2 3 4 hit 0 relative",
+            b"OK 1 2 3 4 hit -1 /s",
+            b"G",
+            b"G x",
+            b"G 1 2",
             b"ERR x 403 refused",
             b"ERR 1 70000 refused",
             b"NO 1 2",

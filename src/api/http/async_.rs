@@ -5,7 +5,7 @@
 
 use mruby_sys::*;
 
-use crate::api::{arg_bytes, arg_int, arity, current_request_state, ARGS_ANY};
+use crate::api::{arg_bytes, arg_int, arity, request_ptr, request_state, ARGS_ANY};
 use crate::host::wait::{self, response_value, Wait};
 use crate::host::{self, Context};
 use crate::ruby_fn;
@@ -28,7 +28,7 @@ fn sleep(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
             "sleep time must be a positive number of milliseconds (at most {MAX_SLEEP_MS})"
         )));
     }
-    let (r, ctx) = current_request_state()?;
+    let (r, ctx) = (request_ptr()?, request_state()?);
     wait::wait(mrb, r, ctx, context(), Wait::Sleep(ms as ngx::ffi::ngx_msec_t))
 }
 
@@ -51,15 +51,14 @@ fn sub_request(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
         Some(q) if !mrb.is_nil(*q) => Some(arg_bytes(mrb, *q, "query")?.to_vec()),
         _ => None,
     };
-    let (r, ctx) = current_request_state()?;
+    let (r, ctx) = (request_ptr()?, request_state()?);
     wait::wait(mrb, r, ctx, context(), Wait::Subrequest { path: &path, query: query.as_deref() })
 }
 
 /// `Nginx::Async::HTTP.last_response` → the last finished subrequest's `Response`, or nil.
 fn last_response(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let (_, ctx) = current_request_state()?;
-    Ok(response_value(mrb, ctx))
+    Ok(response_value(mrb, request_state()?))
 }
 
 pub fn init(mrb: Mrb) {

@@ -3,15 +3,15 @@
 use mruby_sys::*;
 
 use super::var::get_variable;
-use crate::api::{arity, current_request, ARGS_ANY};
+use crate::api::{arity, with_request, ARGS_ANY};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyResult};
 
 /// Reads one nginx variable as a String (nil when unavailable).
 pub fn variable_value(mrb: Mrb, name: &[u8], args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let r = current_request()?;
-    Ok(get_variable(r, name).map(|v| mrb.str(v)).unwrap_or_else(|| mrb.nil()))
+    let value = with_request(|r, _| get_variable(r, name))?;
+    Ok(value.map(|v| mrb.str(v)).unwrap_or_else(|| mrb.nil()))
 }
 
 fn remote_ip(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {

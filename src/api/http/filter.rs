@@ -2,7 +2,7 @@
 
 use mruby_sys::*;
 
-use crate::api::{arity, current_request_state, to_s_bytes, ARGS_ANY};
+use crate::api::{arity, request_state, to_s_bytes, with_request, ARGS_ANY};
 use crate::host::filter;
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
@@ -10,7 +10,7 @@ use crate::vm::{Mrb, RubyError, RubyResult};
 /// `body`: the whole response body the handler produced.
 fn body(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let (_, ctx) = current_request_state()?;
+    let ctx = request_state()?;
     let body = filter::body(ctx).map_err(RubyError::runtime)?;
     Ok(mrb.str(body))
 }
@@ -19,8 +19,7 @@ fn body(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
 fn set_body(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let bytes = to_s_bytes(mrb, args[0])?;
-    let (r, ctx) = current_request_state()?;
-    filter::set_output(r.pool, ctx, bytes).map_err(RubyError::runtime)?;
+    with_request(|r, ctx| filter::set_output(r.pool, ctx, bytes))?.map_err(RubyError::runtime)?;
     Ok(args[0])
 }
 

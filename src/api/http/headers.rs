@@ -9,7 +9,7 @@ use core::ptr;
 use mruby_sys::*;
 use ngx::ffi::*;
 
-use crate::api::{arity, current_request, to_s_bytes, ARGS_ANY};
+use crate::api::{arity, to_s_bytes, with_request, ARGS_ANY};
 use crate::ngx_util::{header_elements, pool_str, str_bytes};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
@@ -58,14 +58,14 @@ fn header_name(mrb: Mrb, value: mrb_value) -> Result<Vec<u8>, RubyError> {
 fn get(mrb: Mrb, side: Side, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let name = header_name(mrb, args[0])?;
-    let r = current_request()?;
-    if side == Side::Out && name.eq_ignore_ascii_case(b"content-type") {
-        let content_type = str_bytes(&r.headers_out.content_type);
-        return Ok(if content_type.is_empty() { mrb.nil() } else { mrb.str(content_type) });
-    }
-    // SAFETY: matching() returns live elements.
-    let values: Vec<&[u8]> =
-        matching(list(r, side), &name).iter().map(|elt| unsafe { str_bytes(&(**elt).value) }).collect();
+    let values: Vec<Vec<u8>> = with_request(|r, _| {
+        if side == Side::Out && name.eq_ignore_ascii_case(b"content-type") {
+            let content_type = str_bytes(&r.headers_out.content_type);
+            return if content_type.is_empty() { Vec::new() } else { vec![content_type.to_vec()] };
+        }
+        // SAFETY: matching() returns live elements.
+        matching(list(r, side), &name).iter().map(|elt| unsafe { str_bytes(&(**elt).value) }.to_vec()).collect()
+    })?;
     Ok(match values.as_slice() {
         [] => mrb.nil(),
         [one] => mrb.str(one),
@@ -93,11 +93,10 @@ fn set(mrb: Mrb, side: Side, args: &[mrb_value]) -> RubyResult {
     for value in &values {
         check_header_text("value", value)?;
     }
-    let r = current_request()?;
-    remove_all(r, side, &name);
-    for value in &values {
-        add(r, side, &name, value)?;
-    }
+    with_request(|r, _| {
+        remove_all(r, side, &name);
+        values.iter().try_for_each(|value| add(r, side, &name, value))
+    })??;
     Ok(args[1])
 }
 
@@ -105,23 +104,28 @@ fn set(mrb: Mrb, side: Side, args: &[mrb_value]) -> RubyResult {
 fn delete(mrb: Mrb, side: Side, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let name = header_name(mrb, args[0])?;
-    let r = current_request()?;
-    remove_all(r, side, &name);
+    with_request(|r, _| remove_all(r, side, &name))?;
     Ok(mrb.nil())
 }
 
 /// `headers.all`: `{name => value}`; for repeated names the last wins.
 fn all(mrb: Mrb, side: Side, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let r = current_request()?;
+    // copied out first: hash_set may run Ruby (a script's String#hash)
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = with_request(|r, _| {
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = header_elements(list(r, side))
+            .into_iter()
+            // SAFETY: header_elements() returns live elements.
+            .map(|elt| unsafe { (str_bytes(&(*elt).key).to_vec(), str_bytes(&(*elt).value).to_vec()) })
+            .collect();
+        if side == Side::Out && r.headers_out.content_type.len > 0 {
+            pairs.push((b"Content-Type".to_vec(), str_bytes(&r.headers_out.content_type).to_vec()));
+        }
+        pairs
+    })?;
     let hash = mrb.hash_new();
-    for elt in header_elements(list(r, side)) {
-        // SAFETY: header_elements() returns live elements.
-        let (key, value) = unsafe { (str_bytes(&(*elt).key), str_bytes(&(*elt).value)) };
+    for (key, value) in &pairs {
         mrb.hash_set(hash, mrb.str(key), mrb.str(value));
-    }
-    if side == Side::Out && r.headers_out.content_type.len > 0 {
-        mrb.hash_set(hash, mrb.str(b"Content-Type"), mrb.str(str_bytes(&r.headers_out.content_type)));
     }
     Ok(hash)
 }

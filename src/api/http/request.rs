@@ -4,7 +4,7 @@
 use mruby_sys::*;
 use ngx::ffi::*;
 
-use crate::api::{arity, current_request, to_s_bytes, ARGS_ANY};
+use crate::api::{arity, to_s_bytes, with_request, ARGS_ANY};
 use crate::ngx_util::{pool_str, str_bytes};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
@@ -35,8 +35,8 @@ fn field(r: &mut ngx_http_request_t, which: Field) -> &mut ngx_str_t {
 
 fn read(mrb: Mrb, which: Field, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let r = current_request()?;
-    Ok(mrb.str(str_bytes(field(r, which))))
+    let value = with_request(|r, _| str_bytes(field(r, which)).to_vec())?;
+    Ok(mrb.str(&value))
 }
 
 /// Setters copy the value into the request pool; nil is a no-op.
@@ -49,12 +49,14 @@ fn write(mrb: Mrb, which: Field, args: &[mrb_value]) -> RubyResult {
     if matches!(which, Field::ContentType) && value.iter().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
         return Err(RubyError::argument("header value must not contain CR, LF or NUL"));
     }
-    let r = current_request()?;
-    let stored = pool_str(r.pool, &value).ok_or_else(|| RubyError::runtime("out of memory"))?;
-    *field(r, which) = stored;
-    if matches!(which, Field::ContentType) {
-        r.headers_out.content_type_len = stored.len;
-    }
+    with_request(|r, _| {
+        let stored = pool_str(r.pool, &value).ok_or_else(|| RubyError::runtime("out of memory"))?;
+        *field(r, which) = stored;
+        if matches!(which, Field::ContentType) {
+            r.headers_out.content_type_len = stored.len;
+        }
+        Ok(())
+    })??;
     Ok(args[0])
 }
 
@@ -84,9 +86,11 @@ accessors! {
 /// `sub_request?`: whether this is a subrequest.
 fn is_sub_request(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let r = current_request()?;
-    let this: *mut ngx_http_request_t = r;
-    Ok(mrb.bool(this != r.main))
+    let is_sub = with_request(|r, _| {
+        let this: *mut ngx_http_request_t = r;
+        this != r.main
+    })?;
+    Ok(mrb.bool(is_sub))
 }
 
 pub fn init(mrb: Mrb) {
@@ -119,12 +123,11 @@ pub fn init(mrb: Mrb) {
 /// `mruby_enable_read_request_body on` applies (or another module read it).
 fn get_body(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let r = current_request()?;
-    match crate::host::body::body_bytes(r) {
+    let (body, method) = with_request(|r, _| (crate::host::body::body_bytes(r), str_bytes(&r.method_name).to_vec()))?;
+    match body {
         Some(Ok(body)) => Ok(mrb.str(&body)),
         Some(Err(message)) => Err(RubyError::runtime(message)),
         None => {
-            let method = str_bytes(&r.method_name);
             if method != b"POST" && method != b"PUT" {
                 return Err(RubyError::runtime(
                     "ngx_mrb_read_request_body can't read when r->method is neither POST nor PUT",

@@ -5,7 +5,7 @@
 use mruby_sys::*;
 use ngx::ffi::*;
 
-use crate::api::{arg_bytes, arg_int, arity, current_request_state, to_s_bytes, ARGS_ANY};
+use crate::api::{arg_bytes, arg_int, arity, to_s_bytes, with_request, ARGS_ANY};
 use crate::ngx_util::pool_str;
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
@@ -39,20 +39,20 @@ fn echo(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
 }
 
 fn append(bytes: &[u8]) -> Result<(), RubyError> {
-    let (r, ctx) = current_request_state()?;
-    ctx.append_output(r.pool, bytes).map_err(|()| out_of_memory())
+    with_request(|r, ctx| ctx.append_output(r.pool, bytes))?.map_err(|()| out_of_memory())
 }
 
 /// `Nginx.return(status)` (also `send_header`, `status_code=`).
 fn return_status(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let status = arg_int(mrb, args[0], "status")?;
-    let (r, ctx) = current_request_state()?;
-    ctx.status.set(status as ngx_int_t);
-    ctx.status_set.set(true);
-    if status >= 100 {
-        r.headers_out.status = status as ngx_uint_t;
-    }
+    with_request(|r, ctx| {
+        ctx.status.set(status as ngx_int_t);
+        ctx.status_set.set(true);
+        if status >= 100 {
+            r.headers_out.status = status as ngx_uint_t;
+        }
+    })?;
     Ok(mrb.nil())
 }
 
@@ -67,16 +67,18 @@ fn redirect(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
         Some(v) => arg_int(mrb, *v, "status")?,
         None => NGX_HTTP_MOVED_TEMPORARILY as i64,
     };
-    let (r, ctx) = current_request_state()?;
     let external = [&b"http://"[..], b"https://", b"$scheme"].iter().any(|prefix| uri.starts_with(prefix));
-    if external {
-        super::headers::set_location(r, &uri)?;
-        ctx.status.set(status as ngx_int_t);
-        ctx.status_set.set(true);
-        r.headers_out.status = status as ngx_uint_t;
-    } else {
-        ctx.redirect_uri.set(pool_str(r.pool, &uri).ok_or_else(out_of_memory)?);
-    }
+    with_request(|r, ctx| {
+        if external {
+            super::headers::set_location(r, &uri)?;
+            ctx.status.set(status as ngx_int_t);
+            ctx.status_set.set(true);
+            r.headers_out.status = status as ngx_uint_t;
+        } else {
+            ctx.redirect_uri.set(pool_str(r.pool, &uri).ok_or_else(out_of_memory)?);
+        }
+        Ok(())
+    })??;
     Ok(mrb.nil())
 }
 

@@ -5,7 +5,7 @@ use mruby_sys::*;
 use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 
-use crate::api::{arg_bytes, arity, current_request, to_s_bytes, ARGS_ANY};
+use crate::api::{arg_bytes, arity, to_s_bytes, with_request, ARGS_ANY};
 use crate::ngx_util::{log, pool_str};
 use crate::ruby_fn;
 use crate::vm::{Mrb, RubyError, RubyResult};
@@ -91,23 +91,21 @@ fn method_missing(mrb: Mrb, self_: mrb_value, args: &[mrb_value]) -> RubyResult 
         let value = args.get(1).copied().unwrap_or_else(|| mrb.nil());
         return assign(mrb, self_, var_name, value);
     }
-    let r = current_request()?;
-    Ok(value_or_nil(mrb, get_variable(r, &name)))
+    let value = with_request(|r, _| get_variable(r, &name))?;
+    Ok(value_or_nil(mrb, value))
 }
 
 /// Assigns and returns the value; nil (with an error log line) on failure.
 fn assign(mrb: Mrb, _self: mrb_value, name: &[u8], value: mrb_value) -> RubyResult {
     // to_s may run Ruby that reaches the request too: take it only after
     let text = to_s_bytes(mrb, value)?;
-    let r = current_request()?;
-    match set_variable(r, name, &text) {
-        Ok(()) => Ok(mrb.str(&text)),
-        Err(message) => {
+    let assigned = with_request(|r, _| {
+        set_variable(r, name, &text).map_err(|message| {
             // SAFETY: the request's connection is live while it runs.
             log(unsafe { (*r.connection).log }, NGX_LOG_ERR, &format!("Nginx::Var: {message}"));
-            Ok(mrb.nil())
-        }
-    }
+        })
+    })?;
+    Ok(if assigned.is_ok() { mrb.str(&text) } else { mrb.nil() })
 }
 
 /// `var.set(name, value)`
@@ -127,8 +125,7 @@ fn exist(mrb: Mrb, _self: mrb_value, args: &[mrb_value]) -> RubyResult {
         Some(sym) => mrb.sym_name(sym).to_vec(),
         None => arg_bytes(mrb, args[0], "variable name")?.to_vec(),
     };
-    let r = current_request()?;
-    Ok(mrb.bool(get_variable(r, &name).is_some()))
+    Ok(mrb.bool(with_request(|r, _| get_variable(r, &name).is_some())?))
 }
 
 fn respond_to_missing(mrb: Mrb, _self: mrb_value, _args: &[mrb_value]) -> RubyResult {

@@ -320,4 +320,8 @@ pub fn init(mrb: Mrb) {
     mrb.define_method(string, c"index", Some(index_entry), ARGS_ANY);
     mrb.define_method(string, c"[]", Some(aref_entry), ARGS_ANY);
     mrb.define_method(string, c"slice", Some(aref_entry), ARGS_ANY);
+    // mruby's helper for its own Ruby sub/gsub, replaced above: not left
+    // for scripts to call
+    // SAFETY: live VM; String is live; undefining a method does not raise.
+    unsafe { mrb_undef_method(mrb.as_ptr(), string, c"__sub_replace".as_ptr()) };
 }
