@@ -29,8 +29,16 @@ pub enum Setting {
     /// `Cgroup::MEMORY#limit_in_bytes=`: -1 = no limit.
     MemoryLimit(i64),
     /// `Cgroup::BLKIO#throttle_read_bps_device=` / `_write_`: device and bytes per second (0 = no limit).
-    ReadBps { major: u32, minor: u32, bps: u64 },
-    WriteBps { major: u32, minor: u32, bps: u64 },
+    ReadBps {
+        major: u32,
+        minor: u32,
+        bps: u64,
+    },
+    WriteBps {
+        major: u32,
+        minor: u32,
+        bps: u64,
+    },
 }
 
 /// Checks a group name: `[A-Za-z0-9._-]`, 1 to 64 bytes, not `.` or `..`.
@@ -51,7 +59,8 @@ pub fn check_group_name(name: &str) -> Result<(), String> {
 
 /// Parses `"<major>:<minor> <bytes per second>"` (mruby-cgroup's form).
 pub fn parse_device_rate(text: &str) -> Result<(u32, u32, u64), String> {
-    let bad = || format!("invalid device rate {text:?}, it must look like \"8:0 1048576\" (major:minor bytes-per-second)");
+    let bad =
+        || format!("invalid device rate {text:?}, it must look like \"8:0 1048576\" (major:minor bytes-per-second)");
     let (device, rate) = text.split_once(' ').ok_or_else(bad)?;
     let (major, minor) = device.split_once(':').ok_or_else(bad)?;
     fn number<T: core::str::FromStr>(s: &str) -> Option<T> {
@@ -114,12 +123,14 @@ impl Setting {
             (Version::V2, Setting::MemoryLimit(m)) => {
                 ("memory.max", if m == -1 { String::from("max") } else { m.to_string() })
             }
-            (Version::V2, Setting::ReadBps { major, minor, bps }) => {
-                ("io.max", format!("{major}:{minor} rbps={}", if bps == 0 { String::from("max") } else { bps.to_string() }))
-            }
-            (Version::V2, Setting::WriteBps { major, minor, bps }) => {
-                ("io.max", format!("{major}:{minor} wbps={}", if bps == 0 { String::from("max") } else { bps.to_string() }))
-            }
+            (Version::V2, Setting::ReadBps { major, minor, bps }) => (
+                "io.max",
+                format!("{major}:{minor} rbps={}", if bps == 0 { String::from("max") } else { bps.to_string() }),
+            ),
+            (Version::V2, Setting::WriteBps { major, minor, bps }) => (
+                "io.max",
+                format!("{major}:{minor} wbps={}", if bps == 0 { String::from("max") } else { bps.to_string() }),
+            ),
         }
     }
 }
