@@ -209,3 +209,107 @@ mod tests {
         assert_eq!(parse_cpu_usage_ns(Version::V2, "nothing 1\n"), None);
     }
 }
+
+/// What `ngx-mruby-supervisor check-cgroup <path>` reports for a usable
+/// path: `cgroup v1 (blkio at /sys/fs/cgroup/blkio, cpu,cpuacct at ...): <dir> <dir>...`
+/// or `cgroup v2 (/sys/fs/cgroup): <dir>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutReport {
+    pub version: Version,
+    /// v1: the controllers of the hierarchies (empty under v2).
+    pub controllers: Vec<String>,
+    /// The path's group in each hierarchy.
+    pub dirs: Vec<String>,
+}
+
+/// Parses the supervisor's report (`None`: not in that form).
+pub fn parse_layout_report(text: &str) -> Option<LayoutReport> {
+    let rest = text.trim().strip_prefix("cgroup ")?;
+    let (version, rest) = rest.split_once(" (")?;
+    let version = match version {
+        "v1" => Version::V1,
+        "v2" => Version::V2,
+        _ => return None,
+    };
+    let (list, dirs) = rest.split_once("): ")?;
+    let mut controllers = Vec::new();
+    if version == Version::V1 {
+        for hierarchy in list.split(", ") {
+            let (names, _mount) = hierarchy.split_once(" at ")?;
+            controllers.extend(names.split(',').map(str::to_string));
+        }
+    }
+    let dirs: Vec<String> = dirs.split(' ').filter(|d| !d.is_empty()).map(str::to_string).collect();
+    if dirs.is_empty() {
+        return None;
+    }
+    Some(LayoutReport { version, controllers, dirs })
+}
+
+/// One message per controller a class needs that `available` lacks.
+pub fn missing_controllers(version: Version, available: &[String], classes: &[crate::class::ClassSpec]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for class in classes {
+        for controller in class.controllers() {
+            let name = match version {
+                Version::V1 => controller.v1_name(),
+                Version::V2 => controller.v2_name(),
+            };
+            if !available.iter().any(|a| a == name) {
+                let version = if version == Version::V1 { "v1" } else { "v2" };
+                problems.push(format!(
+                    "resource_class \"{}\": its limits need the \"{name}\" controller, which this machine's cgroup {version} \
+                     does not offer (it has: {})",
+                    class.name,
+                    if available.is_empty() { String::from("none") } else { available.join(", ") }
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use crate::class::ClassSpec;
+
+    #[test]
+    fn missing_controllers_are_named() {
+        let classes = [
+            ClassSpec::parse(&["slow", "cpu=10", "io_read=1m"]).expect("ok"),
+            ClassSpec::parse(&["small", "memory=64m", "pids=10"]).expect("ok"),
+        ];
+        let v1: Vec<String> = ["blkio", "cpu", "cpuacct", "memory", "pids"].map(String::from).to_vec();
+        assert!(missing_controllers(Version::V1, &v1, &classes).is_empty());
+        let no_io: Vec<String> = ["cpu", "memory", "pids"].map(String::from).to_vec();
+        assert_eq!(
+            missing_controllers(Version::V1, &no_io, &classes),
+            ["resource_class \"slow\": its limits need the \"blkio\" controller, which this machine's cgroup v1 does not offer (it has: cpu, memory, pids)"]
+        );
+        let v2_bare: Vec<String> = Vec::new();
+        let problems = missing_controllers(Version::V2, &v2_bare, &classes);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[1].contains("\"io\" controller") && problems[1].ends_with("(it has: none)"));
+    }
+
+    #[test]
+    fn parses_both_versions() {
+        let v1 = "cgroup v1 (blkio at /sys/fs/cgroup/blkio, cpu,cpuacct at /sys/fs/cgroup/cpu,cpuacct, memory at /m): /a /b /c\n";
+        let report = parse_layout_report(v1).expect("v1");
+        assert_eq!(report.version, Version::V1);
+        assert_eq!(report.controllers, ["blkio", "cpu", "cpuacct", "memory"]);
+        assert_eq!(report.dirs, ["/a", "/b", "/c"]);
+        let v2 = parse_layout_report("cgroup v2 (/sys/fs/cgroup): /sys/fs/cgroup/x").expect("v2");
+        assert_eq!((v2.version, v2.controllers.len(), v2.dirs.len()), (Version::V2, 0, 1));
+        for bad in [
+            "",
+            "the parent group /x does not exist",
+            "cgroup v3 (x): /a",
+            "cgroup v1 (cpu): /a",
+            "cgroup v1 (cpu at /c): ",
+        ] {
+            assert!(parse_layout_report(bad).is_none(), "{bad:?}");
+        }
+    }
+}

@@ -28,6 +28,7 @@
 
 pub mod accounting;
 pub mod conf;
+pub mod hierarchy;
 pub mod request_class;
 pub mod stats;
 pub mod usage;
