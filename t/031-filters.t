@@ -227,6 +227,10 @@ THE QUICK BROWN FOX
         mruby_output_header_filter $TEST_NGINX_HTML_DIR/hf.rb;
         mruby_output_body_filter_code 'Nginx::Filter.new.body = "replaced"';
     }
+    location = /proxied {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/fine;
+        mruby_output_header_filter $TEST_NGINX_HTML_DIR/hf.rb;
+    }
     location = /fine {
         mruby_content_handler_code 'Nginx.rputs "fine"';
     }
@@ -235,17 +239,17 @@ THE QUICK BROWN FOX
 Nginx::Headers_out.new["X-Before"] = "set"
 raise "header filter broke"
 --- request eval
-["GET /static", "GET /ruby", "GET /explicit", "GET /both", "GET /fine"]
+["GET /static", "GET /ruby", "GET /explicit", "GET /both", "GET /proxied", "GET /fine"]
 --- error_code eval
-[500, 500, 500, 500, 200]
+[500, 500, 500, 500, 500, 200]
 --- response_headers eval
-["!X-Before", "!X-Before", "!X-Before", "!X-Before", "!X-Before"]
+["!X-Before", "!X-Before", "!X-Before", "!X-Before", "!X-Before", "!X-Before"]
 --- response_body_like eval
-[qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/^fine$/]
+[qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/500 Internal Server Error/, qr/^fine$/]
 --- grep_error_log eval
 qr/\[error\].*header filter broke.*/
 --- grep_error_log_out eval
-[qr/^(?:[^\n]*mruby_output_header_filter: \S+hf\.rb:2: header filter broke \(RuntimeError\)[^\n]*\n){4}$/]
+[qr/^(?:[^\n]*mruby_output_header_filter: \S+hf\.rb:2: header filter broke \(RuntimeError\)[^\n]*\n){5}$/]
 --- no_error_log
 [alert]
 [crit]
