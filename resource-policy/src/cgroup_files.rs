@@ -220,6 +220,8 @@ pub struct LayoutReport {
     pub controllers: Vec<String>,
     /// The path's group in each hierarchy.
     pub dirs: Vec<String>,
+    /// v1: each hierarchy's controllers with the path's group in it.
+    pub hierarchies: Vec<(Vec<String>, String)>,
 }
 
 /// Parses the supervisor's report (`None`: not in that form).
@@ -233,17 +235,21 @@ pub fn parse_layout_report(text: &str) -> Option<LayoutReport> {
     };
     let (list, dirs) = rest.split_once("): ")?;
     let mut controllers = Vec::new();
+    let mut grouped = Vec::new();
     if version == Version::V1 {
         for hierarchy in list.split(", ") {
             let (names, _mount) = hierarchy.split_once(" at ")?;
-            controllers.extend(names.split(',').map(str::to_string));
+            let names: Vec<String> = names.split(',').map(str::to_string).collect();
+            controllers.extend(names.iter().cloned());
+            grouped.push(names);
         }
     }
     let dirs: Vec<String> = dirs.split(' ').filter(|d| !d.is_empty()).map(str::to_string).collect();
-    if dirs.is_empty() {
+    if dirs.is_empty() || (version == Version::V1 && dirs.len() != grouped.len()) {
         return None;
     }
-    Some(LayoutReport { version, controllers, dirs })
+    let hierarchies = grouped.into_iter().zip(dirs.iter().cloned()).collect();
+    Some(LayoutReport { version, controllers, dirs, hierarchies })
 }
 
 /// One message per controller a class needs that `available` lacks.
@@ -300,6 +306,7 @@ mod report_tests {
         assert_eq!(report.version, Version::V1);
         assert_eq!(report.controllers, ["blkio", "cpu", "cpuacct", "memory"]);
         assert_eq!(report.dirs, ["/a", "/b", "/c"]);
+        assert_eq!(report.hierarchies[1], (vec![String::from("cpu"), String::from("cpuacct")], String::from("/b")));
         let v2 = parse_layout_report("cgroup v2 (/sys/fs/cgroup): /sys/fs/cgroup/x").expect("v2");
         assert_eq!((v2.version, v2.controllers.len(), v2.dirs.len()), (Version::V2, 0, 1));
         for bad in [

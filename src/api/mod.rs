@@ -194,6 +194,7 @@ pub fn install(mrb: Mrb) -> Result<(), String> {
     http::var::init(mrb);
     http::vlimit::init(mrb);
     http::resource::init(mrb);
+    core::cgroup::init(mrb);
     http::headers::init(mrb);
     http::connection::init(mrb);
     http::filter::init(mrb);

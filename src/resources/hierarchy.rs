@@ -19,7 +19,7 @@ fn supervisor_path() -> PathBuf {
 }
 
 /// Runs `ngx-mruby-supervisor check-cgroup <root>`.
-fn ask_supervisor(root: &str) -> Result<LayoutReport, String> {
+pub(super) fn ask_supervisor(root: &str) -> Result<LayoutReport, String> {
     use std::os::unix::process::CommandExt;
     let supervisor = supervisor_path();
     let mut command = std::process::Command::new(&supervisor);

@@ -27,6 +27,7 @@
 //! API call into this folder, never the other way).
 
 pub mod accounting;
+pub mod cgroup_groups;
 pub mod conf;
 pub mod hierarchy;
 pub mod request_class;

@@ -2,6 +2,7 @@
 //! (log, versions, constants, globals), and the Ruby library ngx_mruby users
 //! rely on (`gems/`). `Userdata` and `StringIO` are Ruby (`mrblib/`).
 
+pub mod cgroup;
 pub mod gems;
 pub mod kernel;
 pub mod nginx;
