@@ -495,6 +495,83 @@ end pattern with unmatched parenthesis: /(/ (RegexpError)
 
 
 
+=== TEST 11b: a catastrophic search over request data fails with RegexpError (search-wide retry limit), the worker lives on
+Each attempt of 17 (?:a|a) then (?!a)(?<!a) backtracks 2**17 times, under
+Oniguruma's per-attempt limit; 1,000 start positions without a search-wide
+limit ran 8 s in one C call and ended as a plain no-match.
+--- config
+    location = /t { mruby_content_handler $TEST_NGINX_HTML_DIR/t.rb; }
+    location = /raw { mruby_content_handler $TEST_NGINX_HTML_DIR/raw.rb; }
+    location = /ok { mruby_content_handler_code 'Nginx.echo [Process.pid, ("b" * 10_000 + "abc") =~ /a(b)c/, $1].inspect'; }
+--- user_files
+>>> t.rb
+text = "a" * Nginx::Request.new.var.arg_n.to_i
+re = Regexp.new("(?:a|a)" * 17 + "(?!a)(?<!a)")
+def try
+  yield.inspect
+rescue RegexpError => e
+  "#{e.class}: #{e.message}"
+end
+Nginx.echo try { text =~ re }
+Nginx.echo try { text.gsub(re, "x").size }
+Nginx.echo try { text.split(re).size }
+Nginx.echo try { ("a" * 40) =~ re }
+Nginx.echo Process.pid
+>>> raw.rb
+("a" * 1000) =~ Regexp.new("(?:a|a)" * 17 + "(?!a)(?<!a)")
+Nginx.echo "not reached"
+--- request eval
+["GET /t?n=1000", "GET /raw", "GET /ok"]
+--- error_code eval
+[200, 500, 200]
+--- response_body_like eval
+["^RegexpError: retry-limit-in-search over
+RegexpError: retry-limit-in-search over
+RegexpError: retry-limit-in-search over
+nil
+\\d+
+\$", "500 Internal Server Error", "^\\[\\d+, 10000, \"b\"\\]\n\$"]
+--- error_log
+retry-limit-in-search over
+--- no_error_log
+[alert]
+exited on signal
+--- timeout: 15
+
+
+
+=== TEST 11c: many slow matches in one gsub stop at the script's CPU budget
+Each search backtracks about 14 * 2**17 times, under the search-wide limit,
+then matches "b"; 300 of them in one gsub (one Ruby call) would take half a
+minute. The budget is checked between the searches. (The timeout is for a
+loaded machine: the budget is CPU time.)
+--- config
+    mruby_cpu_limit 1s;
+    location = /t {
+        mruby_content_handler_code '
+            text = ("a" * 30 + "b") * 300
+            begin
+              Nginx.echo text.gsub(Regexp.new("(?:a|a){17}(?!a)(?<!a)|b"), "x").size
+            rescue Exception => e
+              Nginx.echo "rescued #{e.class}"
+            end
+        ';
+    }
+    location = /ok { mruby_content_handler_code 'Nginx.echo "a1b" =~ /\d/'; }
+--- request eval
+["GET /t", "GET /ok"]
+--- error_code eval
+[500, 200]
+--- response_body_like eval
+["500 Internal Server Error", "^1\n\$"]
+--- error_log eval
+qr/\[error\] .*CPU time limit exceeded: \d+ ms used, limit 1000 ms \(Nginx::CPULimitExceeded\)/
+--- no_error_log
+[alert]
+--- timeout: 15
+
+
+
 === TEST 12: $~ and $1 do not leak into the next request
 --- config
     location = /t {

@@ -209,6 +209,14 @@ fn thread_cpu_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
+/// The running script has used up its budget (the hook is installed and
+/// raises at its next instruction). A loop in Rust that runs many C calls
+/// for one Ruby call (every match of a `gsub`) checks it between them.
+#[inline]
+pub fn budget_spent() -> bool {
+    CLOCK.stopping.load(Relaxed)
+}
+
 /// The timer's signal handler: only atomics, `clock_gettime` and the
 /// two-store hook installation (all async-signal-safe).
 extern "C" fn on_tick(_signal: c_int) {

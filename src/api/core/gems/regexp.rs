@@ -23,7 +23,7 @@ use super::match_data::{self, MatchState};
 use super::{arg_name, block_arg, class, str_arg, yield_block, DataType, RubyError, RubyResult};
 use crate::api::{arg_int, arity, ARGS_ANY};
 use crate::ruby_fn;
-use crate::vm::Mrb;
+use crate::vm::{cpu_limit, Mrb};
 
 /// `Regexp::IGNORECASE` and friends: the same bits as Oniguruma's options.
 pub const IGNORECASE: u32 = 1;
@@ -35,6 +35,13 @@ const OPTION_MASK: u32 = IGNORECASE | EXTENDED | MULTILINE;
 /// compiled each time their line runs), and the longest source kept there.
 const CACHE_CAPACITY: usize = 256;
 const CACHE_MAX_SOURCE: usize = 4096;
+
+/// Backtracks one search may take over all the start positions it tries
+/// (Oniguruma's own default bounds only each attempt, at 10,000,000, and
+/// leaves the whole search unlimited). Past it the search fails with
+/// `RegexpError: retry-limit-in-search over`, within about a second of
+/// CPU: one C call cannot be stopped by `mruby_cpu_limit`.
+const RETRY_LIMIT_IN_SEARCH: u32 = 10_000_000;
 
 /// Where each group matched (group 0 is the whole match), as byte ranges.
 pub type Spans = Vec<Option<(usize, usize)>>;
@@ -123,6 +130,11 @@ impl Compiled {
         let regex = self.regex(text.utf8)?;
         let mut region = Region::new();
         let haystack = EncodedBytes::from_parts(text.bytes, regex.encoding());
+        let param = MatchParam::default();
+        // SAFETY: `param` owns a valid OnigMatchParam for this call.
+        unsafe {
+            onig_sys::onig_set_retry_limit_in_search_of_match_param(param.as_raw(), RETRY_LIMIT_IN_SEARCH.into());
+        }
         let found = regex
             .search_with_param(
                 haystack,
@@ -130,7 +142,7 @@ impl Compiled {
                 text.bytes.len(),
                 SearchOptions::SEARCH_OPTION_NONE,
                 Some(&mut region),
-                MatchParam::default(),
+                param,
             )
             .map_err(|err| RubyError::new("RegexpError", err.description().to_owned()))?;
         Ok(found.map(|_| (0..region.len()).map(|group| region.pos(group)).collect()))
@@ -142,6 +154,12 @@ impl Compiled {
         let mut found = Vec::new();
         let mut start = 0;
         while start <= text.bytes.len() && limit.map_or(true, |limit| found.len() < limit) {
+            if cpu_limit::budget_spent() {
+                // Each search is bounded, their number is not: once the
+                // run's CPU budget is spent, stop (the VM then raises
+                // Nginx::CPULimitExceeded at its next instruction).
+                return Err(RubyError::new("RegexpError", "stopped: the script's CPU time limit is exceeded"));
+            }
             let Some(spans) = self.search(text, start)? else { break };
             let (begin, end) = spans[0].unwrap_or((start, start));
             start = if begin == end { end + text.char_len(end) } else { end };
