@@ -40,6 +40,9 @@ echo @posix_kill((int)$_GET['pid'], 9) ? "KILL OK\n" : "KILL DENIED " . posix_st
 PHP
     'sleep.php' => qq{<?php usleep((int)\$_GET['ms'] * 1000); echo "slept ", posix_getuid(), "\\n";\n},
     'loop.php'  => qq{<?php while (true) {}\n},
+    'stderr.php' => qq{<?php file_put_contents('php://stderr', "php says one\\nphp says two\\n"); echo "ok\\n";\n},
+    # writes an unfinished line and dies: the line is logged once it is reaped
+    'lastwords.php' => qq{<?php file_put_contents('php://stderr', "last words of php"); posix_kill(posix_getpid(), 9);\n},
 );
 
 # Ruby scripts (0600), run in the owner's own mruby VM.
@@ -83,6 +86,7 @@ PL
     'bomb.cgi'    => qq{#!/bin/sh\nb() { b | b & }\nb\nsleep 60\n},
     'memhog.cgi'  => qq{#!/usr/bin/perl\nmy \$x = "x" x (1024 * 1024 * 1024);\nprint "Content-Type: text/plain\\r\\n\\r\\nallocated\\n";\n},
     'env.cgi'     => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$REQUEST_METHOD \$QUERY_STRING"\ncat\n},
+    'stderr.cgi'  => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\nprintf 'cgi says one\\ncgi says two\\n' >&2\n},
     # tries to write each file named in the body (its own cgroup's), and to make a group
     'cgwrite.cgi' => <<'PL',
 #!/usr/bin/perl
@@ -158,6 +162,14 @@ chown $users{ngxt1}[0], $users{ngxt1}[1], site_dir('t1') . '/wwdir';
 chmod 0777, site_dir('t1') . '/wwdir';
 symlink site_dir('t2') . '/id.php', site_dir('t1') . '/link.php' or die "symlink: $!";
 system('chown', '-h', 'ngxt1:ngxt1', site_dir('t1') . '/link.php') == 0 or die 'chown -h';
+# gid-only mismatch, a directory owned like its file but not like the root, a gid below the minimum
+write_site_file('t1', 'gidonly.php', $php{'id.php'}, owner => 'ngxt1', mode => 0644);
+chown $users{ngxt1}[0], $users{ngxt2}[1], site_dir('t1') . '/gidonly.php';
+write_site_file('t1', 'otherdir/x.php', $php{'id.php'}, owner => 'ngxt2', mode => 0644);
+chown $users{ngxt2}[0], $users{ngxt2}[1], site_dir('t1') . '/otherdir';
+chmod 0755, site_dir('t1') . '/otherdir';
+write_site_file('t1', 'lowgid.php', $php{'id.php'}, owner => 'ngxt1', mode => 0644);
+chown $users{ngxt1}[0], scalar((getgrnam('bin'))[2]), site_dir('t1') . '/lowgid.php';
 make_site('low', 'bin');
 write_site_file('low', 'id.php', $php{'id.php'}, owner => 'bin', mode => 0644);
 
@@ -521,6 +533,9 @@ subtest 'owner checks: 403 and the rule in the error log' => sub {
         ['t1', '/other.php', qr/refused "[^"]*other\.php": owner mismatch: file $uid_of{t2}:\d+, directory $uid_of{t1}:/],
         ['t1', '/link.php', qr/refused "[^"]*link\.php": symlink owned by $uid_of{t1}:\d+ points to a file owned by $uid_of{t2}:/],
         ['low', '/id.php', qr/refused "[^"]*id\.php": owner $bin_uid:\d+ is below tenant_min_uid\/tenant_min_gid 1000:1000/],
+        ['t1', '/gidonly.php', qr/refused "[^"]*gidonly\.php": owner mismatch: file $uid_of{t1}:$users{ngxt2}[1], directory $uid_of{t1}:$users{ngxt1}[1]/],
+        ['t1', '/otherdir/x.php', qr/refused "[^"]*x\.php": owner mismatch: file $uid_of{t2}:\d+, document root $uid_of{t1}:/],
+        ['t1', '/lowgid.php', qr/refused "[^"]*lowgid\.php": owner $uid_of{t1}:\d+ is below tenant_min_uid\/tenant_min_gid 1000:1000/],
     );
     for my $case (@cases) {
         my ($host, $path, $re) = @$case;
@@ -580,6 +595,22 @@ subtest 'only this nginx\'s workers may connect: not the worker user elsewhere, 
     $out = as_user_connect('root', 'root', $socket, "A 6 .php $uid_of{t2} $users{ngxt2}[1] $t2");
     unlike($out, qr/^OK/m, 'a peer that is not the worker user gets no runner');
     ok(log_has($from, qr/refused a connection from pid \d+ uid 0 gid 0: not an nginx worker \(not the worker user/), 'and is logged');
+};
+
+subtest 'runner stderr: one error line per message line, tagged with the runner and its owner' => sub {
+    my $from = error_log_size();
+    my ($status, $body) = http_get_host('t2', '/stderr.cgi');
+    is("$status $body", "200 ok\n", 'the CGI program answered');
+    ok(log_has($from, qr/runner pid \d+ uid $uid_of{t2}: cgi says one\n.*runner pid \d+ uid $uid_of{t2}: cgi says two/s),
+        "a CGI program's two stderr lines, each tagged");
+    ($status, $body) = http_get_host('t3', '/stderr.php');
+    is("$status $body", "200 ok\n", 'the PHP script answered');
+    ok(log_has($from, qr/runner pid \d+ uid $uid_of{t3}: php says one\n.*runner pid \d+ uid $uid_of{t3}: php says two/s),
+        "php-cgi's two stderr lines, each tagged");
+    ($status) = http_get_host('t4', '/lastwords.php');
+    is($status, 502, 'a runner that kills itself: 502');
+    ok(log_has($from, qr/runner pid [1-9]\d* uid $uid_of{t4}: last words of php/), 'its last line, read after it was reaped, keeps its tag');
+    unlike(error_log_since($from), qr/runner pid 0 uid 0/, 'never an untagged line');
 };
 
 subtest 'nginx -s reopen: the keeper, the supervisor and the runners log into the new error log' => sub {
@@ -780,13 +811,17 @@ subtest 'reload with runners alive: the old generation ends with the old workers
 };
 
 subtest 'stop with runners alive: no process left behind' => sub {
-    for my $host (@tenants) { http_get_host($host, '/id.php') }
+    for my $host (@tenants) { http_get_host($host, $_) for '/id.php', '/id.cgi', '/id.rb' }
     my @alive = runner_pids();
     ok(@alive >= 5, 'runners alive');
+    # CGI and Ruby runners name the document root ($base/sites), php-cgi and the keeper $base/run
+    my $p = processes_under("$base/");
+    ok(scalar(grep { $p->{$_}{args} =~ /cgi-runner/ } keys %$p), 'CGI runners among them');
+    ok(scalar(grep { $p->{$_}{args} =~ /ruby-runner/ } keys %$p), 'Ruby runners among them');
     stop_nginx();
-    ok(wait_until(sub { !%{ processes_under("$base/run") } }, 10),
-        'no keeper, supervisor or runner left in the process table')
-        or diag explain processes_under("$base/run");
+    ok(wait_until(sub { !%{ processes_under("$base/") } }, 10),
+        'no keeper, supervisor or runner (PHP, CGI, Ruby) left in the process table')
+        or diag explain processes_under("$base/");
     ok(wait_until(sub { !glob("$base/run/*") }, 5), 'the generation directory is removed');
     if ($cgroup_ok) {
         ok(wait_until(sub { !grep { -e $_ } @cgroup_roots }, 5), "tenant_cgroup: every group is removed (@cgroup_roots)")
@@ -821,6 +856,37 @@ subtest 'more owners than tenant_max_runners: LRU reaping, never above the cap' 
     is($ok, 10, 'every request served by its owner');
     cmp_ok($max, '<=', 2, 'runner count never above tenant_max_runners');
     ok(log_has($from, qr/reaping idle runner pid \d+ of uid \d+ to make room for uid \d+/), 'reaping logged');
+};
+
+subtest 'more owners than tenant_max_runners, all at once: a sampler never sees more than the cap' => sub {
+    # a child process samples the runner count every 10 ms while the requests run
+    my $samples = servroot() . '/runner-samples';
+    unlink $samples;
+    my $sampler = fork // die "fork: $!";
+    if ($sampler == 0) {
+        open my $fh, '>', $samples or POSIX::_exit(1);
+        $fh->autoflush(1);
+        while (1) { my $n = () = runner_pids(); print $fh "$n\n"; sleep 0.01 }
+    }
+    my @socks = map { my $host = $tenants[$_ % 5]; [$host, open_request('/id.php', host => $host, proto => 'HTTP/1.0')] } 0 .. 9;
+    my (%status, $wrong);
+    for my $pair (@socks) {
+        my ($host, $sock) = @$pair;
+        my ($status, $body) = read_response($sock, 10);
+        $status{$status}++;
+        $wrong++ if $status == 200 && $body !~ /^$uid_of{$host} /;
+    }
+    sleep 0.2;
+    kill 'KILL', $sampler;
+    waitpid $sampler, 0;
+    my @counts = do { open my $fh, '<', $samples or die "$samples: $!"; map { 0 + $_ } <$fh> };
+    cmp_ok(scalar @counts, '>=', 10, scalar(@counts) . ' samples taken');
+    my $max = (sort { $b <=> $a } @counts)[0] // 0;
+    cmp_ok($max, '<=', 2, "runner count never above tenant_max_runners 2 (max $max)");
+    ok(!$wrong, 'no request answered by another owner');
+    cmp_ok($status{200} // 0, '>=', 5, 'most answered (the rest 503 after tenant_queue_timeout)')
+        or diag explain \%status;
+    is(join(',', grep { $_ != 200 && $_ != 503 } keys %status), '', 'nothing but 200 and 503');
 };
 
 subtest 'tenant_max_requests recycles a runner' => sub {
@@ -869,7 +935,7 @@ subtest 'tenant_idle_timeout reaps idle runners' => sub {
 };
 
 stop_nginx();
-ok(wait_until(sub { !%{ processes_under("$base/run") } }, 10), 'second configuration: nothing left behind');
+ok(wait_until(sub { !%{ processes_under("$base/") } }, 10), 'second configuration: nothing left behind');
 
 # ---------------------------------------------------------------------------
 # Configuration errors, caught by nginx -t.

@@ -45,7 +45,7 @@ pub struct Config {
     /// `tenant_cgroup`: the cgroup path runners are placed under.
     pub cgroup_path: Option<String>,
     /// This generation's cgroup tree, once the keeper has created it.
-    pub cgroups: Option<crate::cgroup::Tree>,
+    pub cgroups: Option<cgroupfs::Tree>,
 }
 
 impl Default for Config {
@@ -110,7 +110,7 @@ impl Config {
                     config.master = Some(crate::peers::MasterSource::PidFile(PathBuf::from(value)));
                 }
                 "cgroup" => {
-                    crate::cgroup::check_path_syntax(value)?;
+                    cgroupfs::check_path_syntax(value)?;
                     config.cgroup_path = Some(value.clone());
                 }
                 _ => return Err(format!("unknown option --{name}")),

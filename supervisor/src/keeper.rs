@@ -129,8 +129,8 @@ fn make_cgroups(config: &mut Config) -> Result<(), String> {
     let Some(path) = &config.cgroup_path else {
         return Ok(());
     };
-    let layout = crate::cgroup::Layout::detect().map_err(|e| format!("tenant_cgroup: {e}"))?;
-    let tree = crate::cgroup::Tree::new(layout, path, &config.generation());
+    let layout = cgroupfs::Layout::detect().map_err(|e| format!("tenant_cgroup: {e}"))?;
+    let tree = cgroupfs::Tree::new(layout, path, &config.generation());
     tree.create().map_err(|e| format!("tenant_cgroup \"{path}\": {e}"))?;
     log_info!("supervisor: runners go into {} under \"{path}\"", tree.layout.describe());
     config.cgroups = Some(tree);

@@ -21,8 +21,8 @@ use landlock::{
 use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 
-use crate::cgroup::OwnerGroup;
 use crate::config::{Config, RunnerProgram};
+use cgroupfs::OwnerGroup;
 
 /// Read-only paths every runner needs to load its program (shared
 /// libraries, the interpreter's own files, time zones). Nothing under

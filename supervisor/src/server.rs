@@ -60,6 +60,10 @@ struct Waiting {
 struct StderrPipe {
     fd: OwnedFd,
     partial: Vec<u8>,
+    /// Whose lines these are: kept here, as the runner leaves the table
+    /// before its last lines are read.
+    pid: i32,
+    uid: u32,
 }
 
 struct Supervisor {
@@ -568,7 +572,8 @@ impl Supervisor {
                     pipe_read.as_raw_fd(),
                     nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
                 );
-                self.pipes.insert(id, StderrPipe { fd: pipe_read, partial: Vec::new() });
+                self.pipes
+                    .insert(id, StderrPipe { fd: pipe_read, partial: Vec::new(), pid: child.as_raw(), uid: key.uid });
                 log_info!(
                     "supervisor: runner pid {} started for uid {} document root \"{}\" kind {}",
                     child,
@@ -691,7 +696,7 @@ impl Supervisor {
             }
             pipe.partial.extend_from_slice(&buf[..n as usize]);
         };
-        let (uid, pid) = self.table.get(id).map_or((0, 0), |r| (r.key.uid, r.pid));
+        let (uid, pid) = (pipe.uid, pipe.pid);
         let mut lines = Vec::new();
         while let Some(end) = pipe.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pipe.partial.drain(..=end).collect();
