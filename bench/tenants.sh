@@ -21,6 +21,12 @@
 #    (`tenant_max_requests 0`, as for cases 2 and 3). A second row measures
 #    the default `tenant_max_requests 1000` (recycling, with its standby
 #    runner started ahead) against the same baseline, for information.
+#    req/s on a shared 2-CPU machine swing with other jobs, so the PHP case
+#    also measures CPU time per request of everything on the server side
+#    (the nginx worker, the PHP process, and for the runner the supervisor
+#    and keeper too: /proc/<pid>/stat, CPU_REQUESTS requests over one
+#    keep-alive connection, CPU_PAIRS interleaved pairs): that figure
+#    hardly moves with the load.
 # 2. ruby: hello-world Ruby (`Nginx.rputs`) in the owner's Ruby runner
 #    against the same file run in the worker (`mruby_content_handler`,
 #    no cache, like the runner): ratio reported, no target. Against the
@@ -52,6 +58,8 @@ PORT=${PORT:-19950}
 DURATION=${DURATION:-5}
 PAIRS=${PAIRS:-7}
 SPAWNS=${SPAWNS:-200}
+CPU_REQUESTS=${CPU_REQUESTS:-20000}
+CPU_PAIRS=${CPU_PAIRS:-3}
 OWNERS=${OWNERS:-1000}
 DENSITY_CAP=${DENSITY_CAP:-64}
 DENSITY_CLIENTS=${DENSITY_CLIENTS:-4}
@@ -112,6 +120,7 @@ pid logs/nginx.pid;
 events { worker_connections 1024; }
 http {
     access_log off;
+    keepalive_requests 100000000;
     tenant_interpreter .php /usr/bin/php-cgi;
     tenant_socket_dir $WORK/run;
     $1
@@ -123,6 +132,7 @@ http {
             fastcgi_pass unix:\$tenant_socket;
             fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
             fastcgi_param REDIRECT_STATUS 200;
+            add_header X-Runner-Pid \$tenant_runner_pid;
         }
         location ~ \.cgi\$ {
             tenant_runner on;
@@ -208,7 +218,28 @@ percentile() { # $1 = 0..100, stdin = numbers
     sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.5); if (i < 1) i = 1; if (i > NR) i = NR; print v[i] }'
 }
 
+# CPU time (utime + stime, in clock ticks) of processes, summed.
+cpu_ticks() {
+    local pid total=0
+    for pid in "$@"; do
+        total=$((total + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' /proc/$pid/stat)))
+    done
+    echo $total
+}
+
+# Server-side CPU microseconds per request: $1 = port, $2 = path, rest = pids.
+cpu_per_request() {
+    local port=$1 path=$2 before after
+    shift 2
+    before=$(cpu_ticks "$@")
+    python3 "$ROOT/bench/kaclient.py" "$port" "$path" "$CPU_REQUESTS" $'Hello, world\n' ||
+        die "keep-alive client on :$port$path failed"
+    after=$(cpu_ticks "$@")
+    awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$CPU_REQUESTS" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }'
+}
+
 ROWS=()
+CPU_ROWS=()
 # One comparison: PAIRS interleaved pairs of runs, ratio = a / b per pair.
 compare() { # $1 = label, $2 = port a, $3 = path a, $4 = port b, $5 = path b, $6 = target ratio or -
     local label=$1 pa=$2 qa=$3 pb=$4 qb=$5 target=$6 a b i
@@ -240,6 +271,21 @@ if has_case php || has_case ruby || has_case cgi; then
     start_by_hand $WORK/hand/fcgiwrap.sock fcgiwrap -c 1 -s unix:$WORK/hand/fcgiwrap.sock
     if has_case php; then
         compare "PHP: owner runner / php-cgi by hand (neither recycles)" $PORT /hello.php $((PORT + 1)) /hello.php 0.95
+        worker=$(pgrep -P "$(cat $WORK/logs/nginx.pid)" | head -1)
+        keeper=$(pgrep -f "ngx-mruby-supervisor keeper --dir $WORK/run/" | head -1)
+        supervisor=$(pgrep -P "$keeper" | head -1)
+        runner_pid=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PORT/hello.php" | awk -F': ' 'tolower($1) == "x-runner-pid" { print $2 + 0 }')
+        [[ -n $worker && -n $keeper && -n $supervisor && -n $runner_pid ]] || die "cannot find the processes to measure"
+        hand_php=${HAND_PIDS[0]}
+        cr=() cb=() cratios=()
+        for i in $(seq "$CPU_PAIRS"); do
+            r=$(cpu_per_request $PORT /hello.php "$worker" "$runner_pid" "$supervisor" "$keeper")
+            b=$(cpu_per_request $((PORT + 1)) /hello.php "$worker" "$hand_php")
+            cr+=("$r") cb+=("$b")
+            cratios+=("$(awk -v a="$r" -v b="$b" 'BEGIN { printf "%.3f", b / a }')")
+            note "CPU per request: pair $i: runner $r us, by hand $b us"
+        done
+        CPU_ROWS+=("| PHP: owner runner / php-cgi by hand (neither recycles) | $(printf '%s\n' "${cr[@]}" | median) us | $(printf '%s\n' "${cb[@]}" | median) us | $(printf '%s\n' "${cratios[@]}" | median)x | $(printf '%s\n' "${cratios[@]}" | sort -g | head -1)-$(printf '%s\n' "${cratios[@]}" | sort -g | tail -1) |")
     fi
     if has_case ruby; then
         compare "Ruby: owner runner / the worker's mruby" $PORT /hello.rb $((PORT + 1)) /hello.rb -
@@ -338,6 +384,14 @@ fi
         echo "|---|---:|---:|---:|---|---|---|"
         printf '%s\n' "${ROWS[@]}"
         echo
+        if ((${#CPU_ROWS[@]})); then
+            echo "Server-side CPU time per request (nginx worker + PHP process, + supervisor and keeper for the runner), $CPU_REQUESTS keep-alive requests per run, $CPU_PAIRS interleaved pairs; ratio = b / a (above 1: the runner costs less)"
+            echo
+            echo "| case (a / b) | a CPU/request | b CPU/request | ratio | spread |"
+            echo "|---|---:|---:|---:|---|"
+            printf '%s\n' "${CPU_ROWS[@]}"
+            echo
+        fi
         [[ -n ${recycled:-} ]] && echo "With the default tenant_max_requests: $recycled recycles during those runs, $standbys standby runners started ahead." && echo
     fi
     if ((${#SPAWN_ROWS[@]})); then

@@ -168,3 +168,31 @@ GET /t
 []
 --- error_log
 no class: unknown resource class "slow" (no resource_class declares it)
+
+
+=== TEST 9: interleaved requests on one worker keep their own class (one waits in access while the other runs)
+--- config
+    resource_class_for slow;
+    location = /t {
+        mruby_access_handler_code '
+            r = Nginx::Request.new
+            r.resource_class = r.args == "first" ? "fast" : ""
+            Nginx::Async.sleep(r.args == "first" ? 300 : 50)
+        ';
+        mruby_content_handler_code 'r = Nginx::Request.new; Nginx.rputs "#{r.args} runs in #{r.resource_class.inspect} [#{r.var.resource_class}]"';
+    }
+--- init
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+my $first = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $first "GET /t?first HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+select(undef, undef, undef, 0.05);
+my $second = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+print $second "GET /t?second HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+my $second_resp = do { local $/; <$second> };
+my $first_resp = do { local $/; <$first> };
+Test::More::like($second_resp, qr/second runs in nil \[\]\z/, "the second request chose no class while the first waited");
+Test::More::like($first_resp, qr/first runs in "fast" \[fast\]\z/, "the first request keeps its class across the other's");
+--- request
+GET /t?third
+--- response_body chomp
+third runs in nil []

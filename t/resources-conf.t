@@ -68,7 +68,7 @@ hello
         server_name other.test;
         location / { resource_class_for fast; return 200 "other\n"; }
     }
-    resource_cgroup_root /ngx-mruby-test/classes;
+    resource_cgroup_root /ngx-mruby-test-classes;
     resource_class slow cpu=10;
     resource_class fast cpu=100;
 --- request
@@ -426,3 +426,27 @@ resource_auto_confine: unknown parameter "cpu=5"
 --- must_die
 --- error_log
 invalid number of arguments in "resource_stats" directive
+
+
+=== TEST 38: root: a parent group that does not exist fails nginx -t (asked of the supervisor program, as tenant_cgroup)
+--- http_config
+    resource_cgroup_root /ngx-mruby-no-such-parent/classes;
+    resource_class slow cpu=10;
+--- config
+--- must_die
+--- error_log eval
+qr{resource_cgroup_root "/ngx-mruby-no-such-parent/classes": the parent group /sys/fs/cgroup/\S+/ngx-mruby-no-such-parent of "/ngx-mruby-no-such-parent/classes" does not exist}
+
+
+=== TEST 39: root and every controller the classes need are there: nginx starts, creating nothing
+--- http_config
+    resource_cgroup_root ngx-mruby-t-check;
+    resource_class all cpu=10 memory=64m io_read=1m io_write=1m pids=10;
+--- config
+    location = /t {
+        mruby_content_handler_code 'Nginx.echo Dir.exist?("/sys/fs/cgroup/cpu/ngx-mruby-t-check") ? "created" : "nothing created"';
+    }
+--- request
+GET /t
+--- response_body
+nothing created

@@ -228,7 +228,8 @@ EOF
 }
 
 # tenant_cgroup when this machine lets us make groups (skipped otherwise).
-my $supervisor_bin = "$FindBin::Bin/../build/sbin/ngx-mruby-supervisor";
+# (the supervisor nginx itself uses: next to the nginx binary under test)
+my $supervisor_bin = ($ENV{TEST_NGINX_BINARY} || "$FindBin::Bin/../build/sbin/nginx") =~ s{[^/]+$}{ngx-mruby-supervisor}r;
 my $cgroup_name = tenant_cgroup_name();
 my ($cgroup_ok, @cgroup_roots) = cgroup_check($supervisor_bin, $cgroup_name);
 diag("tenant_cgroup not tested: $cgroup_roots[0]") unless $cgroup_ok;

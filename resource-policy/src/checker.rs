@@ -76,6 +76,42 @@ impl CheckerSpec {
     }
 }
 
+/// One heavy request, as `resource_checker` logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckerRecord<'a> {
+    /// Seconds since the epoch, with milliseconds.
+    pub time_ms: u64,
+    pub host: &'a str,
+    pub uri: &'a str,
+    /// The file the runner ran.
+    pub script: &'a str,
+    /// The owner's uid (the runner's identity).
+    pub owner: u32,
+    pub figures: Figures,
+    /// The class the request ran in, if any.
+    pub class: Option<&'a str>,
+}
+
+impl CheckerRecord<'_> {
+    /// One JSON line (with its newline): every field, always in this order.
+    pub fn json_line(&self) -> String {
+        let value = serde_json::json!({
+            "time": format!("{}.{:03}", self.time_ms / 1000, self.time_ms % 1000),
+            "host": self.host,
+            "uri": self.uri,
+            "script": self.script,
+            "owner": self.owner,
+            "cpu_user_ms": self.figures.cpu_user_ms,
+            "cpu_sys_ms": self.figures.cpu_sys_ms,
+            "mem_peak_kb": self.figures.mem_peak_kb,
+            "class": self.class,
+        });
+        let mut line = value.to_string();
+        line.push('\n');
+        line
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +155,25 @@ mod tests {
         assert!(!spec.is_over(&Figures { cpu_user_ms: 100, ..cheap }), "at the threshold is not over");
         assert!(spec.is_over(&Figures { mem_peak_kb: 1025, ..cheap }));
         assert!(spec.is_over(&Figures { mem_peak_kb: u64::MAX, ..cheap }), "saturates, no overflow");
+    }
+
+    #[test]
+    fn json_lines_escape_what_a_client_sends() {
+        let record = CheckerRecord {
+            time_ms: 1_700_000_000_123,
+            host: "a.test",
+            uri: "/x\"y\n{z}",
+            script: "/srv/a/htdocs/burn.php",
+            owner: 1001,
+            figures: Figures { cpu_user_ms: 250, cpu_sys_ms: 3, mem_peak_kb: 20480 },
+            class: Some("slow"),
+        };
+        assert_eq!(
+            record.json_line(),
+            "{\"time\":\"1700000000.123\",\"host\":\"a.test\",\"uri\":\"/x\\\"y\\n{z}\",\"script\":\"/srv/a/htdocs/burn.php\",\"owner\":1001,\"cpu_user_ms\":250,\"cpu_sys_ms\":3,\"mem_peak_kb\":20480,\"class\":\"slow\"}\n"
+        );
+        let no_class = CheckerRecord { class: None, ..record };
+        assert!(no_class.json_line().ends_with(",\"class\":null}\n"));
+        assert_eq!(no_class.json_line().lines().count(), 1, "one line, whatever the uri holds");
     }
 }

@@ -314,7 +314,9 @@ extern "C" fn set_directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: 
 }
 
 /// Once `http{}` is parsed (at `nginx -t` too): every named class exists,
-/// and classes have a cgroup root to live under. Logs every problem, then fails.
+/// classes have a cgroup root to live under, the root can hold groups on
+/// this machine and every controller the classes need is there
+/// (`hierarchy.rs`). Logs every problem, then fails.
 pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
     let Some(main) = HttpResourcesModule::main_conf(cf) else {
         return Ok(());
@@ -334,6 +336,9 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
             "resource_class: classes ({}) need \"resource_cgroup_root <path>;\" in http{{}}, the sub-tree their groups live in",
             names.join(", ")
         ));
+    }
+    if problems.is_empty() {
+        problems = super::hierarchy::check(main);
     }
     for message in &problems {
         log(cf.log, NGX_LOG_EMERG, message);

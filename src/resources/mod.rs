@@ -26,12 +26,15 @@
 //! May import: `shm/` and `ngx_util` only (the tenant path and the Ruby
 //! API call into this folder, never the other way).
 
+pub mod accounting;
 pub mod conf;
+pub mod hierarchy;
 pub mod request_class;
 pub mod stats;
 pub mod usage;
 pub mod zone;
 
+pub use accounting::record_request;
 pub use request_class::{request_class, set_request_class, ClassSource};
 pub use usage::{host_usage, is_confined, record_usage};
 
@@ -56,7 +59,7 @@ impl HttpModule for HttpResourcesModule {
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes a live configuration context.
         let cf = unsafe { &mut *cf };
-        match request_class::add_variables(cf) {
+        match request_class::add_variables(cf).and_then(|()| accounting::add_variables(cf)) {
             Ok(()) => Status::NGX_OK.into(),
             Err(()) => Status::NGX_ERROR.into(),
         }

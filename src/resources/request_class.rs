@@ -9,6 +9,7 @@ use core::ffi::c_void;
 use ngx::ffi::*;
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::ngx_string;
+use resource_policy::checker::Figures;
 use resource_policy::class::ClassSpec;
 
 use super::conf::{ClassChoice, MainConf};
@@ -23,16 +24,37 @@ pub enum ClassSource {
     Config,
 }
 
-/// The per-request choice of a script (`resource_class=`).
-struct RequestClass {
-    /// `Some(None)`: the script chose no class.
+/// What this module keeps per request (in `r->pool`, no cleanup needed).
+#[derive(Default)]
+pub(super) struct RequestState {
+    /// A script's `resource_class=`; `Some(None)`: it chose no class.
     chosen: Option<Option<usize>>,
+    /// The kernel's figures for the runner that served the request (`accounting.rs`).
+    pub figures: Option<Figures>,
 }
 
-fn ctx_of<'a>(r: &ngx_http_request_t) -> Option<&'a mut RequestClass> {
+pub(super) fn ctx_of<'a>(r: &ngx_http_request_t) -> Option<&'a mut RequestState> {
     let index = HttpResourcesModule::module().ctx_index;
-    // SAFETY: r->ctx has one slot per HTTP module; ours holds a RequestClass (in r->pool) or NULL.
-    unsafe { (*r.ctx.add(index) as *mut RequestClass).as_mut() }
+    // SAFETY: r->ctx has one slot per HTTP module; ours holds a RequestState (in r->pool) or NULL.
+    unsafe { (*r.ctx.add(index) as *mut RequestState).as_mut() }
+}
+
+/// The request's state, created on first use; `None` when out of memory.
+pub(super) fn state_of<'a>(r: &mut ngx_http_request_t) -> Option<&'a mut RequestState> {
+    if let Some(state) = ctx_of(r) {
+        return Some(state);
+    }
+    // SAFETY: r->pool lives as long as the request; the struct needs no cleanup.
+    let state = unsafe { ngx_pcalloc(r.pool, core::mem::size_of::<RequestState>()) } as *mut RequestState;
+    if state.is_null() {
+        return None;
+    }
+    // SAFETY: state is fresh, aligned pool memory; r->ctx has a slot for this module.
+    unsafe {
+        state.write(RequestState::default());
+        *r.ctx.add(HttpResourcesModule::module().ctx_index) = state as *mut c_void;
+        state.as_mut()
+    }
 }
 
 /// `Nginx::Request#resource_class = name`: an empty name means no class;
@@ -53,25 +75,13 @@ pub fn set_request_class(r: &mut ngx_http_request_t, name: &[u8]) -> Result<(), 
         let index = main.classes.iter().position(|c| c.name.as_bytes() == name);
         Some(index.ok_or_else(|| format!("unknown resource class \"{text}\" (no resource_class declares it)"))?)
     };
-    if let Some(ctx) = ctx_of(r) {
-        ctx.chosen = Some(chosen);
-        return Ok(());
-    }
-    // SAFETY: r->pool lives as long as the request; the struct needs no cleanup.
-    let ctx = unsafe { ngx_pcalloc(r.pool, core::mem::size_of::<RequestClass>()) } as *mut RequestClass;
-    if ctx.is_null() {
-        return Err(String::from("out of memory"));
-    }
-    // SAFETY: ctx is fresh, aligned pool memory; r->ctx has a slot for this module.
-    unsafe {
-        ctx.write(RequestClass { chosen: Some(chosen) });
-        *r.ctx.add(HttpResourcesModule::module().ctx_index) = ctx as *mut c_void;
-    }
+    let state = state_of(r).ok_or("out of memory")?;
+    state.chosen = Some(chosen);
     Ok(())
 }
 
 /// The request's virtual host (Host header without port, else the server name).
-fn request_host(r: &ngx_http_request_t) -> String {
+pub(super) fn request_host(r: &ngx_http_request_t) -> String {
     let host = str_bytes(&r.headers_in.server);
     String::from_utf8_lossy(host).into_owned()
 }

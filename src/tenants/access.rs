@@ -8,11 +8,11 @@ use core::ptr;
 use ngx::ffi::*;
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 
-use super::held::KEEP_IDLE_MS;
 use super::link::{self, Acquired, Reply, Spawn};
 use super::owner::{self, Refusal};
 use super::HttpTenantsModule;
 use crate::ngx_util::{log, pool_str};
+use tenant_protocol::held::KEEP_IDLE_MS;
 
 const DECLINED: ngx_int_t = NGX_DECLINED as ngx_int_t;
 const DONE: ngx_int_t = NGX_DONE as ngx_int_t;

@@ -2,7 +2,7 @@
 //! event loop, shared by every request of the worker. Requests wait for
 //! their answer by tag; answers are delivered by posting the request's
 //! wake event, so nothing here re-enters the phase engine. The runners the
-//! worker holds (`held.rs`) are kept here too: a request whose owner,
+//! worker holds (`tenant_protocol::held`) are kept here too: a request whose owner,
 //! site and kind have an idle runner held by this worker takes it without
 //! asking the supervisor.
 
@@ -19,8 +19,8 @@ pub use tenant_protocol::{Reply, Spawn};
 use tenant_protocol::{Request, MAX_LINE};
 
 use super::access::TenantCtx;
-use super::held::{Finished, Held, Key, Runner, Wanted};
 use crate::ngx_util::log;
+use tenant_protocol::held::{Finished, Held, Key, Runner, Wanted};
 
 #[derive(Default)]
 struct Link {

@@ -59,7 +59,7 @@
 //!   cleanup ends the request's use of the runner however the request
 //!   ends: `K` after a 502, a 504 or a client abort (the runner may still
 //!   be busy: the supervisor kills it and its whole session); otherwise the
-//!   worker keeps it (`held.rs`) for its next request of the same owner,
+//!   worker keeps it (`tenant_protocol::held`) for its next request of the same owner,
 //!   site and kind, which then takes it with no round trip (still one
 //!   request at a time, still after the owner checks), and gives it back
 //!   (`R`) after about a second idle, when its budget of requests is spent
@@ -87,7 +87,6 @@
 
 pub mod access;
 pub mod conf;
-pub mod held;
 pub mod link;
 pub mod owner;
 pub mod spawn;

@@ -248,25 +248,27 @@ pub fn group_pids(dir: &Path) -> Vec<i32> {
 }
 
 /// Kills every process in `dir` until it is empty or `wait` has passed,
-/// then removes it. Returns how many processes it killed.
-fn empty_and_remove(dir: &Path, wait: Duration) -> Result<usize, String> {
+/// then removes it. Returns how many processes it killed, and whether the
+/// group is gone.
+fn empty_and_remove(dir: &Path, wait: Duration) -> (usize, Result<(), String>) {
     let deadline = Instant::now() + wait;
     let mut killed = std::collections::HashSet::new();
     loop {
-        let pids = group_pids(dir);
-        for pid in &pids {
-            if killed.insert(*pid) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        for pid in group_pids(dir) {
+            if killed.insert(pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(killed.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(killed.len()),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(format!("cannot remove the cgroup {}: {e}", dir.display()))
+        let removed = match std::fs::remove_dir(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if Instant::now() >= deadline => Err(format!("cannot remove the cgroup {}: {e}", dir.display())),
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
+        };
+        return (killed.len(), removed);
     }
 }
 
@@ -347,7 +349,8 @@ impl Tree {
     /// Returns the number of processes killed; a group whose processes are
     /// still dying stays until the next time or until stop.
     pub fn remove_owner(&self, uid: u32) -> usize {
-        self.owner(uid).dirs.iter().map(|dir| empty_and_remove(dir, Duration::from_millis(50)).unwrap_or(0)).sum()
+        // the same processes are in every hierarchy: count them once
+        self.owner(uid).dirs.iter().map(|dir| empty_and_remove(dir, Duration::from_millis(50)).0).max().unwrap_or(0)
     }
 
     /// At stop: empties and removes every group of this generation, then
@@ -359,13 +362,13 @@ impl Tree {
             if let Ok(entries) = std::fs::read_dir(&generation) {
                 for entry in entries.flatten() {
                     if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        if let Err(e) = empty_and_remove(&entry.path(), Duration::from_secs(2)) {
+                        if let (_, Err(e)) = empty_and_remove(&entry.path(), Duration::from_secs(2)) {
                             problems.push(e);
                         }
                     }
                 }
             }
-            if let Err(e) = empty_and_remove(&generation, Duration::from_secs(1)) {
+            if let (_, Err(e)) = empty_and_remove(&generation, Duration::from_secs(1)) {
                 problems.push(e);
             }
             // busy or not empty: another generation's groups are in it

@@ -26,6 +26,8 @@
 //!   say so (`B`) and give it back when its request ends: another request
 //!   needs it, or it has died.
 
+pub mod held;
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 
 use mruby_sys::*;
 
-use crate::api::{arg_bytes, arity, request_state, with_request, ARGS_ANY};
+use crate::api::{arg_bytes, arity, with_request, ARGS_ANY};
 use crate::host::{self, Context};
 use crate::resources::{host_usage, is_confined, request_class, set_request_class};
 use crate::ruby_fn;
@@ -64,15 +64,16 @@ fn before_content() -> Context {
 fn set_class(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
     let context = host::current().map(|h| h.context()).unwrap_or(Context::INIT);
-    request_state()?; // RuntimeError outside a request, before the phase check
+    // RuntimeError outside a request (mruby_init...)
+    with_request(|_, _| ())?;
     if !context.within(before_content()) {
         return Err(RubyError::runtime(format!(
             "resource_class= is not allowed in {} (only before content: the class applies when the request is passed on)",
             context.name()
         )));
     }
-    let name: &[u8] = if mrb.is_nil(args[0]) { b"" } else { arg_bytes(mrb, args[0], "resource class")? };
-    let name = name.to_vec();
+    let name: Vec<u8> =
+        if mrb.is_nil(args[0]) { Vec::new() } else { arg_bytes(mrb, args[0], "resource class")?.to_vec() };
     with_request(move |r, _| set_request_class(r, &name))?.map_err(RubyError::argument)?;
     Ok(args[0])
 }
@@ -80,8 +81,8 @@ fn set_class(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
 /// `r.resource_class` → the name of the class the request runs in, or nil.
 fn get_class(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 0, 0)?;
-    let class = with_request(|r, _| request_class(r).map(|(class, _)| class))?;
-    Ok(class.map_or(mrb.nil(), |class| mrb.str(class.name.as_bytes())))
+    let name = with_request(|r, _| request_class(r).map(|(class, _)| class.name.as_str()))?;
+    Ok(name.map_or(mrb.nil(), |name| mrb.str(name.as_bytes())))
 }
 
 pub fn init(mrb: Mrb) {

@@ -6,7 +6,9 @@
 //! goes back to the supervisor when its budget of requests is spent
 //! (`tenant_max_requests`), when it has been idle for [`KEEP_IDLE_MS`],
 //! when the supervisor asks for it (`G`), or when the worker exits.
-//! Pure bookkeeping: the link (`link.rs`) sends the messages.
+//! Pure bookkeeping, here next to the messages it decides (so it is
+//! unit-tested; the nginx module's crate cannot run tests outside nginx):
+//! the worker's link (`src/tenants/link.rs`) sends them.
 
 use std::collections::HashMap;
 

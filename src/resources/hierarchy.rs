@@ -1,0 +1,71 @@
+//! `nginx -t` checks against the machine's cgroup hierarchy: the
+//! `resource_cgroup_root` can hold groups here (its parent exists and is
+//! writable, it is a group if it exists), and every controller a class
+//! needs is there. The detection itself is the supervisor program's (the
+//! code that creates `tenant_cgroup` groups): this asks it, as
+//! `tenant_cgroup` does, and never detects a second way.
+
+use std::path::{Path, PathBuf};
+
+use resource_policy::cgroup_files::{missing_controllers, parse_layout_report, LayoutReport, Version};
+
+use super::conf::MainConf;
+
+/// The supervisor program next to the nginx binary (where `make build`
+/// and the package install it).
+fn supervisor_path() -> PathBuf {
+    let nginx = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    nginx.parent().unwrap_or(Path::new("/")).join("ngx-mruby-supervisor")
+}
+
+/// Runs `ngx-mruby-supervisor check-cgroup <root>`.
+fn ask_supervisor(root: &str) -> Result<LayoutReport, String> {
+    use std::os::unix::process::CommandExt;
+    let supervisor = supervisor_path();
+    let mut command = std::process::Command::new(&supervisor);
+    command.arg("check-cgroup").arg(root).env_clear().stdin(std::process::Stdio::null());
+    // SAFETY: runs between fork and exec; close_range only closes descriptors.
+    unsafe {
+        command.pre_exec(|| {
+            // nothing of the master's but the output pipes (already on 1 and 2)
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run \"{}\" to check the cgroup hierarchy: {e}", supervisor.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if !output.status.success() {
+        return Err(if text.is_empty() { format!("\"{} check-cgroup\" failed", supervisor.display()) } else { text });
+    }
+    parse_layout_report(&text)
+        .ok_or_else(|| format!("unexpected answer of \"{} check-cgroup\": {text}", supervisor.display()))
+}
+
+/// The controllers usable under the root: v1, the mounted hierarchies;
+/// v2, what the root's parent group offers (`cgroup.controllers`).
+fn available_controllers(report: &LayoutReport) -> Vec<String> {
+    match report.version {
+        Version::V1 => report.controllers.clone(),
+        Version::V2 => {
+            let parent = Path::new(&report.dirs[0]).parent().unwrap_or(Path::new("/"));
+            std::fs::read_to_string(parent.join("cgroup.controllers"))
+                .map(|text| text.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// Every problem, one message each (empty: fine).
+pub fn check(main: &MainConf) -> Vec<String> {
+    let Some(root) = &main.cgroup_root else {
+        return Vec::new();
+    };
+    let report = match ask_supervisor(root) {
+        Ok(report) => report,
+        Err(message) => return vec![format!("resource_cgroup_root \"{root}\": {message}")],
+    };
+    let available = available_controllers(&report);
+    missing_controllers(report.version, &available, &main.classes)
+}
