@@ -78,11 +78,33 @@ fn log_decisions(main: &MainConf, decisions: &[Decision]) {
     }
 }
 
+thread_local! {
+    /// This worker's last load reading and the second it was taken: the
+    /// file is read at most once a second per worker, not per request.
+    static LAST_LOAD: std::cell::RefCell<(u64, Option<Result<u64, String>>)> = const { std::cell::RefCell::new((0, None)) };
+}
+
+/// The load for this second's step (cached per worker for the second).
+fn current_load(spec: &ConfineSpec) -> Result<u64, String> {
+    let now = now();
+    LAST_LOAD.with(|cell| {
+        let mut last = cell.borrow_mut();
+        match &last.1 {
+            Some(reading) if last.0 == now => reading.clone(),
+            _ => {
+                let reading = read_load(spec);
+                *last = (now, Some(reading.clone()));
+                reading
+            }
+        }
+    })
+}
+
 /// Locks the zone after reading the load (a file read, kept out of the
 /// lock), runs the step, calls `f`, unlocks, logs the decisions.
 fn with_zone<T>(f: impl FnOnce(&mut Locked<'_>) -> T) -> Option<T> {
     let (main, zone) = running_zone()?;
-    let load = main.auto_confine.as_ref().map(read_load);
+    let load = main.auto_confine.as_ref().map(current_load);
     let mut locked = zone.lock()?;
     let decisions = step(main, &mut locked, load);
     let result = f(&mut locked);
