@@ -99,7 +99,8 @@ test-module: build $(PYVENV)/ok
 # coverage of new paths. Fails on any invalid read/write or use of
 # uninitialised memory (memcheck's error summary), not on leaks at exit.
 VALGRIND_SUITES ?= t/003-errors.t t/010-nginx.t t/011-request.t t/031-filters.t \
-	t/032-async.t t/036-script-faults.t t/050-cpu-limit.t t/051-memory-limit.t gems.t
+	t/032-async.t t/034-wait-safety.t t/035-request-globals.t t/036-script-faults.t \
+	t/050-cpu-limit.t t/051-memory-limit.t gems.t
 VALGRIND_LOG_DIR := $(CURDIR)/t/servroot-valgrind
 
 test-valgrind: build

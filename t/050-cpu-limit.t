@@ -1,7 +1,8 @@
 # mruby_cpu_limit: runaway scripts are stopped for real. One worker; each
 # runaway request must answer 500 within the budget plus a margin, leave
 # exactly one log line with the script:line and the CPU time used (a header
-# filter too: its response becomes a 500), and the
+# filter too: its response becomes a 500; an SSI include after the page's
+# header went out: the 500 page in place of the include), and the
 # same worker must answer the next request. Then reload and stop complete
 # promptly while a runaway script is running, and a runaway
 # mruby_init_worker is stopped and logged while the worker serves.
@@ -15,6 +16,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
+use IO::Select;
 use VlimitTest;
 
 plan skip_all => 'nginx or the module is not built' unless nginx_available();
@@ -35,6 +37,13 @@ loop { x += 1 }';
         location = /loop { mruby_content_handler_code 'loop { }'; }
         location = /while { mruby_content_handler_code 'x = 0
 while true; x += 1; end'; }
+        location = /while-true { mruby_content_handler_code 'while true; end'; }
+        # the page's header goes out before its include runs away
+        location = /ssi {
+            ssi on;
+            default_type text/html;
+            return 200 'before <!--# include virtual="/loop" --> after';
+        }
         location = /rescue {
             mruby_content_handler_code '
                 begin
@@ -106,6 +115,7 @@ sub runaway_ok {
 
 runaway_ok('/loop', qr/mruby_content_handler: mruby_content_handler_code\@\S+:\d+:1/);
 runaway_ok('/while', qr/mruby_content_handler_code\@\S+:\d+:2/);
+runaway_ok('/while-true', qr/mruby_content_handler_code\@\S+:\d+:1/);
 runaway_ok('/rescue', qr/mruby_content_handler_code\@\S+:\d+:3/);
 runaway_ok('/set', qr/mruby_set: mruby_set_code\@\S+:\d+:1/);
 runaway_ok('/async', qr/mruby_content_handler_code\@\S+:\d+:1/);
@@ -116,6 +126,36 @@ runaway_ok('/header-filter', qr/mruby_output_header_filter: mruby_output_header_
 runaway_ok('/header-filter-short', qr/mruby_output_header_filter_code\@\S+:\d+:2/, 100);
 runaway_ok('/short', qr/mruby_content_handler_code\@\S+:\d+:1/, 100);
 
+# A runaway include after the page's header went out: no script can send a
+# header before it ends (there is no streaming API), so this is how a
+# stopped script meets a sent header. nginx answers a failed subrequest
+# with its error page in place of the include: the response stays whole
+# (chunked, terminated), one log line, and the worker serves on.
+{
+    my $from = error_log_size();
+    my $t0 = time;
+    my $s = open_request('/ssi');
+    my $raw = '';
+    my $sel = IO::Select->new($s);
+    while ($sel->can_read(10)) {
+        my $n = $s->sysread(my $buf, 65536);
+        last unless $n;
+        $raw .= $buf;
+    }
+    close $s;
+    cmp_ok(time - $t0, '<', $max_seconds, 'ssi: answered in time');
+    like($raw, qr{\AHTTP/1\.1 200 OK\r\n}, 'ssi: the page header was sent (200) before the include ran away');
+    like($raw, qr{\r\n\r\n7\r\nbefore \r\n}, 'ssi: the text before the include went out');
+    like($raw, qr{500 Internal Server Error.*\r\n6\r\n after\r\n0\r\n\r\n\z}s,
+        'ssi: the include became the 500 page, the rest of the page and the last chunk follow');
+    my @lines = grep { /CPU time limit exceeded/ } split /\n/, error_log_since($from);
+    is(scalar @lines, 1, 'ssi: exactly one log line') or diag join "\n", @lines;
+    like($lines[0] // '', qr/\[error\] .*mruby_content_handler_code\@\S+:\d+:1: CPU time limit exceeded: .*subrequest: "\/loop"/,
+        'ssi: naming the script line and the subrequest');
+    my ($next, $next_pid) = http_get('/pid');
+    is($next, 200, 'ssi: the next request is answered');
+    is($next_pid, $pid, 'ssi: by the same worker');
+}
 ($status, my $body) = http_get('/unlimited');
 is($status, 200, 'mruby_cpu_limit off lets a long script finish');
 is($body, '2000000', 'with its result');
