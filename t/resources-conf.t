@@ -29,7 +29,7 @@ qr{^\{"cgroup_root":"ngx-mruby-test","classes":\{"slow":\{"cpu_percent":25,"memo
 --- response_headers
 Content-Type: application/json
 --- error_log
-resource_class: classes are checked and shown by resource_stats, but no runner is placed in their cgroups yet
+resource_class: classes apply to the requests served by tenant runners (tenant_runner) only
 --- no_error_log
 [error]
 

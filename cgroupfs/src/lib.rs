@@ -224,7 +224,7 @@ pub struct OwnerGroup {
     pub dirs: Vec<PathBuf>,
 }
 
-fn make_group(dir: &Path) -> Result<(), String> {
+pub fn make_group(dir: &Path) -> Result<(), String> {
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -360,12 +360,11 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
         }
     }
     if !main.classes.is_empty() {
-        // said once per start, so nobody relies on a cap that is not there
+        // said once per start, so nobody relies on a class where it does nothing
         log(
             cf.log,
             NGX_LOG_WARN,
-            "resource_class: classes are checked and shown by resource_stats, but no runner is placed in their \
-             cgroups yet (the supervisor side of issue 10 is unfinished, see README \"Resource control\")",
+            "resource_class: classes apply to the requests served by tenant runners (tenant_runner) only",
         );
     }
     Ok(())

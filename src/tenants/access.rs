@@ -10,6 +10,7 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 
 use super::link::{self, Acquired, Reply, Spawn};
 use super::owner::{self, Refusal};
+use super::usage::{self, CpuSample};
 use super::HttpTenantsModule;
 use crate::ngx_util::{log, pool_str};
 use tenant_protocol::held::KEEP_IDLE_MS;
@@ -48,6 +49,10 @@ pub struct TenantCtx {
     pub uid: Cell<u32>,
     pub spawn: Cell<Spawn>,
     pub socket: Cell<ngx_str_t>,
+    /// The runner's CPU ticks when it was handed over (`usage.rs`).
+    cpu_start: Cell<Option<CpuSample>>,
+    /// The script's path (for `resource_checker`).
+    script: Cell<ngx_str_t>,
 }
 
 impl TenantCtx {
@@ -81,6 +86,7 @@ impl TenantCtx {
         self.pid.set(pid);
         self.uid.set(uid);
         self.spawn.set(spawn);
+        self.cpu_start.set(usage::cpu_sample(pid));
         self.state.set(State::Ready);
         match copied {
             Some(s) => self.socket.set(s),
@@ -214,8 +220,15 @@ fn start(r: &mut ngx_http_request_t, cgi: bool, ruby: bool) -> ngx_int_t {
     let Some(ctx) = new_ctx(r) else {
         return ERROR;
     };
-    ctx.keep_ms.set(KEEP_IDLE_MS.min(main.idle_timeout_ms() / 2));
-    match link::acquire(ctx, kind, owner.uid, owner.gid, docroot) {
+    if let Some(copy) = pool_str(r.pool, script) {
+        ctx.script.set(copy);
+    }
+    // a request in a resource class: its runner goes back to the supervisor
+    // at the end (which moves it back to its own group), not kept
+    let class = crate::resources::request_class(r).map(|(class, _)| class.name.as_str());
+    let keep_ms = if class.is_some() { 0 } else { KEEP_IDLE_MS.min(main.idle_timeout_ms() / 2) };
+    ctx.keep_ms.set(keep_ms);
+    match link::acquire(ctx, kind, owner.uid, owner.gid, docroot, class) {
         Ok(Acquired::Kept(runner)) => {
             // no round trip: the worker held an idle runner of this owner, site and kind
             ctx.hand_over(runner.id, runner.pid, runner.uid, Spawn::Hit, &runner.socket);
@@ -269,6 +282,8 @@ fn new_ctx<'a>(r: &mut ngx_http_request_t) -> Option<&'a TenantCtx> {
             uid: Cell::new(0),
             spawn: Cell::new(Spawn::Hit),
             socket: Cell::new(ngx_str_t { len: 0, data: ptr::null_mut() }),
+            cpu_start: Cell::new(None),
+            script: Cell::new(ngx_str_t { len: 0, data: ptr::null_mut() }),
         });
         (*cleanup).handler = Some(cleanup_ctx);
         let index = HttpTenantsModule::module().ctx_index;
@@ -304,6 +319,38 @@ unsafe extern "C" fn on_wake(ev: *mut ngx_event_t) {
         ngx_http_core_run_phases(r);
         ngx_http_run_posted_requests(c);
     }
+}
+
+/// Log phase, before the access log: what the runner used for this request,
+/// from the kernel's counters (`usage.rs`), goes to `$request_cpu_*`,
+/// `$request_mem_peak_kb`, the per-host usage and `resource_checker`. A
+/// request the runner did not serve (refused, failed before hand-over) has none.
+pub(super) unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let r = unsafe { &mut *r };
+    let Some(ctx) = ctx_of(r) else {
+        return NGX_OK as ngx_int_t;
+    };
+    if ctx.state.get() != State::Ready {
+        return NGX_OK as ngx_int_t;
+    }
+    let Some(start) = ctx.cpu_start.take() else {
+        return NGX_OK as ngx_int_t;
+    };
+    let pid = ctx.pid.get();
+    let Some(end) = usage::cpu_sample(pid) else {
+        return NGX_OK as ngx_int_t;
+    };
+    let figures = usage::figures(start, end, usage::peak_kb(pid).unwrap_or(0));
+    let script = ctx.script.get();
+    let script = if script.data.is_null() {
+        String::new()
+    } else {
+        // SAFETY: a copy in the request pool, len bytes long.
+        String::from_utf8_lossy(unsafe { core::slice::from_raw_parts(script.data, script.len) }).into_owned()
+    };
+    crate::resources::record_request(r, figures, ctx.uid.get(), &script);
+    NGX_OK as ngx_int_t
 }
 
 /// However the request ends: no timer or posted event left, an unanswered

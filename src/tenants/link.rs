@@ -57,16 +57,25 @@ pub enum Acquired {
 
 /// A runner of `kind` for the owner `uid:gid` of `docroot`: one this worker
 /// keeps idle, or else the supervisor's answer, delivered to `ctx`.
-pub fn acquire(ctx: *const TenantCtx, kind: &str, uid: u32, gid: u32, docroot: &[u8]) -> Result<Acquired, String> {
+/// With a resource `class`, the supervisor always hands the runner over (it
+/// moves it into the class's group first): a kept one is not used.
+pub fn acquire(
+    ctx: *const TenantCtx,
+    kind: &str,
+    uid: u32,
+    gid: u32,
+    docroot: &[u8],
+    class: Option<&str>,
+) -> Result<Acquired, String> {
     LINK.with_borrow_mut(|link| {
         let key = Key { kind: kind.to_string(), uid, gid, docroot: docroot.to_vec() };
-        if link.conn.is_some() {
+        if link.conn.is_some() && class.is_none() {
             if let Some(runner) = link.held.take(&key) {
                 return Ok(Acquired::Kept(runner));
             }
         }
         let tag = link.next_tag.wrapping_add(1).max(1);
-        let line = Request::acquire(tag, kind, uid, gid, docroot).encode()?;
+        let line = Request::acquire_in_class(tag, kind, uid, gid, docroot, class).encode()?;
         link.connect()?;
         link.next_tag = tag;
         link.outbuf.extend_from_slice(&line);

@@ -90,6 +90,7 @@ pub mod conf;
 pub mod link;
 pub mod owner;
 pub mod spawn;
+pub mod usage;
 pub mod variables;
 
 use core::ffi::{c_char, c_void};
@@ -174,6 +175,21 @@ fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
             return Err(());
         }
         *h = Some(access::access_handler);
+    }
+    // the request's figures ($request_cpu_*) are read before the access log
+    // writes its line: nginx runs log-phase handlers in array order, and
+    // ngx_http_log_module's (a static module) was pushed first
+    let log_phase = ngx_http_phases_NGX_HTTP_LOG_PHASE as usize;
+    // SAFETY: as above; the array holds ngx_http_handler_pt values, moved within it.
+    unsafe {
+        let handlers = &mut cmcf.phases[log_phase].handlers;
+        let h = ngx_array_push(handlers) as *mut ngx_http_handler_pt;
+        if h.is_null() {
+            return Err(());
+        }
+        let first = handlers.elts as *mut ngx_http_handler_pt;
+        core::ptr::copy(first, first.add(1), handlers.nelts - 1);
+        *first = Some(access::log_handler);
     }
     Ok(())
 }

@@ -100,6 +100,29 @@ fn options(main: &MainConf, dir: &std::path::Path, uid: u32, gid: u32) -> Vec<St
     opts
 }
 
+/// The `resource_*` settings the supervisor enforces (issue 10): the
+/// classes' sub-tree, each class's limits, the class of owners' groups.
+/// Without `resource_cgroup_root` there are no classes to create.
+fn resource_options(cycle: &ngx_cycle_t) -> Vec<String> {
+    use ngx::http::HttpModuleMainConf;
+    let Some(resources) = crate::resources::HttpResourcesModule::main_conf(cycle) else {
+        return Vec::new();
+    };
+    let Some(root) = &resources.cgroup_root else {
+        return Vec::new();
+    };
+    let mut opts = vec!["--resource-root".to_string(), root.clone()];
+    for class in &resources.classes {
+        opts.push("--resource-class".into());
+        opts.push(format!("{} {}", class.name, class.describe()));
+    }
+    if let Some(name) = &resources.tenant_class {
+        opts.push("--tenant-class".into());
+        opts.push(name.clone());
+    }
+    opts
+}
+
 /// The cycle's error log file name, when it is a file (the supervisor
 /// follows it across `nginx -s reopen`).
 fn error_log_path(cycle: &ngx_cycle_t) -> Option<String> {
@@ -164,6 +187,7 @@ pub fn start_supervisor(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), Stri
     command
         .arg("keeper")
         .args(options(main, &dir, uid, gid))
+        .args(resource_options(cycle))
         .args(master_options(ccf))
         .args(error_log_path(cycle).map(|path| ["--error-log".to_string(), path]).into_iter().flatten())
         .env_clear()

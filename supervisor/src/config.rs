@@ -44,8 +44,17 @@ pub struct Config {
     pub master: Option<crate::peers::MasterSource>,
     /// `tenant_cgroup`: the cgroup path runners are placed under.
     pub cgroup_path: Option<String>,
-    /// This generation's cgroup tree, once the keeper has created it.
+    /// This generation's cgroup tree, once the keeper has created it: the
+    /// owners' groups (`tenant_cgroup`'s, or `tenant_resource_class`'s).
     pub cgroups: Option<cgroupfs::Tree>,
+    /// `resource_cgroup_root`: the sub-tree of the classes' groups.
+    pub resource_root: Option<String>,
+    /// `resource_class`, in order.
+    pub resource_classes: Vec<resource_policy::class::ClassSpec>,
+    /// `tenant_resource_class`: the class whose limits every owner's group gets.
+    pub tenant_class: Option<String>,
+    /// This generation's class tree (`resource_cgroup_root`), once created.
+    pub classes: Option<crate::classes::Classes>,
 }
 
 impl Default for Config {
@@ -70,6 +79,10 @@ impl Default for Config {
             master: None,
             cgroup_path: None,
             cgroups: None,
+            resource_root: None,
+            resource_classes: Vec::new(),
+            tenant_class: None,
+            classes: None,
         }
     }
 }
@@ -113,6 +126,17 @@ impl Config {
                     cgroupfs::check_path_syntax(value)?;
                     config.cgroup_path = Some(value.clone());
                 }
+                "resource-root" => {
+                    cgroupfs::check_path_syntax(value)?;
+                    config.resource_root = Some(value.clone());
+                }
+                "resource-class" => {
+                    let args: Vec<&str> = value.split_whitespace().collect();
+                    let spec = resource_policy::class::ClassSpec::parse(&args)
+                        .map_err(|e| format!("--resource-class \"{value}\": {e}"))?;
+                    config.resource_classes.push(spec);
+                }
+                "tenant-class" => config.tenant_class = Some(value.clone()),
                 _ => return Err(format!("unknown option --{name}")),
             }
         }
@@ -128,8 +152,20 @@ impl Config {
         if config.max_runners == 0 || config.max_per_owner == 0 {
             return Err(String::from("--max-runners and --max-per-owner must be at least 1"));
         }
+        if let Some(name) = &config.tenant_class {
+            if config.resource_root.is_none() || config.class(name).is_none() {
+                return Err(format!(
+                    "--tenant-class \"{name}\" needs --resource-root and a --resource-class of that name"
+                ));
+            }
+        }
         config.self_exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
         Ok(config)
+    }
+
+    /// The declared class `name`.
+    pub fn class(&self, name: &str) -> Option<&resource_policy::class::ClassSpec> {
+        self.resource_classes.iter().find(|c| c.name == name)
     }
 
     /// Where the supervisor and runner sockets are.

@@ -92,7 +92,7 @@ pub fn run(config: Config) -> ! {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mut config = config;
-    let cgroups = config.cgroup_path.is_some();
+    let cgroups = config.cgroup_path.is_some() || config.resource_root.is_some();
     if let Err(e) =
         drop_privileges(cgroups).and_then(|()| crate::dirs::prepare(&config)).and_then(|()| make_cgroups(&mut config))
     {
@@ -124,8 +124,37 @@ fn drop_keeper_only_caps() -> Result<(), String> {
     Ok(())
 }
 
-/// `tenant_cgroup`: this generation's groups, before any runner exists.
+/// `tenant_cgroup` and `resource_cgroup_root`: this generation's groups,
+/// before any runner exists. With `tenant_resource_class`, owners' groups
+/// are that class's (`classes.rs`), and `tenant_cgroup` is not used.
 fn make_cgroups(config: &mut Config) -> Result<(), String> {
+    if let Some(root) = &config.resource_root {
+        let layout = cgroupfs::Layout::detect().map_err(|e| format!("resource_cgroup_root: {e}"))?;
+        let classes = crate::classes::Classes::create(
+            layout,
+            root,
+            &config.generation(),
+            &config.resource_classes,
+            config.tenant_class.as_deref(),
+        )
+        .map_err(|e| format!("resource_cgroup_root \"{root}\": {e}"))?;
+        log_info!("supervisor: resource classes in {}", classes.describe());
+        for spec in config.resource_classes.iter().filter(|s| s.io_read_bps.is_some() || s.io_write_bps.is_some()) {
+            log_warn!("supervisor: resource_class \"{}\": io_read=/io_write= are not applied (unfinished)", spec.name);
+        }
+        if let Some((owners, class)) = classes.owners() {
+            if let Some(path) = &config.cgroup_path {
+                log_warn!(
+                    "supervisor: tenant_resource_class \"{}\" places the runners, tenant_cgroup \"{path}\" is not used",
+                    class.name
+                );
+            }
+            config.cgroups = Some(owners.clone());
+            config.classes = Some(classes);
+            return Ok(());
+        }
+        config.classes = Some(classes);
+    }
     let Some(path) = &config.cgroup_path else {
         return Ok(());
     };
@@ -252,6 +281,11 @@ impl Keeper {
         }
         if let Some(tree) = &self.config.cgroups {
             for problem in tree.remove_all() {
+                log_warn!("supervisor: {problem}");
+            }
+        }
+        if let Some(classes) = &self.config.classes {
+            for problem in classes.remove_all() {
                 log_warn!("supervisor: {problem}");
             }
         }

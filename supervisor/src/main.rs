@@ -5,6 +5,7 @@
 
 mod cgi;
 mod cgroup;
+mod classes;
 mod config;
 mod dirs;
 mod fastcgi;

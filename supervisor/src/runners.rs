@@ -40,6 +40,8 @@ pub struct Runner {
     pub asked_back: bool,
     /// Its worker answered that it is busy (`B`): it comes back when its request ends.
     pub busy: bool,
+    /// The resource class its current request runs in (it is in that group).
+    pub class: Option<String>,
 }
 
 /// What to do for a request that wants a runner.
@@ -172,6 +174,7 @@ mod tests {
             discard_at: None,
             asked_back: false,
             busy: false,
+            class: None,
         });
         id
     }

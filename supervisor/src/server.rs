@@ -54,6 +54,8 @@ struct Waiting {
     queued: bool,
     /// It already killed an idle runner to make room.
     evicted: bool,
+    /// The request's resource class: the runner is moved into its group.
+    class: Option<String>,
 }
 
 /// A runner's stderr pipe and its unfinished line.
@@ -324,7 +326,9 @@ impl Supervisor {
     fn on_line(&mut self, client: ClientId, line: &[u8]) {
         let pid = self.clients.get(&client).map_or(0, |c| c.pid);
         match Request::parse(line) {
-            Ok(Request::Acquire { tag, kind, uid, gid, docroot }) => self.acquire(client, tag, kind, uid, gid, docroot),
+            Ok(Request::Acquire { tag, kind, uid, gid, docroot, class }) => {
+                self.acquire(client, tag, kind, uid, gid, docroot, class)
+            }
             Ok(Request::Release { runner, served }) => self.release(client, runner, served, false),
             Ok(Request::Discard { runner }) => self.release(client, runner, 1, true),
             Ok(Request::Busy { runner }) => {
@@ -342,8 +346,28 @@ impl Supervisor {
         }
     }
 
-    fn acquire(&mut self, client: ClientId, tag: u32, kind: String, uid: u32, gid: u32, docroot: PathBuf) {
+    #[allow(clippy::too_many_arguments)]
+    fn acquire(
+        &mut self,
+        client: ClientId,
+        tag: u32,
+        kind: String,
+        uid: u32,
+        gid: u32,
+        docroot: PathBuf,
+        class: Option<String>,
+    ) {
         let pid = self.clients.get(&client).map_or(0, |c| c.pid);
+        // only the module's own class groups: a name no resource_class declared is refused
+        if let Some(name) = &class {
+            if self.config.classes.is_none() || self.config.class(name).is_none() {
+                log_error!(
+                    "supervisor: refused a runner in unknown resource class \"{name}\" asked by worker pid {pid}"
+                );
+                self.reply(client, Reply::Err { tag, status: 500, reason: String::from("unknown class") });
+                return;
+            }
+        }
         let Some(program) = self.config.program(&kind) else {
             log_error!("supervisor: refused a runner of unknown kind \"{kind}\" asked by worker pid {pid}");
             self.reply(client, Reply::Err { tag, status: 403, reason: String::from("unknown kind") });
@@ -359,7 +383,7 @@ impl Supervisor {
         }
         let key = RunnerKey { uid, gid, docroot, kind };
         let deadline = Instant::now() + self.config.queue_timeout;
-        self.queue.push_back(Waiting { client, tag, key, program, deadline, queued: false, evicted: false });
+        self.queue.push_back(Waiting { client, tag, key, program, deadline, queued: false, evicted: false, class });
     }
 
     /// The worker holding runner `id` gives it back after `served`
@@ -374,11 +398,18 @@ impl Supervisor {
             log_error!("supervisor: refused a release of runner {id} by worker pid {pid}, which does not hold it");
             return;
         }
+        let classed = runner.class.take().map(|class| (runner.pid, runner.key.uid, class));
         runner.lessee = None;
         runner.asked_back = false;
         runner.busy = false;
         runner.requests = runner.requests.saturating_add(served);
         runner.last_used = Instant::now();
+        if let Some((pid, uid, class)) = classed {
+            self.leave_class(pid, uid, &class);
+        }
+        let Some(runner) = self.table.get_mut(id) else {
+            return;
+        };
         if discard {
             // still held until killed; if it died on its own, its SIGCHLD comes first
             runner.lessee = Some(client);
@@ -409,7 +440,7 @@ impl Supervisor {
                     let spawn = if w.queued { Spawn::Queued } else { Spawn::Hit };
                     self.lease(&w, id, spawn);
                 }
-                Decision::Spawn => match self.spawn(&w.key, &w.program) {
+                Decision::Spawn => match self.spawn(&w.key, &w.program, w.class.as_deref()) {
                     Ok(id) => {
                         let spawn = if w.queued { Spawn::Queued } else { Spawn::Spawned };
                         self.lease(&w, id, spawn);
@@ -481,6 +512,17 @@ impl Supervisor {
             }
         };
         let key = runner.key.clone();
+        let (pid, uid) = (runner.pid, runner.key.uid);
+        if let Some(class) = &w.class {
+            if self.enter_class(pid, uid, class) {
+                if let Some(runner) = self.table.get_mut(id) {
+                    runner.class = Some(class.clone());
+                }
+            }
+        }
+        let Some(runner) = self.table.get(id) else {
+            return;
+        };
         let reply = Reply::Ok {
             tag: w.tag,
             runner: id,
@@ -496,6 +538,40 @@ impl Supervisor {
         }
     }
 
+    /// Moves runner `pid` of `uid` into `class`'s group before its request
+    /// is passed. On failure (logged) the request runs in the runner's own group.
+    fn enter_class(&self, pid: i32, uid: u32, class: &str) -> bool {
+        let Some(classes) = &self.config.classes else {
+            return false;
+        };
+        let group = cgroupfs::OwnerGroup { dirs: classes.class_dirs(class) };
+        match group.enter(pid) {
+            Ok(()) => true,
+            Err(e) => {
+                log_error!(
+                    "supervisor: cannot move runner pid {pid} of uid {uid} into resource class \"{class}\": {e}"
+                );
+                self.leave_class(pid, uid, class);
+                false
+            }
+        }
+    }
+
+    /// Moves runner `pid` of `uid` back to its own group: its owner's
+    /// (`tenant_cgroup`, `tenant_resource_class`) or the supervisor's.
+    fn leave_class(&self, pid: i32, uid: u32, class: &str) {
+        let Some(classes) = &self.config.classes else {
+            return;
+        };
+        let home = match &self.config.cgroups {
+            Some(tree) => tree.owner(uid),
+            None => cgroupfs::OwnerGroup { dirs: classes.own_dirs() },
+        };
+        if let Err(e) = home.enter(pid) {
+            log_error!("supervisor: cannot move runner pid {pid} of uid {uid} out of resource class \"{class}\": {e}");
+        }
+    }
+
     /// A runner's last lease before it is recycled: start its successor now,
     /// when the caps allow and no other runner of its key is idle, so that
     /// the request after the recycling does not wait for an interpreter to
@@ -506,7 +582,7 @@ impl Supervisor {
         if idle || owner >= self.config.max_per_owner || self.table.len() >= self.config.max_runners {
             return;
         }
-        match self.spawn(key, program) {
+        match self.spawn(key, program, None) {
             Ok(_) => log_info!(
                 "supervisor: started a standby runner for uid {} (a runner nears tenant_max_requests)",
                 key.uid
@@ -531,7 +607,10 @@ impl Supervisor {
     /// Creates a runner: binds its socket here (so the runner needs no
     /// write access to the socket directory), forks, and the child confines
     /// itself and execs.
-    fn spawn(&mut self, key: &RunnerKey, program: &RunnerProgram) -> Result<u64, String> {
+    /// `class`: the resource class of the request it is started for: the
+    /// runner enters that group itself instead of its owner's (the owner's
+    /// is still made, for its way back), so the lease does not race its setup.
+    fn spawn(&mut self, key: &RunnerKey, program: &RunnerProgram, class: Option<&str>) -> Result<u64, String> {
         let id = self.table.next_id();
         let socket = self.config.socket_dir().join(format!("r{id}.sock"));
         let _ = std::fs::remove_file(&socket);
@@ -545,6 +624,16 @@ impl Supervisor {
             Some(tree) => Some(tree.create_owner(key.uid)?),
             None => None,
         };
+        // tenant_resource_class: each owner's group gets the class's limits
+        if let (Some(group), Some((owners, class))) =
+            (&cgroup, self.config.classes.as_ref().and_then(crate::classes::Classes::owners))
+        {
+            crate::classes::apply(&owners.layout, &group.dirs, class)?;
+        }
+        let class_group = match (class, &self.config.classes) {
+            (Some(name), Some(classes)) => Some(cgroupfs::OwnerGroup { dirs: classes.class_dirs(name) }),
+            _ => None,
+        };
         let spec = RunnerSpec {
             uid: key.uid,
             gid: key.gid,
@@ -552,7 +641,7 @@ impl Supervisor {
             tmp: &tmp,
             program,
             config: &self.config,
-            cgroup: cgroup.as_ref(),
+            cgroup: class_group.as_ref().or(cgroup.as_ref()),
         };
         // SAFETY: the supervisor is single-threaded; the child only confines itself and execs.
         match unsafe { nix::unistd::fork() } {
@@ -593,6 +682,7 @@ impl Supervisor {
                     discard_at: None,
                     asked_back: false,
                     busy: false,
+                    class: None,
                 });
                 Ok(id)
             }

@@ -7,6 +7,11 @@
 //! - `A <tag> <kind> <uid> <gid> <docroot>`: a runner of `kind` for the site
 //!   whose document root is `docroot`, owned by `uid:gid`. `tag` (a u32)
 //!   comes back in the answer.
+//! - `C <tag> <class> <kind> <uid> <gid> <docroot>`: the same, for a
+//!   request in resource class `class` (issue 10): the supervisor moves the
+//!   runner into the class's group before it answers, and back to its own
+//!   group when it is given back (`R` or `K`). Such a runner is not kept
+//!   by the worker for later requests.
 //! - `R <runner> <served>`: the worker gives `runner` back, idle; it served
 //!   `served` requests (one at a time) since it was handed over. A worker
 //!   may keep a runner for its next requests of the same owner, site and
@@ -38,14 +43,31 @@ pub const MAX_LINE: usize = 1200;
 pub const MAX_DOCROOT: usize = 1024;
 /// Longest kind name (`.php`, `cgi`, `ruby`).
 pub const MAX_KIND: usize = 16;
+/// Longest resource class name.
+pub const MAX_CLASS: usize = 32;
 
 /// A worker's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Acquire { tag: u32, kind: String, uid: u32, gid: u32, docroot: PathBuf },
-    Release { runner: u64, served: u64 },
-    Discard { runner: u64 },
-    Busy { runner: u64 },
+    /// `class`: the request's resource class (`C` line), if any.
+    Acquire {
+        tag: u32,
+        kind: String,
+        uid: u32,
+        gid: u32,
+        docroot: PathBuf,
+        class: Option<String>,
+    },
+    Release {
+        runner: u64,
+        served: u64,
+    },
+    Discard {
+        runner: u64,
+    },
+    Busy {
+        runner: u64,
+    },
 }
 
 /// How a runner was found for a request (`$tenant_spawn`).
@@ -116,6 +138,18 @@ fn text_of(line: &[u8]) -> Result<&str, String> {
     Ok(text)
 }
 
+/// A resource class name: 1 to 32 of `[A-Za-z0-9_-]`.
+fn check_class(class: &str) -> Result<(), String> {
+    let ok = !class.is_empty()
+        && class.len() <= MAX_CLASS
+        && class.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(String::from("invalid class"))
+    }
+}
+
 fn check_kind(kind: &str) -> Result<(), String> {
     let ok = !kind.is_empty()
         && kind.len() <= MAX_KIND
@@ -149,16 +183,23 @@ impl Request {
         let text = text_of(line)?;
         let (verb, rest) = text.split_once(' ').ok_or_else(|| String::from("no fields"))?;
         match verb {
-            "A" => {
-                let mut fields = rest.splitn(5, ' ');
+            "A" | "C" => {
+                let mut fields = rest.splitn(if verb == "C" { 6 } else { 5 }, ' ');
                 let tag = number(fields.next(), "tag")?;
+                let class = if verb == "C" {
+                    let class = fields.next().ok_or("missing class")?;
+                    check_class(class)?;
+                    Some(class.to_string())
+                } else {
+                    None
+                };
                 let kind = fields.next().ok_or("missing kind")?;
                 check_kind(kind)?;
                 let uid = number(fields.next(), "uid")?;
                 let gid = number(fields.next(), "gid")?;
                 let docroot = fields.next().ok_or("missing document root")?;
                 check_docroot_syntax(docroot)?;
-                Ok(Request::Acquire { tag, kind: kind.to_string(), uid, gid, docroot: PathBuf::from(docroot) })
+                Ok(Request::Acquire { tag, kind: kind.to_string(), uid, gid, docroot: PathBuf::from(docroot), class })
             }
             "R" => {
                 let mut fields = rest.split(' ');
@@ -185,7 +226,7 @@ impl Request {
     /// [`MAX_DOCROOT`] bytes, or an invalid kind, is not sent at all.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         match self {
-            Request::Acquire { tag, kind, uid, gid, docroot } => {
+            Request::Acquire { tag, kind, uid, gid, docroot, class } => {
                 check_kind(kind)?;
                 let root = docroot.as_os_str().as_bytes();
                 if root.len() > MAX_DOCROOT {
@@ -194,7 +235,13 @@ impl Request {
                 if root.iter().any(|&b| b < 0x20 || b == 0x7f) {
                     return Err(String::from("control character in the document root"));
                 }
-                let mut line = format!("A {tag} {kind} {uid} {gid} ").into_bytes();
+                let mut line = match class {
+                    None => format!("A {tag} {kind} {uid} {gid} ").into_bytes(),
+                    Some(class) => {
+                        check_class(class)?;
+                        format!("C {tag} {class} {kind} {uid} {gid} ").into_bytes()
+                    }
+                };
                 line.extend_from_slice(root);
                 line.push(b'\n');
                 Ok(line)
@@ -207,7 +254,24 @@ impl Request {
 
     /// An `A` line's request, from the worker's raw document root bytes.
     pub fn acquire(tag: u32, kind: &str, uid: u32, gid: u32, docroot: &[u8]) -> Request {
-        Request::Acquire { tag, kind: kind.to_string(), uid, gid, docroot: PathBuf::from(OsStr::from_bytes(docroot)) }
+        Request::Acquire {
+            tag,
+            kind: kind.to_string(),
+            uid,
+            gid,
+            docroot: PathBuf::from(OsStr::from_bytes(docroot)),
+            class: None,
+        }
+    }
+
+    /// The same for a request in resource class `class` (`C` line).
+    pub fn acquire_in_class(tag: u32, kind: &str, uid: u32, gid: u32, docroot: &[u8], class: Option<&str>) -> Request {
+        match Request::acquire(tag, kind, uid, gid, docroot) {
+            Request::Acquire { tag, kind, uid, gid, docroot, .. } => {
+                Request::Acquire { tag, kind, uid, gid, docroot, class: class.map(str::to_string) }
+            }
+            other => other,
+        }
     }
 }
 
@@ -293,10 +357,28 @@ mod tests {
                 kind: ".php".into(),
                 uid: 1001,
                 gid: 1002,
-                docroot: PathBuf::from("/srv/a b/htdocs")
+                docroot: PathBuf::from("/srv/a b/htdocs"),
+                class: None
             })
         );
         assert!(Request::parse(b"A 7 .php 1001 1002 /srv/site/").is_ok());
+        assert_eq!(
+            Request::parse(b"C 8 heavy cgi 1001 1002 /srv/a b"),
+            Ok(Request::Acquire {
+                tag: 8,
+                kind: "cgi".into(),
+                uid: 1001,
+                gid: 1002,
+                docroot: PathBuf::from("/srv/a b"),
+                class: Some("heavy".into())
+            })
+        );
+        for bad in [&b"C 8 he/avy cgi 1 1 /a"[..], b"C 8 .. cgi 1 1 /a", b"C 8  cgi 1 1 /a", b"C 8 heavy"] {
+            assert!(Request::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let line = Request::acquire_in_class(3, "cgi", 1, 1, b"/a b", Some("small")).encode().expect("encodes");
+        assert_eq!(line, b"C 3 small cgi 1 1 /a b\n");
+        assert!(Request::acquire_in_class(3, "cgi", 1, 1, b"/a", Some("a b")).encode().is_err());
     }
 
     #[test]

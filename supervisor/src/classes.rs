@@ -1,0 +1,258 @@
+//! Resource classes (`resource_cgroup_root`, `resource_class`,
+//! `tenant_resource_class`; issue 10): their cgroups and limits.
+//!
+//! The keeper creates the sub-tree at start, with the layout code of
+//! `cgroup.rs` (no second detection), and removes it at stop:
+//!
+//! ```text
+//! <hierarchy mount><base><resource_cgroup_root>/    0755 root
+//!   <generation>/
+//!     <class>/                 one per resource_class, with its limits
+//!     tenants.<class>/         tenant_resource_class: no limit of its own
+//!       <uid>/                 each owner's group, with the class's limits
+//! ```
+//!
+//! Owners are capped separately: their groups hang under `tenants.<class>`,
+//! which has no limit, not under `<class>` (whose limit all would share).
+//! (`.` cannot appear in a class name, so `tenants.<class>` never clashes
+//! with one.) Every directory and file is root's and not writable by
+//! others ([`cgroupfs::make_group`] checks), so a runner cannot move
+//! itself or change a limit.
+//!
+//! Limits: `cpu=` is a CFS quota per 100 ms period (v1 `cpu.cfs_period_us`
+//! and `cpu.cfs_quota_us`, v2 `cpu.max`), `memory=` is `memory.limit_in_bytes`
+//! (v1) or `memory.max` (v2), `pids=` is `pids.max`. `io_read=`/`io_write=`
+//! are not applied yet: the throttle files take a device number per
+//! limit, and which devices to name is not decided (logged at start).
+
+use std::path::PathBuf;
+
+use resource_policy::class::{ClassSpec, CPU_PERIOD_US};
+
+use cgroupfs::{make_group, Layout, Tree, Version};
+
+/// One limit file to write: the controller whose hierarchy has it (v1),
+/// the file, its value. In write order (the CFS period before the quota).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub controller: &'static str,
+    pub file: &'static str,
+    pub value: String,
+}
+
+/// The limit files of `spec` under cgroup `version`.
+pub fn limits(spec: &ClassSpec, version: Version) -> Vec<Limit> {
+    let mut list = Vec::new();
+    let mut add = |controller, file, value: String| list.push(Limit { controller, file, value });
+    if let Some(quota) = spec.cpu_quota_us() {
+        match version {
+            Version::V1 => {
+                add("cpu", "cpu.cfs_period_us", CPU_PERIOD_US.to_string());
+                add("cpu", "cpu.cfs_quota_us", quota.to_string());
+            }
+            Version::V2 => add("cpu", "cpu.max", format!("{quota} {CPU_PERIOD_US}")),
+        }
+    }
+    if let Some(bytes) = spec.memory_bytes {
+        let file = if version == Version::V1 { "memory.limit_in_bytes" } else { "memory.max" };
+        add("memory", file, bytes.to_string());
+    }
+    if let Some(n) = spec.pids {
+        add("pids", "pids.max", n.to_string());
+    }
+    list
+}
+
+/// Writes `spec`'s limits into a group, given as its directory in each
+/// hierarchy of `layout` (in the same order).
+pub fn apply(layout: &Layout, dirs: &[PathBuf], spec: &ClassSpec) -> Result<(), String> {
+    for limit in limits(spec, layout.version) {
+        for (h, dir) in layout.hierarchies.iter().zip(dirs) {
+            let here = layout.version == Version::V2 || h.controllers.split(',').any(|c| c == limit.controller);
+            if here {
+                let path = dir.join(limit.file);
+                std::fs::write(&path, &limit.value).map_err(|e| {
+                    format!("class \"{}\": cannot write {} to {}: {e}", spec.name, limit.value, path.display())
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// v2: lets a group's children use the controllers (best effort: what the
+/// parent does not offer is left out, and the limit write says so).
+fn delegate_v2(dir: &std::path::Path) {
+    for controller in ["+cpu", "+memory", "+pids"] {
+        let _ = std::fs::write(dir.join("cgroup.subtree_control"), controller);
+    }
+}
+
+/// This generation's class groups.
+#[derive(Debug, Clone)]
+pub struct Classes {
+    /// `<root>/<generation>`, whose entries are the class groups.
+    tree: Tree,
+    /// `<root>/<generation>/tenants.<class>` and the class, with `tenant_resource_class`.
+    owners: Option<(Tree, ClassSpec)>,
+}
+
+impl Classes {
+    /// Creates the root, the generation's group and one group per class
+    /// with its limits. On failure what was made is removed again.
+    pub fn create(
+        layout: Layout,
+        root: &str,
+        generation: &str,
+        specs: &[ClassSpec],
+        tenant_class: Option<&str>,
+    ) -> Result<Classes, String> {
+        let tree = Tree::new(layout.clone(), root, generation);
+        tree.create()?;
+        let mut classes = Classes { tree, owners: None };
+        if let Err(e) = classes.create_groups(specs, tenant_class, root, generation) {
+            classes.remove_all();
+            return Err(e);
+        }
+        Ok(classes)
+    }
+
+    fn create_groups(
+        &mut self,
+        specs: &[ClassSpec],
+        tenant_class: Option<&str>,
+        root: &str,
+        generation: &str,
+    ) -> Result<(), String> {
+        let layout = self.tree.layout.clone();
+        if layout.version == Version::V2 {
+            for h in &layout.hierarchies {
+                delegate_v2(&self.tree.root_dir(h));
+                delegate_v2(&self.tree.generation_dir(h));
+            }
+        }
+        for spec in specs {
+            let dirs = self.class_dirs(&spec.name);
+            for dir in &dirs {
+                make_group(dir)?;
+            }
+            apply(&layout, &dirs, spec)?;
+        }
+        if let Some(name) = tenant_class {
+            let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| format!("unknown class \"{name}\""))?;
+            let owners = Tree::new(layout.clone(), &format!("{root}/{generation}"), &format!("tenants.{name}"));
+            owners.create()?;
+            if layout.version == Version::V2 {
+                for h in &layout.hierarchies {
+                    delegate_v2(&owners.generation_dir(h));
+                }
+            }
+            self.owners = Some((owners, spec.clone()));
+        }
+        Ok(())
+    }
+
+    /// The group of class `name`, one directory per hierarchy.
+    pub fn class_dirs(&self, name: &str) -> Vec<PathBuf> {
+        self.tree.layout.hierarchies.iter().map(|h| self.tree.generation_dir(h).join(name)).collect()
+    }
+
+    /// The supervisor's own group in each hierarchy: where a runner that
+    /// has no owner's group goes back to.
+    pub fn own_dirs(&self) -> Vec<PathBuf> {
+        let layout = &self.tree.layout;
+        layout.hierarchies.iter().map(|h| h.mount.join(h.own.strip_prefix("/").unwrap_or(&h.own))).collect()
+    }
+
+    /// With `tenant_resource_class`: the tree of the owners' groups and the
+    /// limits each gets.
+    pub fn owners(&self) -> Option<&(Tree, ClassSpec)> {
+        self.owners.as_ref()
+    }
+
+    /// A one-line description for the log.
+    pub fn describe(&self) -> String {
+        let dirs: Vec<String> =
+            self.tree.layout.hierarchies.iter().map(|h| self.tree.generation_dir(h).display().to_string()).collect();
+        dirs.join(" ")
+    }
+
+    /// At stop: the owners' groups, the class groups, the generation's
+    /// group and the root (unless another generation still uses it). What
+    /// is still in a group is killed first.
+    pub fn remove_all(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some((owners, _)) = &self.owners {
+            problems.extend(owners.remove_all());
+        }
+        problems.extend(self.tree.remove_all());
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(args: &[&str]) -> ClassSpec {
+        ClassSpec::parse(args).expect("valid class")
+    }
+
+    #[test]
+    fn limit_files_v1_and_v2() {
+        let heavy = spec(&["heavy", "cpu=50", "memory=64m", "pids=32", "io_read=1m"]);
+        let v1_limits = limits(&heavy, Version::V1);
+        let v1: Vec<(&str, &str)> = v1_limits.iter().map(|l| (l.file, l.value.as_str())).collect();
+        assert_eq!(
+            v1,
+            [
+                ("cpu.cfs_period_us", "100000"),
+                ("cpu.cfs_quota_us", "50000"),
+                ("memory.limit_in_bytes", "67108864"),
+                ("pids.max", "32")
+            ]
+        );
+        let v2: Vec<String> = limits(&heavy, Version::V2).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
+        assert_eq!(v2, ["cpu.max=50000 100000", "memory.max=67108864", "pids.max=32"]);
+        assert!(limits(&spec(&["io", "io_write=1m"]), Version::V1).is_empty(), "io limits are not applied yet");
+    }
+
+    /// The real hierarchy, as root: the class groups exist with their
+    /// limits, an owner's group under `tenants.<class>` too, and all is
+    /// gone after `remove_all`. Skipped when not root or not writable.
+    #[test]
+    fn real_hierarchy_classes() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let Ok(layout) = Layout::detect() else {
+            eprintln!("skipped: no cgroup hierarchy");
+            return;
+        };
+        let root = format!("ngx-mruby-classes-{}", std::process::id());
+        if let Err(e) = Tree::new(layout.clone(), &root, "gen").check() {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        let specs = [spec(&["heavy", "cpu=50", "memory=64m", "pids=32"]), spec(&["small", "cpu=25"])];
+        let classes = Classes::create(layout.clone(), &root, "gen", &specs, Some("small")).expect("create");
+        for (h, dir) in layout.hierarchies.iter().zip(classes.class_dirs("heavy")) {
+            assert!(dir.join("cgroup.procs").is_file(), "{}", dir.display());
+            for limit in limits(&specs[0], layout.version) {
+                if h.controllers.split(',').any(|c| c == limit.controller) {
+                    let got = std::fs::read_to_string(dir.join(limit.file)).expect("limit file");
+                    assert_eq!(got.trim(), limit.value, "{}", limit.file);
+                }
+            }
+        }
+        let (owners, class) = classes.owners().expect("owners tree");
+        let group = owners.create_owner(4244).expect("owner group");
+        apply(&layout, &group.dirs, class).expect("limits");
+        assert!(group.dirs.iter().all(|d| d.to_string_lossy().contains("/gen/tenants.small/4244")));
+        assert!(classes.remove_all().is_empty());
+        for h in &layout.hierarchies {
+            assert!(!Tree::new(layout.clone(), &root, "gen").root_dir(h).exists());
+        }
+    }
+}

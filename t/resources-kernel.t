@@ -1,0 +1,162 @@
+# Resource classes on the real cgroup hierarchy, through the supervisor
+# (issue 10, kernel side): the class groups and their limits exist after
+# start, `tenant_resource_class` puts each owner's runners in a group of
+# their own under the class with its limits, a runner cannot write its
+# cgroup files, and `nginx -s stop` removes the sub-tree. Needs root and a
+# writable hierarchy (skipped otherwise, saying why).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use VlimitTest;
+use TenantTest;
+
+plan skip_all => 'nginx or the module is not built' unless nginx_available();
+my $skip = tenants_skip_reason();
+plan skip_all => $skip if $skip;
+
+my $supervisor_bin = "$FindBin::Bin/../build/sbin/ngx-mruby-supervisor";
+my $root_name = 'ngx-res-test-' . port();
+my ($cgroup_ok, @roots) = cgroup_check($supervisor_bin, $root_name);
+plan skip_all => "resource_cgroup_root: $roots[0]" unless $cgroup_ok;
+
+my $base = tenant_base();
+system('rm', '-rf', $base) == 0 or die "rm $base";
+my %users = tenant_users();
+my %uid_of = (k1 => $users{ngxt1}[0], k2 => $users{ngxt2}[0]);
+
+my %cgi = (
+    'id.cgi'      => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$(id -u)"\n},
+    # tries to write each file named in the body, and to make a group
+    'cgwrite.cgi' => <<'PL',
+#!/usr/bin/perl
+print "Content-Type: text/plain\r\n\r\n";
+local $/; my $body = <STDIN>;
+for my $path (split /\n/, $body) {
+    if ($path =~ s/^mkdir //) { print mkdir($path) ? "MADE $path\n" : "DENIED $path: $!\n"; next }
+    my $ok = open(my $fh, '>', $path) && print($fh "$$\n") && close($fh);
+    print $ok ? "WROTE $path\n" : "DENIED $path: $!\n";
+}
+PL
+);
+for my $n (1, 2) {
+    make_site("k$n", "ngxt$n");
+    write_site_file("k$n", $_, $cgi{$_}, owner => "ngxt$n", mode => 0700) for sort keys %cgi;
+}
+
+my $http = <<"EOF";
+    tenant_socket_dir $base/run;
+    resource_cgroup_root $root_name;
+    resource_class heavy cpu=50 memory=64m pids=32;
+    resource_class small cpu=25 pids=16;
+    tenant_resource_class small;
+    server {
+        listen 127.0.0.1:${\ port()};
+        server_name localhost;
+        root $base/sites/\$host/htdocs;
+        location ~ \\.cgi\$ {
+            tenant_runner on;
+            tenant_cgi on;
+            fastcgi_pass unix:\$tenant_socket;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param CONTENT_LENGTH \$content_length;
+            fastcgi_read_timeout 5s;
+            add_header X-Runner-Pid \$tenant_runner_pid always;
+        }
+    }
+EOF
+
+start_nginx(http => $http, user => 'nobody nogroup');
+
+# The hierarchy (v1: one per controller) a root directory is in.
+sub controllers_of { my ($dir) = @_; $dir =~ m{^/sys/fs/cgroup/([^/]+)/} ? $1 : '' }
+
+# This generation's directory in each hierarchy (one generation runs).
+sub generation_dirs { grep { -d } map { glob("$_/*") } @roots }
+
+sub read_file { my ($path) = @_; open my $fh, '<', $path or return undef; local $/; my $t = <$fh> // q(); $t =~ s/\s+\z//; $t }
+
+my $v1 = (grep { controllers_of($_) ne 'unified' && m{^/sys/fs/cgroup/[^/]+/} } @roots) == @roots && @roots > 1;
+
+subtest 'the class groups exist with their limits after start' => sub {
+    my @generations = generation_dirs();
+    is(scalar @generations, scalar @roots, "one generation's group in each hierarchy (@roots)");
+    for my $gen (@generations) {
+        for my $class (qw(heavy small)) {
+            ok(-f "$gen/$class/cgroup.procs", "$gen/$class is a group");
+        }
+        ok(-d "$gen/tenants.small", "$gen/tenants.small holds the owners' groups");
+        next unless $v1;
+        my $controllers = controllers_of($gen);
+        my %expect = (
+            cpu    => { 'heavy/cpu.cfs_quota_us' => 50000, 'small/cpu.cfs_quota_us' => 25000,
+                        'heavy/cpu.cfs_period_us' => 100000 },
+            memory => { 'heavy/memory.limit_in_bytes' => 64 * 1024 * 1024 },
+            pids   => { 'heavy/pids.max' => 32, 'small/pids.max' => 16 },
+        );
+        for my $file (sort keys %{ $expect{$controllers} // {} }) {
+            is(read_file("$gen/$file"), $expect{$controllers}{$file}, "$controllers: $file");
+        }
+        is(read_file("$gen/tenants.small/cpu.cfs_quota_us"), -1, 'tenants.small itself has no cap (owners are capped separately)')
+            if $controllers eq 'cpu';
+    }
+};
+
+my %runner;
+subtest 'each owner\'s runner is in its own group under the class, with its limits' => sub {
+    for my $host (qw(k1 k2)) {
+        my ($status, $body, $head) = http_get_host($host, '/id.cgi');
+        is("$status $body", "200 $uid_of{$host}\n", "$host: served by its owner");
+        ($runner{$host}) = $head =~ /^X-Runner-Pid:\s*(\d+)/mi;
+        ok($runner{$host}, "$host: runner pid $runner{$host}");
+        my $cgroup = read_file("/proc/$runner{$host}/cgroup") // '';
+        my @lines = grep { m{/\Q$root_name\E/[^/]+/tenants\.small/$uid_of{$host}$} } split /\n/, $cgroup;
+        is(scalar @lines, scalar @roots, "$host: /proc/<runner>/cgroup names tenants.small/$uid_of{$host} in every hierarchy")
+            or diag $cgroup;
+        for my $gen (generation_dirs()) {
+            my $dir = "$gen/tenants.small/$uid_of{$host}";
+            my @procs = split /\n/, read_file("$dir/cgroup.procs") // '';
+            ok((grep { $_ == $runner{$host} } @procs), "$dir holds the runner");
+            my @st = stat "$dir/cgroup.procs";
+            is(sprintf('%d %o', $st[4], $st[2] & 022), '0 0', "$dir/cgroup.procs: root's, not writable by others");
+            next unless $v1;
+            my $controllers = controllers_of($gen);
+            is(read_file("$dir/cpu.cfs_quota_us"), 25000, "$host: its own cpu=25 cap") if $controllers eq 'cpu';
+            is(read_file("$dir/pids.max"), 16, "$host: its own pids=16 cap") if $controllers eq 'pids';
+        }
+    }
+    isnt($runner{k1}, $runner{k2}, 'two owners, two runners');
+};
+
+subtest 'a runner cannot write its cgroup files, nor make groups' => sub {
+    my @targets;
+    for my $gen (generation_dirs()) {
+        my $own = "$gen/tenants.small/$uid_of{k1}";
+        push @targets, "$own/cgroup.procs", "$gen/heavy/cgroup.procs", "$gen/tenants.small/cgroup.procs";
+        push @targets, "$own/cpu.cfs_quota_us" if -e "$own/cpu.cfs_quota_us";
+        push @targets, "$own/pids.max" if -e "$own/pids.max";
+        push @targets, "mkdir $gen/escape";
+    }
+    my $body = join "\n", @targets;
+    my ($status, $out) = read_response(open_request('/cgwrite.cgi', host => 'k1', method => 'POST', body => $body,
+        proto => 'HTTP/1.0', headers => ['Content-Length: ' . length $body]));
+    is($status, 200, 'the CGI program ran');
+    my @denied = $out =~ /^DENIED /mg;
+    is(scalar @denied, scalar @targets, 'every write and mkdir denied (own group, the class group, the limits)')
+        or diag $out;
+    unlike($out, qr/^(WROTE|MADE) /m, 'nothing written');
+    my $cgroup = read_file("/proc/$runner{k1}/cgroup") // '';
+    unlike($cgroup, qr{/heavy$}m, 'the runner is still in its own group');
+};
+
+subtest 'nginx -s stop removes the whole sub-tree' => sub {
+    stop_nginx();
+    ok(wait_until(sub { !grep { -e $_ } @roots }, 10), "every group is removed (@roots)")
+        or diag `find @roots -type d 2>&1`;
+};
+
+done_testing();
