@@ -117,9 +117,10 @@ subtest 'the class group holds the runner during a slow request, and nothing aft
     is(scalar(heavy_pids()), 0, 'class heavy holds no task');
 
     my $sock = start_request('/heavy/sleep.cgi?1.2');
-    ok(wait_until(sub { heavy_pids() >= 1 }, 3), 'class heavy holds the runner while the request runs');
+    my $runner_in_heavy = sub { grep { ((proc_status($_) // {})->{Name} // '') =~ /^ngx-mruby-super/ } heavy_pids() };
+    ok(wait_until(sub { scalar $runner_in_heavy->() }, 3), 'class heavy holds the runner while the request runs');
     my @during = heavy_pids();
-    my ($runner) = grep { (proc_status($_) // {})->{Name} =~ /^ngx-mruby-super/ } @during;
+    my ($runner) = $runner_in_heavy->();
     ok($runner, "the runner itself ($runner) is in heavy, with its CGI child (@during)");
     ok(in_group($runner, 'heavy'), "/proc/$runner/cgroup names heavy in every hierarchy")
         or diag read_file("/proc/$runner/cgroup");

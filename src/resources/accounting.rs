@@ -5,8 +5,8 @@
 //! figures for `$request_cpu_user_ms`, `$request_cpu_sys_ms` and
 //! `$request_mem_peak_kb` (not found until then: `-` in an access log).
 //!
-//! NOT WIRED YET: nothing calls [`record_request`]; the kernel side (the
-//! supervisor reading the runner's cgroup counters) is unfinished.
+//! The tenant path measures only when [`wanted`] says something reads the
+//! figures.
 
 use ngx::ffi::*;
 use ngx::http::HttpModuleMainConf;
@@ -16,6 +16,32 @@ use resource_policy::checker::{CheckerRecord, Figures};
 use super::request_class::{ctx_of, request_class, request_host, state_of};
 use super::HttpResourcesModule;
 use crate::ngx_util::{log, pool_str, str_bytes};
+
+/// Whether a request's figures are read by anything: a resource directive
+/// in `http{}`, or a figure variable used by the configuration (a log
+/// format, `set`, ...). Ruby's `Nginx::Var` looks variables up by name at
+/// run time, so a script alone does not turn accounting on.
+pub fn wanted(r: &ngx_http_request_t) -> bool {
+    HttpResourcesModule::main_conf(r).is_some_and(|m| m.accounting)
+}
+
+/// Whether the configuration parsed so far indexed a figure variable
+/// (nginx indexes a variable when a directive compiles a reference to it).
+pub(super) fn variables_indexed(cf: &mut ngx_conf_t) -> bool {
+    let Some(cmcf) = ngx::http::NgxHttpCoreModule::main_conf(cf) else {
+        return false;
+    };
+    let vars = &cmcf.variables;
+    if vars.elts.is_null() {
+        return false;
+    }
+    // SAFETY: cmcf->variables is an array of nelts ngx_http_variable_t.
+    let vars = unsafe { core::slice::from_raw_parts(vars.elts as *const ngx_http_variable_t, vars.nelts) };
+    vars.iter().any(|v| {
+        let name = str_bytes(&v.name);
+        name == b"request_cpu_user_ms" || name == b"request_cpu_sys_ms" || name == b"request_mem_peak_kb"
+    })
+}
 
 /// Records one served request: `owner` is the runner's uid, `script` the
 /// file it ran.

@@ -57,6 +57,11 @@ pub struct MainConf {
     pub used: bool,
     /// The per-host usage zone (`zone.rs`).
     pub zone: Option<*mut ngx_shm_zone_t>,
+    /// Something reads per-request figures (a resource directive, or one of
+    /// the `$request_cpu_*`/`$request_mem_peak_kb` variables in the
+    /// configuration): only then does the tenant path sample `/proc`, which
+    /// costs a PHP hello request about a quarter of its CPU time.
+    pub accounting: bool,
 }
 
 impl MainConf {
@@ -318,6 +323,10 @@ extern "C" fn set_directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t, conf: 
 /// this machine and every controller the classes need is there
 /// (`hierarchy.rs`). Logs every problem, then fails.
 pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
+    let indexed = super::accounting::variables_indexed(cf);
+    if let Some(main) = HttpResourcesModule::main_conf_mut(cf) {
+        main.accounting = main.used || indexed;
+    }
     let Some(main) = HttpResourcesModule::main_conf(cf) else {
         return Ok(());
     };

@@ -35,7 +35,7 @@ pub mod stats;
 pub mod usage;
 pub mod zone;
 
-pub use accounting::record_request;
+pub use accounting::{record_request, wanted as accounting_wanted};
 pub use request_class::{request_class, set_request_class, ClassSource};
 pub use usage::{host_usage, is_confined, record_usage};
 

@@ -86,7 +86,10 @@ impl TenantCtx {
         self.pid.set(pid);
         self.uid.set(uid);
         self.spawn.set(spawn);
-        self.cpu_start.set(usage::cpu_sample(pid));
+        // SAFETY: request is live while its ctx is (same pool).
+        if crate::resources::accounting_wanted(unsafe { &*self.request }) {
+            self.cpu_start.set(usage::cpu_sample(pid));
+        }
         self.state.set(State::Ready);
         match copied {
             Some(s) => self.socket.set(s),
