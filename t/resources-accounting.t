@@ -1,12 +1,10 @@
 # Per-request figures: $request_cpu_user_ms, $request_cpu_sys_ms,
-# $request_mem_peak_kb and resource_checker's log.
-#
-# NOT YET DRIVEN: the figures come from resources::record_request, which
-# the tenant path will call with the kernel's counters of the runner that
-# served the request; nothing calls it yet. So here every request has no
-# figures: the variables are not found ("-" in an access log, empty
-# elsewhere) and resource_checker writes nothing. The threshold test and
-# the JSON line are unit-tested in resource-policy/ (cargo test).
+# $request_mem_peak_kb and resource_checker's log, for a request that no
+# tenant runner served: it has no figures (the variables are not found,
+# "-" in an access log, empty elsewhere) and resource_checker writes
+# nothing. Requests served by runners are measured in
+# t/resources-moves.t and t/resources-accounting-gate.t; the threshold
+# test and the JSON line are unit-tested in resource-policy/ (cargo test).
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 
