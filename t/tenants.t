@@ -83,7 +83,10 @@ my $r = syscall(101, 16, $ENV{QUERY_STRING} + 0, 0, 0);    # PTRACE_ATTACH
 print $r == -1 ? "PTRACE DENIED $!\n" : "PTRACE OK\n";
 PL
     'loop.cgi'    => qq{#!/bin/sh\nwhile :; do :; done\n},
-    'bomb.cgi'    => qq{#!/bin/sh\nb() { b | b & }\nb\nsleep 60\n},
+    # the main shell execs its sleep: at RLIMIT_NPROC a fork for it would
+    # fail, the script would end without output, and nginx would answer 502
+    # instead of waiting for fastcgi_read_timeout (504)
+    'bomb.cgi'    => qq{#!/bin/sh\nb() { b | b & }\nb\nexec sleep 60\n},
     'memhog.cgi'  => qq{#!/usr/bin/perl\nmy \$x = "x" x (1024 * 1024 * 1024);\nprint "Content-Type: text/plain\\r\\n\\r\\nallocated\\n";\n},
     'env.cgi'     => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$REQUEST_METHOD \$QUERY_STRING"\ncat\n},
     'stderr.cgi'  => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\nprintf 'cgi says one\\ncgi says two\\n' >&2\n},
