@@ -139,3 +139,49 @@ pub fn is_serving_process() -> bool {
     let process = unsafe { ngx_process } as u32;
     process == NGX_PROCESS_WORKER || process == NGX_PROCESS_SINGLE
 }
+
+/// Answers a request with `body` as one in-memory buffer (the stats
+/// handlers' JSON or text), with its status and content type.
+pub fn send_body(r: &mut ngx_http_request_t, status: ngx_uint_t, content_type: &'static str, body: &[u8]) -> ngx_int_t {
+    // SAFETY: the buffer is allocated from the request pool and filled
+    // before it is handed to the output filters; nginx only reads the
+    // (static) content type.
+    unsafe {
+        let b = ngx_create_temp_buf(r.pool, body.len().max(1));
+        if b.is_null() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
+        core::ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
+        (*b).last = (*b).last.add(body.len());
+        (*b).set_last_buf(1);
+        (*b).set_last_in_chain(1);
+        r.headers_out.status = status;
+        r.headers_out.content_length_n = body.len() as off_t;
+        r.headers_out.content_type = ngx_str_t { len: content_type.len(), data: content_type.as_ptr() as *mut u8 };
+        r.headers_out.content_type_len = r.headers_out.content_type.len;
+        let rc = ngx_http_send_header(r);
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
+            return rc;
+        }
+        let mut out = ngx_chain_t { buf: b, next: core::ptr::null_mut() };
+        ngx_http_output_filter(r, &mut out)
+    }
+}
+
+/// Runs `<supervisor> check-cgroup <path>` (the supervisor program judges
+/// cgroup paths at `nginx -t` with the code that creates the groups), with
+/// an empty environment and none of the master's descriptors.
+pub fn run_check_cgroup(supervisor: &std::path::Path, path: &str) -> std::io::Result<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(supervisor);
+    command.arg("check-cgroup").arg(path).env_clear().stdin(std::process::Stdio::null());
+    // SAFETY: runs between fork and exec; close_range only closes descriptors.
+    unsafe {
+        command.pre_exec(|| {
+            // nothing of the master's but the output pipes (already on 1 and 2)
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    command.output()
+}

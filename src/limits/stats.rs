@@ -20,6 +20,7 @@ use super::key::KeyKind;
 use super::zone::{LockProbe, ZoneCtx, MAX_SLOTS};
 use super::HttpVlimitModule;
 use crate::metrics::prometheus::{self, Exposition, MetricType};
+use crate::ngx_util::send_body;
 
 /// The output formats of `vlimit_stats` (`format=` parameter or query argument).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -375,7 +376,7 @@ pub unsafe extern "C" fn stats_handler(r: *mut ngx_http_request_t) -> ngx_int_t 
         Ok(format) => format,
         Err(unknown) => {
             let text = format!("vlimit_stats: unknown format \"{unknown}\", use \"json\" or \"prometheus\"\n");
-            return send(r, NGX_HTTP_BAD_REQUEST as ngx_uint_t, "text/plain", text.as_bytes());
+            return send_body(r, NGX_HTTP_BAD_REQUEST as ngx_uint_t, "text/plain", text.as_bytes());
         }
     };
     let Some(zones) = HttpVlimitModule::main_conf(&*r).and_then(|main| snapshots(main, only.as_deref())) else {
@@ -386,36 +387,10 @@ pub unsafe extern "C" fn stats_handler(r: *mut ngx_http_request_t) -> ngx_int_t 
             let value = Value::Object(zones.iter().map(|zone| (zone.name.clone(), zone.to_json())).collect());
             let mut text = value.to_string();
             text.push('\n');
-            send(r, NGX_HTTP_OK as ngx_uint_t, "application/json", text.as_bytes())
+            send_body(r, NGX_HTTP_OK as ngx_uint_t, "application/json", text.as_bytes())
         }
         StatsFormat::Prometheus => {
-            send(r, NGX_HTTP_OK as ngx_uint_t, prometheus::CONTENT_TYPE, prometheus_text(&zones).as_bytes())
+            send_body(r, NGX_HTTP_OK as ngx_uint_t, prometheus::CONTENT_TYPE, prometheus_text(&zones).as_bytes())
         }
-    }
-}
-
-fn send(r: &mut ngx_http_request_t, status: ngx_uint_t, content_type: &'static str, body: &[u8]) -> ngx_int_t {
-    // SAFETY: the buffer is allocated from the request pool and filled
-    // before it is handed to the output filters; nginx only reads the
-    // (static) content type.
-    unsafe {
-        let b = ngx_create_temp_buf(r.pool, body.len().max(1));
-        if b.is_null() {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-        }
-        core::ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
-        (*b).last = (*b).last.add(body.len());
-        (*b).set_last_buf(1);
-        (*b).set_last_in_chain(1);
-        r.headers_out.status = status;
-        r.headers_out.content_length_n = body.len() as off_t;
-        r.headers_out.content_type = ngx_str_t { len: content_type.len(), data: content_type.as_ptr() as *mut u8 };
-        r.headers_out.content_type_len = r.headers_out.content_type.len;
-        let rc = ngx_http_send_header(r);
-        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
-            return rc;
-        }
-        let mut out = ngx_chain_t { buf: b, next: core::ptr::null_mut() };
-        ngx_http_output_filter(r, &mut out)
     }
 }

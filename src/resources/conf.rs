@@ -21,9 +21,6 @@ use resource_policy::confine::ConfineSpec;
 use super::HttpResourcesModule;
 use crate::ngx_util::{conf_args, conf_result, log, str_bytes, str_lossy};
 
-/// Longest `resource_cgroup_root`.
-const MAX_ROOT: usize = 200;
-
 /// A class named by a directive, with where, for the "unknown class" error.
 pub struct ClassRef {
     pub name: String,
@@ -118,31 +115,6 @@ fn text_args(cf: &ngx_conf_t) -> Result<Vec<&'static str>, String> {
         .collect()
 }
 
-/// Checks `resource_cgroup_root`'s syntax: relative (to nginx's own group)
-/// or absolute (from each hierarchy's root), names of `[A-Za-z0-9._-]`, no
-/// `.` or `..`, not a hierarchy's root itself. (Same rules as
-/// `tenant_cgroup`; whether the machine has the controllers and the root
-/// is writable is checked by the cgroup layer, see `check_main`.)
-fn check_root_syntax(path: &str) -> Result<(), String> {
-    let inner = path.strip_prefix('/').unwrap_or(path);
-    let ok = !inner.is_empty()
-        && path.len() <= MAX_ROOT
-        && inner.split('/').all(|c| {
-            !c.is_empty()
-                && c != "."
-                && c != ".."
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "resource_cgroup_root: invalid path \"{path}\", it is a cgroup path (relative to nginx's own group, or \
-             absolute from the hierarchy's root) of names made of letters, digits, \".\", \"_\", \"-\", without \".\" or \"..\""
-        ))
-    }
-}
-
 /// `resource_cgroup_root <path>;`
 fn set_cgroup_root(cf: &mut ngx_conf_t) -> Result<(), String> {
     let path = text_args(cf)?[0];
@@ -150,7 +122,8 @@ fn set_cgroup_root(cf: &mut ngx_conf_t) -> Result<(), String> {
     if main.cgroup_root.is_some() {
         return Err(String::from("\"resource_cgroup_root\" directive is duplicate"));
     }
-    check_root_syntax(path)?;
+    // same rules as `tenant_cgroup`'s (the cgroup layer checks the machine, see `check_main`)
+    cgroupfs::check_path_syntax(path).map_err(|e| format!("resource_cgroup_root: {e}"))?;
     main.cgroup_root = Some(path.to_string());
     Ok(())
 }

@@ -20,20 +20,8 @@ fn supervisor_path() -> PathBuf {
 
 /// Runs `ngx-mruby-supervisor check-cgroup <root>`.
 pub(super) fn ask_supervisor(root: &str) -> Result<LayoutReport, String> {
-    use std::os::unix::process::CommandExt;
     let supervisor = supervisor_path();
-    let mut command = std::process::Command::new(&supervisor);
-    command.arg("check-cgroup").arg(root).env_clear().stdin(std::process::Stdio::null());
-    // SAFETY: runs between fork and exec; close_range only closes descriptors.
-    unsafe {
-        command.pre_exec(|| {
-            // nothing of the master's but the output pipes (already on 1 and 2)
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-            Ok(())
-        });
-    }
-    let output = command
-        .output()
+    let output = crate::ngx_util::run_check_cgroup(&supervisor, root)
         .map_err(|e| format!("cannot run \"{}\" to check the cgroup hierarchy: {e}", supervisor.display()))?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if !output.status.success() {

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::conf::MainConf;
 use super::HttpResourcesModule;
+use crate::ngx_util::send_body;
 
 fn class_json(spec: &resource_policy::class::ClassSpec) -> Value {
     json!({
@@ -99,32 +100,5 @@ pub unsafe extern "C" fn stats_handler(r: *mut ngx_http_request_t) -> ngx_int_t 
     };
     let mut text = stats_value(main).to_string();
     text.push('\n');
-    send(r, text.as_bytes())
-}
-
-fn send(r: &mut ngx_http_request_t, body: &[u8]) -> ngx_int_t {
-    const CONTENT_TYPE: &str = "application/json";
-    // SAFETY: the buffer is allocated from the request pool and filled
-    // before it is handed to the output filters; nginx only reads the
-    // (static) content type.
-    unsafe {
-        let b = ngx_create_temp_buf(r.pool, body.len().max(1));
-        if b.is_null() {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-        }
-        core::ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
-        (*b).last = (*b).last.add(body.len());
-        (*b).set_last_buf(1);
-        (*b).set_last_in_chain(1);
-        r.headers_out.status = NGX_HTTP_OK as ngx_uint_t;
-        r.headers_out.content_length_n = body.len() as off_t;
-        r.headers_out.content_type = ngx_str_t { len: CONTENT_TYPE.len(), data: CONTENT_TYPE.as_ptr() as *mut u8 };
-        r.headers_out.content_type_len = r.headers_out.content_type.len;
-        let rc = ngx_http_send_header(r);
-        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
-            return rc;
-        }
-        let mut out = ngx_chain_t { buf: b, next: core::ptr::null_mut() };
-        ngx_http_output_filter(r, &mut out)
-    }
+    send_body(r, NGX_HTTP_OK as ngx_uint_t, "application/json", text.as_bytes())
 }

@@ -402,18 +402,8 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
 /// detects cgroup v1 or v2 and checks the parent group): the same code
 /// that creates the groups at start judges the path at `nginx -t`.
 fn check_cgroup(supervisor: &Path, path: &str) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let mut command = std::process::Command::new(supervisor);
-    command.arg("check-cgroup").arg(path).env_clear().stdin(std::process::Stdio::null());
-    // SAFETY: runs between fork and exec; close_range only closes descriptors.
-    unsafe {
-        command.pre_exec(|| {
-            // nothing of the master's but the output pipes (already on 1 and 2)
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-            Ok(())
-        });
-    }
-    let output = command.output().map_err(|e| format!("cannot run \"{}\": {e}", supervisor.display()))?;
+    let output = crate::ngx_util::run_check_cgroup(supervisor, path)
+        .map_err(|e| format!("cannot run \"{}\": {e}", supervisor.display()))?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if output.status.success() {
         Ok(())
