@@ -83,10 +83,13 @@ my $r = syscall(101, 16, $ENV{QUERY_STRING} + 0, 0, 0);    # PTRACE_ATTACH
 print $r == -1 ? "PTRACE DENIED $!\n" : "PTRACE OK\n";
 PL
     'loop.cgi'    => qq{#!/bin/sh\nwhile :; do :; done\n},
-    # the main shell execs its sleep: at RLIMIT_NPROC a fork for it would
-    # fail, the script would end without output, and nginx would answer 502
-    # instead of waiting for fastcgi_read_timeout (504)
-    'bomb.cgi'    => qq{#!/bin/sh\nb() { b | b & }\nb\nexec sleep 60\n},
+    # the main shell forks once, before the bomb exists, and then execs its
+    # sleep, which holds the output open until fastcgi_read_timeout (504).
+    # (Called from the main shell, `b | b &` makes dash fork each side of
+    # the pipe itself: the second fork raced the first side's children for
+    # RLIMIT_NPROC, the main shell died of "Cannot fork", and once the bomb's
+    # short-lived shells had all failed too the output ended: 502.)
+    'bomb.cgi'    => qq{#!/bin/sh\nb() { b | b & }\n(b) &\nexec sleep 60\n},
     'memhog.cgi'  => qq{#!/usr/bin/perl\nmy \$x = "x" x (1024 * 1024 * 1024);\nprint "Content-Type: text/plain\\r\\n\\r\\nallocated\\n";\n},
     'env.cgi'     => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$REQUEST_METHOD \$QUERY_STRING"\ncat\n},
     'stderr.cgi'  => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\nprintf 'cgi says one\\ncgi says two\\n' >&2\n},
@@ -680,6 +683,8 @@ subtest 'a fork bomb: RLIMIT_NPROC holds it, only its owner suffers, all of it i
     sleep 0.8;
     my @bomb = uid_processes($uid_of{t2});
     cmp_ok(scalar @bomb, '<=', 32, 'never more than tenant_max_processes (32) processes of t2');
+    ok((grep { ((proc_status($_) // {})->{Name} // '') eq 'sleep' } @bomb),
+        'the script itself outlived its bomb (its sleep holds the output open)');
     others_fine('the fork bomb', 't1', 't3');
     my ($status) = read_response($sock, 10);
     is($status, 504, 'the bomb request: 504');
