@@ -31,6 +31,17 @@ my $Base = '/tmp/ngx-tenants-' . port();
 
 sub tenant_base { $Base }
 
+# The sites and sockets of this run go once its nginx has stopped (this END
+# runs before VlimitTest's, which would stop it too late).
+my $LoadedBy = $$;    # not a forked child's exit
+END {
+    if ($$ == $LoadedBy && !$ENV{TEST_NGINX_NO_CLEAN}) {
+        VlimitTest::stop_nginx();
+        wait_until(sub { !%{ processes_under("$Base/") } }, 5);
+        File::Path::remove_tree($Base);
+    }
+}
+
 # Why the tenant tests cannot run here (undef when they can).
 sub tenants_skip_reason {
     return 'needs root (real users and runners)' if $> != 0;

@@ -250,6 +250,13 @@ sub silent_backend {
     return $listener;
 }
 
-END { stop_nginx() unless $ENV{TEST_NGINX_NO_CLEAN} }
+# A randomized run's servroot (t/servroot_<port>) is its own: remove it.
+my $LoadedBy = $$;    # not a forked child's exit
+END {
+    if ($$ == $LoadedBy && !$ENV{TEST_NGINX_NO_CLEAN}) {
+        stop_nginx();
+        File::Path::remove_tree($ServRoot) if $ENV{TEST_NGINX_RANDOMIZE} && !$ENV{TEST_NGINX_SERVROOT};
+    }
+}
 
 1;
