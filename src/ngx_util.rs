@@ -35,6 +35,49 @@ pub(crate) fn pool_str(pool: *mut ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t>
     }
 }
 
+/// The distinct addresses a `listen` argument names (`host:port`, `port`,
+/// `unix:path`), parsed as `listen` parses them, in `pool`. `Err` is
+/// nginx's reason, with the argument.
+pub(crate) fn listen_addresses(
+    pool: *mut ngx_pool_t,
+    address: &[u8],
+    default_port: u16,
+) -> Result<Vec<ngx_addr_t>, String> {
+    let shown = String::from_utf8_lossy(address);
+    let url = pool_str(pool, address).ok_or("out of memory")?;
+    // SAFETY: ngx_url_t is a plain C struct; all-zero is its initial state.
+    let mut u: ngx_url_t = unsafe { core::mem::zeroed() };
+    u.url = url;
+    u.set_listen(1);
+    u.default_port = default_port;
+    // SAFETY: pool is a live nginx pool; u is initialised above.
+    if unsafe { ngx_parse_url(pool, &mut u) } != NGX_OK as ngx_int_t {
+        let reason = if u.err.is_null() {
+            String::from("invalid address")
+        } else {
+            // SAFETY: u.err is a static NUL-terminated message.
+            unsafe { core::ffi::CStr::from_ptr(u.err) }.to_string_lossy().into_owned()
+        };
+        return Err(format!("{reason} in \"{shown}\""));
+    }
+    if u.addrs.is_null() {
+        return Ok(Vec::new());
+    }
+    // SAFETY: u.addrs holds u.naddrs parsed addresses in pool.
+    let addrs = unsafe { core::slice::from_raw_parts(u.addrs, u.naddrs) };
+    let mut distinct: Vec<ngx_addr_t> = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        // SAFETY: the sockaddrs are parsed addresses, live in pool.
+        let seen = distinct
+            .iter()
+            .any(|earlier| unsafe { ngx_cmp_sockaddr(addr.sockaddr, addr.socklen, earlier.sockaddr, earlier.socklen, 1) } == NGX_OK as ngx_int_t);
+        if !seen {
+            distinct.push(*addr);
+        }
+    }
+    Ok(distinct)
+}
+
 /// Writes one line to an nginx log at `level`.
 pub(crate) fn log(log: *mut ngx_log_t, level: u32, message: &str) {
     if log.is_null() {

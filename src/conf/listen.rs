@@ -11,7 +11,7 @@ use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule};
 use super::{args, conf_vm, parse_inline_script};
 use crate::host::server_config::{ListenSpec, ListenerTarget, ServerConfigHost};
 use crate::host::{self, Host};
-use crate::ngx_util::{conf_result, pool_str, str_lossy};
+use crate::ngx_util::{conf_result, listen_addresses, str_lossy};
 use crate::vm::RubyError;
 
 /// The configuration context and the server being parsed.
@@ -24,26 +24,11 @@ impl ListenerTarget for ServerBeingParsed {
     fn add_listener(&self, spec: &ListenSpec) -> Result<(), RubyError> {
         let ListenSpec { address, ssl, http2 } = spec;
         let (ssl, http2) = (*ssl, *http2);
-        let shown = String::from_utf8_lossy(address).into_owned();
         // SAFETY: a ServerBeingParsed exists only while its directive runs, so
         // cf and cscf are the live configuration and the server being parsed.
         let (cf, cscf) = unsafe { (&mut *self.cf, &mut *self.cscf) };
-        let url = pool_str(cf.pool, address).ok_or_else(|| RubyError::runtime("out of memory"))?;
-        // SAFETY: ngx_url_t is a plain C struct; all-zero is its initial state.
-        let mut u: ngx_url_t = unsafe { core::mem::zeroed() };
-        u.url = url;
-        u.set_listen(1);
-        u.default_port = 80;
-        // SAFETY: cf.pool is the configuration pool; u is initialised above.
-        if unsafe { ngx_parse_url(cf.pool, &mut u) } != NGX_OK as ngx_int_t {
-            let reason = if u.err.is_null() {
-                String::from("invalid address")
-            } else {
-                // SAFETY: u.err is a static NUL-terminated message.
-                unsafe { core::ffi::CStr::from_ptr(u.err) }.to_string_lossy().into_owned()
-            };
-            return Err(RubyError::argument(format!("add_listener: {reason} in \"{shown}\"")));
-        }
+        let addrs =
+            listen_addresses(cf.pool, address, 80).map_err(|e| RubyError::argument(format!("add_listener: {e}")))?;
         // SAFETY: all-zero is the state ngx_http_core_listen starts from.
         let mut lsopt: ngx_http_listen_opt_t = unsafe { core::mem::zeroed() };
         lsopt.backlog = NGX_LISTEN_BACKLOG as i32;
@@ -58,16 +43,7 @@ impl ListenerTarget for ServerBeingParsed {
         lsopt.set_ssl(u32::from(ssl));
         lsopt.set_http2(u32::from(http2));
         cscf.set_listen(1);
-        // SAFETY: u.addrs holds u.naddrs parsed addresses in cf.pool.
-        let addrs = unsafe { core::slice::from_raw_parts(u.addrs, u.naddrs) };
-        for (n, addr) in addrs.iter().enumerate() {
-            // SAFETY: the sockaddrs are the parsed addresses, live in cf.pool.
-            let duplicate = addrs[..n]
-                .iter()
-                .any(|earlier| unsafe { ngx_cmp_sockaddr(addr.sockaddr, addr.socklen, earlier.sockaddr, earlier.socklen, 1) } == NGX_OK as ngx_int_t);
-            if duplicate {
-                continue;
-            }
+        for addr in &addrs {
             lsopt.sockaddr = addr.sockaddr;
             lsopt.socklen = addr.socklen;
             lsopt.addr_text = addr.name;
