@@ -93,6 +93,8 @@ PL
     'memhog.cgi'  => qq{#!/usr/bin/perl\nmy \$x = "x" x (1024 * 1024 * 1024);\nprint "Content-Type: text/plain\\r\\n\\r\\nallocated\\n";\n},
     'env.cgi'     => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho "\$REQUEST_METHOD \$QUERY_STRING"\ncat\n},
     'stderr.cgi'  => qq{#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\nprintf 'cgi says one\\ncgi says two\\n' >&2\n},
+    # 2,000 stderr lines at once: more than an owner's burst (200)
+    'flood.cgi'   => qq{#!/usr/bin/perl\nprint STDERR "flood line \$_\\n" for 1 .. 2000;\nprint "Content-Type: text/plain\\r\\n\\r\\nflooded\\n";\n},
     # tries to write each file named in the body (its own cgroup's), and to make a group
     'cgwrite.cgi' => <<'PL',
 #!/usr/bin/perl
@@ -617,6 +619,22 @@ subtest 'runner stderr: one error line per message line, tagged with the runner 
     is($status, 502, 'a runner that kills itself: 502');
     ok(log_has($from, qr/runner pid [1-9]\d* uid $uid_of{t4}: last words of php/), 'its last line, read after it was reaped, keeps its tag');
     unlike(error_log_since($from), qr/runner pid 0 uid 0/, 'never an untagged line');
+};
+
+subtest 'runner stderr is rate-limited per owner: a flood is cut, counted, and others still log' => sub {
+    my $from = error_log_size();
+    my ($status, $body) = http_get_host('t5', '/flood.cgi');
+    is("$status $body", "200 flooded\n", 'the flooding CGI program answered');
+    ok(log_has($from, qr/runner pid \d+ uid $uid_of{t5}: (\d+) stderr line\(s\) of uid $uid_of{t5} not logged: over 50 lines per second \(burst 200\)/),
+        'one line says how many were not logged');
+    my @logged = error_log_since($from) =~ /uid $uid_of{t5}: flood line \d+/g;
+    my ($dropped) = error_log_since($from) =~ /(\d+) stderr line\(s\) of uid $uid_of{t5} not logged/;
+    cmp_ok(scalar @logged, '>=', 200, 'the burst was logged (' . scalar(@logged) . ' lines)');
+    cmp_ok(scalar @logged, '<', 400, 'most of the 2,000 lines were not');
+    is(scalar(@logged) + ($dropped // 0), 2000, 'logged + counted as not logged = 2,000');
+    ($status, $body) = http_get_host('t2', '/stderr.cgi');
+    is("$status $body", "200 ok\n", 'another owner answers');
+    ok(log_has($from, qr/runner pid \d+ uid $uid_of{t2}: cgi says one/), "another owner's stderr is still logged");
 };
 
 subtest 'nginx -s reopen: the keeper, the supervisor and the runners log into the new error log' => sub {

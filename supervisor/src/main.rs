@@ -17,6 +17,7 @@ mod ruby;
 mod runners;
 mod sandbox;
 mod server;
+mod stderr_budget;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

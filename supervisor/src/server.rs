@@ -20,6 +20,7 @@ use crate::config::{Config, RunnerProgram};
 use crate::peers::Peers;
 use crate::runners::{ClientId, Decision, Runner, RunnerKey, RunnerTable};
 use crate::sandbox::{self, RunnerSpec};
+use crate::stderr_budget::{self, StderrBudget, Verdict};
 use crate::{log_error, log_info, log_notice, log_warn};
 use tenant_protocol::{self as protocol, Reply, Request, Spawn};
 
@@ -83,6 +84,8 @@ struct Supervisor {
     table: RunnerTable,
     queue: VecDeque<Waiting>,
     pipes: HashMap<u64, StderrPipe>,
+    /// Lines per owner the error log still takes (a rate limit).
+    stderr_budget: StderrBudget,
     /// Owners without runners whose cgroups are removed at the given time.
     cgroup_cleanup: HashMap<u32, Instant>,
 }
@@ -129,6 +132,7 @@ pub fn run(config: Config, life_fd: RawFd) -> ! {
         table: RunnerTable::default(),
         queue: VecDeque::new(),
         pipes: HashMap::new(),
+        stderr_budget: StderrBudget::default(),
         cgroup_cleanup: HashMap::new(),
     };
     supervisor.run()
@@ -795,20 +799,29 @@ impl Supervisor {
         if pipe.partial.len() > 4096 || (eof && !pipe.partial.is_empty()) {
             lines.push(std::mem::take(&mut pipe.partial));
         }
+        let now = Instant::now();
         for line in lines {
             let text = String::from_utf8_lossy(&line);
             let text = text.trim_end();
-            if !text.is_empty() {
+            if text.is_empty() {
+                continue;
+            }
+            if let Verdict::Log { dropped_before } = self.stderr_budget.line(uid, pid, now) {
+                report_dropped(pid, uid, dropped_before);
                 log_error!("runner pid {pid} uid {uid}: {text}");
             }
         }
         if eof {
             self.pipes.remove(&id);
+            self.stderr_budget.forget_idle(now);
         }
     }
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        for (uid, pid, dropped) in self.stderr_budget.due_reports(now) {
+            report_dropped(pid, uid, dropped);
+        }
         let mut expired = Vec::new();
         self.queue.retain(|w| {
             if w.deadline <= now {
@@ -983,4 +996,15 @@ fn kill_session(sid: i32) {
 
 fn pollfd(fd: RawFd, events: i16) -> libc::pollfd {
     libc::pollfd { fd, events, revents: 0 }
+}
+
+/// One line for the stderr lines of `uid` the rate limit dropped.
+fn report_dropped(pid: i32, uid: u32, dropped: u64) {
+    if dropped > 0 {
+        log_error!(
+            "runner pid {pid} uid {uid}: {dropped} stderr line(s) of uid {uid} not logged: over {} lines per second (burst {})",
+            stderr_budget::LINES_PER_SECOND,
+            stderr_budget::BURST
+        );
+    }
 }
