@@ -19,7 +19,8 @@
 //! `resource-policy` crate, unit-tested without nginx; this folder holds
 //! the directive table (`conf.rs`), `resource_stats` (`stats.rs`), the
 //! shared zone of per-host usage (`zone.rs`) and what feeds and reads it,
-//! with the auto-confine step (`usage.rs`).
+//! with the auto-confine step (`usage.rs`) and its per-worker clock
+//! (`confine_timer.rs`).
 //! Cgroup layout detection is shared with the supervisor (its
 //! `tenant_cgroup`), not written here.
 //!
@@ -29,6 +30,7 @@
 pub mod accounting;
 pub mod cgroup_groups;
 pub mod conf;
+pub mod confine_timer;
 pub mod hierarchy;
 pub mod request_class;
 pub mod stats;
@@ -126,5 +128,23 @@ pub static mut ngx_http_resources_module: ngx_module_t = ngx_module_t {
     // SAFETY: only the address of the static table is taken.
     commands: unsafe { addr_of_mut!(conf::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_process: Some(init_worker),
+    exit_process: Some(exit_worker),
     ..ngx_module_t::default()
 };
+
+/// `init_process`: a worker with `resource_auto_confine` starts its
+/// one-second auto-confine timer.
+extern "C" fn init_worker(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live cycle.
+    let cycle = unsafe { &*cycle };
+    match confine_timer::start(cycle) {
+        Ok(()) => Status::NGX_OK.into(),
+        Err(()) => Status::NGX_ERROR.into(),
+    }
+}
+
+/// `exit_process`: the timer goes (the module may be unloaded after).
+extern "C" fn exit_worker(_cycle: *mut ngx_cycle_t) {
+    confine_timer::stop();
+}

@@ -1,8 +1,9 @@
 //! Per-host usage and auto-confinement: what the tenant path feeds in
 //! (`record_usage`) and what the Ruby API, `resource_stats` and the class
-//! choice read (`host_usage`, `is_confined`). Each of them runs the
-//! auto-confine step first, at most once a second over all workers, so a
-//! decision never waits for more than a second of traffic.
+//! choice read (`host_usage`, `is_confined`). Each of them, and each
+//! worker's one-second timer (`confine_timer.rs`, so that confinement and
+//! release need no request), runs the auto-confine step first, at most once
+//! a second over all workers.
 
 use ngx::ffi::*;
 use ngx::http::HttpModuleMainConf;
@@ -111,6 +112,11 @@ fn with_zone<T>(f: impl FnOnce(&mut Locked<'_>) -> T) -> Option<T> {
     drop(locked);
     log_decisions(main, &decisions);
     Some(result)
+}
+
+/// The timer's tick: the step of this second, if no worker ran it yet.
+pub fn tick() {
+    with_zone(|_| ());
 }
 
 /// Adds one request's figures to its host: CPU time (user, system) and
