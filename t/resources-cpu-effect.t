@@ -9,12 +9,15 @@
 # Needs root and a writable hierarchy with the cpu and cpuacct
 # controllers (skipped otherwise, saying why).
 #
-# The machine is shared (2 cores in CI): when a run's figures are off and
-# the unclassed burner did not get a full core either (the machine was
-# busy), the run is repeated once; a cap that does not work fails both.
-# "Full speed" for the unclassed burner is a full core, or, when other
-# programs keep the machine busy meanwhile, all the CPU that was left:
-# the machine did not idle while it wanted to run (/proc/stat).
+# The machine may be shared (2 cores in CI): what other programs use
+# meanwhile is measured (/proc/stat less our groups). A cap is a ceiling:
+# the upper bounds are always asserted. The lower bounds (the classed
+# request reaches its 45%, each tenant its 20%) need a CPU that is not
+# taken by others: a run whose figures are off while other programs were
+# busy is repeated (at most 3 runs), and when they kept the machine busy
+# through every run the lower bounds are skipped, saying how busy it was.
+# "Full speed" for the unclassed burner is a full core, or all the CPU
+# other programs left (the machine did not idle while it wanted to run).
 
 use strict;
 use warnings;
@@ -144,7 +147,7 @@ subtest 'cpu=50: the classed burner gets half a core, an unclassed one a full co
     is((http_get_host('c1', '/free/burn.cgi?1'))[0], 200, 'a short unclassed request');
     my @baseline = static_latencies(20, 0.01);
     my %run;
-    for my $attempt (1, 2) {
+    for my $attempt (1 .. 3) {
         my $uri_capped = "/capped/burn.cgi?$burn_ms&$attempt";
         my $uri_free = "/free/burn.cgi?$burn_ms&$attempt";
         my ($usage0, $throttled0) = (cpu_usage_ns('half'), throttled('half'));
@@ -166,20 +169,24 @@ subtest 'cpu=50: the classed burner gets half a core, an unclassed one a full co
             throttled => throttled('half') - $throttled0, loaded => \@loaded, worker_cgroup => $worker_cgroup,
         );
         # what was left for the unclassed burner: one core at most, less what others used
-        my $others = $run{busy_share} - $run{capped_share} - $run{free_share};
-        $run{left} = List::Util::min(1, $cpus - $run{capped_share} - List::Util::max(0, $others));
+        $run{others} = List::Util::max(0, $run{busy_share} - $run{capped_share} - $run{free_share});
+        $run{left} = List::Util::min(1, $cpus - $run{capped_share} - $run{others});
         diag sprintf 'attempt %d: classed %.1f%% over %.2fs (throttled %d times), unclassed %.1f%% over %.2fs,'
             . ' other programs %.1f%% of %d CPUs', $attempt, 100 * $run{capped_share}, $cwall, $run{throttled},
-            100 * $run{free_share}, $fwall, 100 * $others, $cpus;
+            100 * $run{free_share}, $fwall, 100 * $run{others}, $cpus;
         last if share_ok($run{capped_share}, 45, 55) && $run{free_share} >= 0.8 * $run{left};
-        last if $others < 0.2;    # the machine was not busy: no second chance
+        last if $run{others} < 0.2;    # the machine was not busy: no second chance
     }
     like($run{cstatus}, qr/^200 burnt \d+/, 'the classed burner answers');
     like($run{fstatus}, qr/^200 burnt \d+/, 'the unclassed burner answers');
-    ok(share_ok($run{capped_share}, 45, 55),
-        sprintf('the classed request used %.1f%% of one core over its %.2fs (class group\'s cpuacct)',
-            100 * $run{capped_share}, $run{cwall}));
-    ok($run{throttled} > 0, "the kernel throttled class half's group ($run{throttled} periods)");
+    my $share = sprintf '%.1f%% of one core over its %.2fs (class group\'s cpuacct)', 100 * $run{capped_share}, $run{cwall};
+    ok($run{capped_share} <= 0.55, "the classed request used at most 55%: $share");
+    SKIP: {
+        skip sprintf('other programs kept the machine busy (%.0f%% of a core): the classed request could not reach'
+            . ' its 50%% (%s)', 100 * $run{others}, $share), 2 if $run{others} > 0.8 && !share_ok($run{capped_share}, 45, 55);
+        ok($run{capped_share} >= 0.45, "and at least 45%: $share");
+        ok($run{throttled} > 0, "the kernel throttled class half's group ($run{throttled} periods)");
+    }
     ok($run{free_share} >= 0.8 * $run{left},
         sprintf('the unclassed request, at the same time, ran at full speed: %.1f%% of a core (%.1f%% was left)',
             100 * $run{free_share}, 100 * $run{left}));
@@ -195,11 +202,13 @@ subtest 'cpu=50: the classed burner gets half a core, an unclassed one a full co
 subtest 'tenant_resource_class cpu=25: two tenants burning at once, each held to its own 25%' => sub {
     start_nginx(user => 'nobody nogroup', workers => 1,
         http => http_conf("    resource_class quarter cpu=25;\n    tenant_resource_class quarter;"));
-    my %share;
-    for my $attempt (1, 2) {
+    my (%share, $others);
+    for my $attempt (1 .. 3) {
         # the owners' groups exist once their runners do
         is((http_get_host("c$_", '/free/burn.cgi?1'))[0], 200, "c$_: a short request") for 1, 2;
         my %usage0 = map { $_ => cpu_usage_ns("tenants.quarter/$_") } $uid1, $uid2;
+        my ($busy0) = machine_cpu();
+        my $t0 = time;
         my %burn = map { $_ => start_burn("c$_", "/free/burn.cgi?$burn_ms&$attempt") } 1, 2;
         my %wall;
         for my $n (1, 2) {
@@ -209,15 +218,24 @@ subtest 'tenant_resource_class cpu=25: two tenants burning at once, each held to
         }
         %share = (1 => (cpu_usage_ns("tenants.quarter/$uid1") - $usage0{$uid1}) / 1e9 / $wall{1},
                   2 => (cpu_usage_ns("tenants.quarter/$uid2") - $usage0{$uid2}) / 1e9 / $wall{2});
-        diag sprintf 'attempt %d: ngxt1 %.1f%%, ngxt2 %.1f%%', $attempt, 100 * $share{1}, 100 * $share{2};
+        my ($busy) = machine_cpu();
+        $others = List::Util::max(0, ($busy - $busy0) / (time - $t0) - $share{1} - $share{2});
+        diag sprintf 'attempt %d: ngxt1 %.1f%%, ngxt2 %.1f%%, other programs %.1f%%', $attempt, 100 * $share{1},
+            100 * $share{2}, 100 * $others;
         last if share_ok($share{1}, 20, 30) && share_ok($share{2}, 20, 30);
+        last if $others < 0.2;
     }
     for my $n (1, 2) {
         my $uid = $users{"ngxt$n"}[0];
-        ok(share_ok($share{$n}, 20, 30),
-            sprintf('ngxt%d: its group tenants.quarter/%d used %.1f%% of a core', $n, $uid, 100 * $share{$n}));
+        my $used = sprintf 'its group tenants.quarter/%d used %.1f%% of a core', $uid, 100 * $share{$n};
+        ok($share{$n} <= 0.30, "ngxt$n: at most 30%: $used");
+        SKIP: {
+            skip sprintf('other programs kept the machine busy (%.0f%% of a core): ngxt%d could not reach its 25%% (%s)',
+                100 * $others, $n, $used), 1 if $others > 1.2 && $share{$n} < 0.2;
+            ok($share{$n} >= 0.20, "ngxt$n: at least 20%: $used");
+        }
     }
-    ok($share{1} + $share{2} > 0.4, 'together more than one 25%: each has its own cap');
+    ok($share{1} + $share{2} > 0.3 || $others > 1.2, 'together more than one 25%: each has its own cap');
 };
 
 subtest 'nginx -s stop removes the sub-tree' => sub {
