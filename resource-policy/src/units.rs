@@ -19,6 +19,16 @@ pub fn parse_rate(text: &str) -> Option<u64> {
     parse_size(text.strip_suffix("/s").unwrap_or(text))
 }
 
+/// A size for messages, as the directives write it (`32m`, `1g`, `1500`).
+pub fn format_size(bytes: u64) -> String {
+    for (unit, suffix) in [(1u64 << 30, "g"), (1 << 20, "m"), (1 << 10, "k")] {
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{}{suffix}", bytes / unit);
+        }
+    }
+    bytes.to_string()
+}
+
 /// Milliseconds: digits, optionally followed by `ms`.
 pub fn parse_ms(text: &str) -> Option<u64> {
     parse_digits(text.strip_suffix("ms").unwrap_or(text))
@@ -72,6 +82,8 @@ mod tests {
         for bad in ["", "k", "-1", "1.5m", "1t", " 1", "1 ", "99999999999999999999", "17179869184g"] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
+        let formatted: Vec<String> = [32 << 20, 2 << 30, 1536 << 10, 1500, 0].map(format_size).to_vec();
+        assert_eq!(formatted, ["32m", "2g", "1536k", "1500", "0"]);
     }
 
     #[test]

@@ -157,6 +157,21 @@ impl Classes {
         self.tree.layout.hierarchies.iter().map(|h| self.tree.generation_dir(h).join(name)).collect()
     }
 
+    /// The kernel's count of OOM kills in class `name`'s group (v1
+    /// `memory.oom_control`, v2 `memory.events`: `oom_kill N`), or None
+    /// where the kernel does not count them (no memory controller, or a
+    /// kernel before 4.13).
+    pub fn oom_kills(&self, name: &str) -> Option<u64> {
+        let layout = &self.tree.layout;
+        let (_, dir) = layout
+            .hierarchies
+            .iter()
+            .zip(self.class_dirs(name))
+            .find(|(h, _)| layout.version == Version::V2 || h.controllers.split(',').any(|c| c == "memory"))?;
+        let file = if layout.version == Version::V1 { "memory.oom_control" } else { "memory.events" };
+        parse_oom_kill(&std::fs::read_to_string(dir.join(file)).ok()?)
+    }
+
     /// The supervisor's own group in each hierarchy: where a runner that
     /// has no owner's group goes back to.
     pub fn own_dirs(&self) -> Vec<PathBuf> {
@@ -190,6 +205,11 @@ impl Classes {
     }
 }
 
+/// The `oom_kill N` line of `memory.oom_control` (v1) or `memory.events` (v2).
+fn parse_oom_kill(text: &str) -> Option<u64> {
+    text.lines().find_map(|line| line.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +235,13 @@ mod tests {
         let v2: Vec<String> = limits(&heavy, Version::V2).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
         assert_eq!(v2, ["cpu.max=50000 100000", "memory.max=67108864", "pids.max=32"]);
         assert!(limits(&spec(&["io", "io_write=1m"]), Version::V1).is_empty(), "io limits are not applied yet");
+    }
+
+    #[test]
+    fn oom_kill_counts() {
+        assert_eq!(parse_oom_kill("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"), Some(3));
+        assert_eq!(parse_oom_kill("low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n"), Some(2));
+        assert_eq!(parse_oom_kill("oom_kill_disable 0\nunder_oom 0\n"), None, "a kernel before 4.13");
     }
 
     /// The real hierarchy, as root: the class groups exist with their

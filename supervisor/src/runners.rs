@@ -42,6 +42,8 @@ pub struct Runner {
     pub busy: bool,
     /// The resource class its current request runs in (it is in that group).
     pub class: Option<String>,
+    /// The class group's OOM kill count when it entered (see `Classes::oom_kills`).
+    pub class_oom_kills: Option<u64>,
 }
 
 /// What to do for a request that wants a runner.
@@ -175,6 +177,7 @@ mod tests {
             asked_back: false,
             busy: false,
             class: None,
+            class_oom_kills: None,
         });
         id
     }

@@ -88,6 +88,8 @@ struct Supervisor {
     stderr_budget: StderrBudget,
     /// Owners without runners whose cgroups are removed at the given time.
     cgroup_cleanup: HashMap<u32, Instant>,
+    /// Per class: the OOM kill count of its group already logged.
+    oom_logged: HashMap<String, u64>,
 }
 
 /// Makes a socket file reachable by the nginx workers only (root:worker group, 0660).
@@ -134,6 +136,7 @@ pub fn run(config: Config, life_fd: RawFd) -> ! {
         pipes: HashMap::new(),
         stderr_budget: StderrBudget::default(),
         cgroup_cleanup: HashMap::new(),
+        oom_logged: HashMap::new(),
     };
     supervisor.run()
 }
@@ -402,6 +405,7 @@ impl Supervisor {
             log_error!("supervisor: refused a release of runner {id} by worker pid {pid}, which does not hold it");
             return;
         }
+        let oom_kills_before = runner.class_oom_kills.take();
         let classed = runner.class.take().map(|class| (runner.pid, runner.key.uid, class));
         runner.lessee = None;
         runner.asked_back = false;
@@ -410,6 +414,7 @@ impl Supervisor {
         runner.last_used = Instant::now();
         if let Some((pid, uid, class)) = classed {
             self.leave_class(pid, uid, &class);
+            self.log_oom_kills(pid, uid, &class, oom_kills_before, discard);
         }
         let Some(runner) = self.table.get_mut(id) else {
             return;
@@ -519,8 +524,10 @@ impl Supervisor {
         let (pid, uid) = (runner.pid, runner.key.uid);
         if let Some(class) = &w.class {
             if self.enter_class(pid, uid, class) {
+                let oom_kills = self.class_oom_kills(class);
                 if let Some(runner) = self.table.get_mut(id) {
                     runner.class = Some(class.clone());
+                    runner.class_oom_kills = oom_kills;
                 }
             }
         }
@@ -574,6 +581,35 @@ impl Supervisor {
         if let Err(e) = home.enter(pid) {
             log_error!("supervisor: cannot move runner pid {pid} of uid {uid} out of resource class \"{class}\": {e}");
         }
+    }
+
+    /// For a class with `memory=`: its group's OOM kill count now.
+    fn class_oom_kills(&self, class: &str) -> Option<u64> {
+        self.config.class(class)?.memory_bytes?;
+        self.config.classes.as_ref()?.oom_kills(class)
+    }
+
+    /// After runner `pid` left `class`: one line when the kernel's OOM
+    /// killer stopped a process in the class's group since it entered (the
+    /// kernel's count, not anything the runner says; each kill is logged
+    /// once, by the first runner to leave after it).
+    fn log_oom_kills(&mut self, pid: i32, uid: u32, class: &str, before: Option<u64>, failed: bool) {
+        let (Some(before), Some(now)) = (before, self.class_oom_kills(class)) else {
+            return;
+        };
+        let logged = self.oom_logged.get(class).copied().unwrap_or(0);
+        if now <= before.max(logged) {
+            return;
+        }
+        let kills = now - before.max(logged);
+        self.oom_logged.insert(class.to_string(), now);
+        let memory = self.config.class(class).and_then(|c| c.memory_bytes).unwrap_or(0);
+        let memory = resource_policy::units::format_size(memory);
+        let outcome = if failed { "; the request failed" } else { "" };
+        log_error!(
+            "supervisor: the kernel killed {kills} process(es) out of memory in resource class \"{class}\" (memory={memory}) \
+             while runner pid {pid} of uid {uid} served a request there{outcome}"
+        );
     }
 
     /// A runner's last lease before it is recycled: start its successor now,
@@ -687,6 +723,7 @@ impl Supervisor {
                     asked_back: false,
                     busy: false,
                     class: None,
+                    class_oom_kills: None,
                 });
                 Ok(id)
             }
@@ -723,6 +760,10 @@ impl Supervisor {
             self.pipes.remove(&runner.id);
             let _ = std::fs::remove_file(&runner.socket);
             self.release_owner_cgroup(runner.key.uid);
+            if let Some(class) = &runner.class {
+                // it died in the class (a PHP runner over `memory=` is the one the kernel kills)
+                self.log_oom_kills(runner.pid, runner.key.uid, class, runner.class_oom_kills, true);
+            }
             if runner.killing {
                 continue;
             }

@@ -1,0 +1,110 @@
+# The effect of `memory=` on the real cgroup hierarchy (issue 10): a
+# request in a class `memory=32m` to a CGI program, run as a tenant user
+# through its runner, that allocates past the cap is stopped by the
+# kernel (an OOM kill in the class group), the client gets 502 with one
+# error_log line saying so, and nginx, the same tenant and another tenant
+# keep serving right after. Below the cap the same program answers.
+# Needs root and a writable hierarchy with the memory controller (skipped
+# otherwise, saying why).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use VlimitTest;
+use TenantTest;
+use ResourceTest;
+
+plan skip_all => 'nginx or the module is not built' unless nginx_available();
+my $skip = tenants_skip_reason();
+plan skip_all => $skip if $skip;
+
+my $supervisor_bin = "$FindBin::Bin/../build/sbin/ngx-mruby-supervisor";
+my $root_name = 'ngx-res-mem-' . port();
+my ($cgroup_ok, @roots) = resource_roots($supervisor_bin, $root_name);
+plan skip_all => "resource_cgroup_root: $roots[0]" unless $cgroup_ok;
+my $v1 = !grep { !m{^/sys/fs/cgroup/(cpu|cpuacct|memory|pids|blkio)/} } @roots;
+plan skip_all => 'the kernel offers no memory controller here: memory= cannot be tested'
+    if $v1 && !grep { m{^/sys/fs/cgroup/memory/} } @roots;
+
+my $base = tenant_base();
+system('rm', '-rf', $base) == 0 or die "rm $base";
+my %users = tenant_users();
+make_site('m1', 'ngxt1');
+write_site_file('m1', 'alloc.cgi', alloc_cgi(), owner => 'ngxt1', mode => 0700);
+make_site('m2', 'ngxt2');
+write_site_file('m2', 'alloc.cgi', alloc_cgi(), owner => 'ngxt2', mode => 0700);
+
+start_nginx(user => 'nobody nogroup', workers => 1, http => <<"EOF");
+    tenant_socket_dir $base/run;
+    resource_cgroup_root $root_name;
+    resource_class capped memory=32m;
+    server {
+        listen 127.0.0.1:${\ port()};
+        server_name localhost;
+        root $base/sites/\$host/htdocs;
+        resource_class_for \$arg_class;
+        location = /static.txt { root ${\ servroot()}/html; }
+        location ~ \\.cgi\$ {
+            tenant_runner on;
+            tenant_cgi on;
+            fastcgi_pass unix:\$tenant_socket;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param QUERY_STRING \$arg_mib;
+            fastcgi_read_timeout 20s;
+        }
+    }
+EOF
+write_html('static.txt' => "static\n");
+
+my $group = group_dir('memory', 'capped');
+# The kernel's OOM kills in the class group (v1 memory.oom_control, v2 memory.events).
+sub oom_kills {
+    my $v1_control = slurp("$group/memory.oom_control");
+    my $text = $v1_control // slurp("$group/memory.events") // '';
+    my ($n) = $text =~ /^oom_kill (\d+)/m;
+    return $n // 0;
+}
+
+subtest 'below the cap the program answers' => sub {
+    my ($status, $body) = http_get_host('m1', '/alloc.cgi?class=capped&mib=8', 20);
+    like("$status $body", qr/^200 allocated 8 MiB/, 'an 8 MiB allocation in class capped (memory=32m)');
+    is(oom_kills(), 0, 'no OOM kill in the class group');
+};
+
+subtest 'past the cap: the kernel stops it, 502, one error_log line' => sub {
+    my $master_workers = join ' ', worker_pids();
+    my $log_from = error_log_size();
+    my ($status, $body) = http_get_host('m1', '/alloc.cgi?class=capped&mib=128', 20);
+    is($status, 502, 'allocating 128 MiB in class capped: 502');
+    is(oom_kills(), 1, 'the kernel killed it: one OOM kill in the class group') or diag slurp("$group/memory.oom_control");
+    # the supervisor writes its line once the worker has given the runner back
+    wait_until(sub { error_log_since($log_from) =~ /out of memory/ }, 5);
+    my $log = error_log_since($log_from);
+    my $uid = $users{ngxt1}[0];
+    like($log, qr/\[error\].* supervisor: the kernel killed 1 process\(es\) out of memory in resource class "capped" \(memory=32m\) while runner pid \d+ of uid $uid served a request there; the request failed$/m,
+        'one line from the supervisor: the OOM kill in the class (the kernel\'s count), its cap, the runner and owner')
+        or diag $log;
+    like($log, qr/\[error\].*upstream prematurely closed.*request: "GET \/alloc\.cgi\?class=capped&mib=128 HTTP\/1\.0".*host: "m1"/,
+        'and nginx\'s own line for the request (its URI and host)');
+    is(() = $log =~ /out of memory/g, 1, 'the kill is logged once');
+
+    # nginx, the same tenant, another tenant and static files keep serving
+    my ($s1, $b1) = http_get_host('m2', '/alloc.cgi?mib=1', 20);
+    like("$s1 $b1", qr/^200 allocated 1 MiB/, 'another tenant is served right after');
+    my ($s2, $b2) = http_get_host('m1', '/static.txt');
+    is("$s2 $b2", "200 static\n", 'a static file too');
+    my ($s3, $b3) = http_get_host('m1', '/alloc.cgi?class=capped&mib=4', 20);
+    like("$s3 $b3", qr/^200 allocated 4 MiB/, 'and the same tenant in the same class, within its cap');
+    is(join(' ', worker_pids()), $master_workers, 'the same worker serves (nothing crashed)');
+    ok(wait_until(sub { (slurp("$group/cgroup.procs") // 'x') eq '' }, 5), 'the class group holds no task after');
+};
+
+subtest 'nginx -s stop removes the sub-tree' => sub {
+    stop_nginx();
+    ok(wait_until(sub { !grep { -e $_ } @roots }, 10), "every group is removed (@roots)");
+};
+
+done_testing();
