@@ -51,7 +51,7 @@ my $http = <<"EOF";
     tenant_socket_dir $base/run;
     resource_cgroup_root $root_name;
     resource_class heavy cpu=50 memory=64m pids=32;
-    resource_class small cpu=25 pids=16;
+    resource_class small cpu=25 pids=16 io_read=2m;
     tenant_resource_class small;
     server {
         listen 127.0.0.1:${\ port()};
@@ -127,6 +127,10 @@ subtest 'each owner\'s runner is in its own group under the class, with its limi
             my $controllers = controllers_of($gen);
             is(read_file("$dir/cpu.cfs_quota_us"), 25000, "$host: its own cpu=25 cap") if $controllers eq 'cpu';
             is(read_file("$dir/pids.max"), 16, "$host: its own pids=16 cap") if $controllers eq 'pids';
+            if ($controllers eq 'blkio') {
+                my @rates = split /\n/, read_file("$dir/blkio.throttle.read_bps_device") // '';
+                ok(@rates && !grep({ !/^\d+:\d+ 2097152$/ } @rates), "$host: its own io_read=2m on each disk (@rates)");
+            }
         }
     }
     isnt($runner{k1}, $runner{k2}, 'two owners, two runners');

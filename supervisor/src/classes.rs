@@ -21,15 +21,17 @@
 //!
 //! Limits: `cpu=` is a CFS quota per 100 ms period (v1 `cpu.cfs_period_us`
 //! and `cpu.cfs_quota_us`, v2 `cpu.max`), `memory=` is `memory.limit_in_bytes`
-//! (v1) or `memory.max` (v2), `pids=` is `pids.max`. `io_read=`/`io_write=`
-//! are not applied yet: the throttle files take a device number per
-//! limit, and which devices to name is not decided (logged at start).
+//! (v1) or `memory.max` (v2), `pids=` is `pids.max`, `io_read=`/`io_write=`
+//! are one line per whole disk of the machine (`block_devices.rs`) in v1
+//! `blkio.throttle.read_bps_device`/`write_bps_device` or v2 `io.max`.
 
 use std::path::PathBuf;
 
 use resource_policy::class::{ClassSpec, CPU_PERIOD_US};
 
 use cgroupfs::{make_group, Layout, Tree, Version};
+
+use crate::block_devices::BlockDevice;
 
 /// One limit file to write: the controller whose hierarchy has it (v1),
 /// the file, its value. In write order (the CFS period before the quota).
@@ -40,8 +42,9 @@ pub struct Limit {
     pub value: String,
 }
 
-/// The limit files of `spec` under cgroup `version`.
-pub fn limits(spec: &ClassSpec, version: Version) -> Vec<Limit> {
+/// The limit files of `spec` under cgroup `version`; the I/O rates for
+/// each of `disks`.
+pub fn limits(spec: &ClassSpec, version: Version, disks: &[BlockDevice]) -> Vec<Limit> {
     let mut list = Vec::new();
     let mut add = |controller, file, value: String| list.push(Limit { controller, file, value });
     if let Some(quota) = spec.cpu_quota_us() {
@@ -60,13 +63,35 @@ pub fn limits(spec: &ClassSpec, version: Version) -> Vec<Limit> {
     if let Some(n) = spec.pids {
         add("pids", "pids.max", n.to_string());
     }
+    for disk in disks {
+        let number = &disk.number;
+        match version {
+            Version::V1 => {
+                if let Some(bps) = spec.io_read_bps {
+                    add("blkio", "blkio.throttle.read_bps_device", format!("{number} {bps}"));
+                }
+                if let Some(bps) = spec.io_write_bps {
+                    add("blkio", "blkio.throttle.write_bps_device", format!("{number} {bps}"));
+                }
+            }
+            Version::V2 => {
+                let rates: Vec<String> = [("rbps", spec.io_read_bps), ("wbps", spec.io_write_bps)]
+                    .iter()
+                    .filter_map(|(key, bps)| bps.map(|bps| format!("{key}={bps}")))
+                    .collect();
+                if !rates.is_empty() {
+                    add("io", "io.max", format!("{number} {}", rates.join(" ")));
+                }
+            }
+        }
+    }
     list
 }
 
 /// Writes `spec`'s limits into a group, given as its directory in each
-/// hierarchy of `layout` (in the same order).
-pub fn apply(layout: &Layout, dirs: &[PathBuf], spec: &ClassSpec) -> Result<(), String> {
-    for limit in limits(spec, layout.version) {
+/// hierarchy of `layout` (in the same order); I/O rates for `disks`.
+pub fn apply(layout: &Layout, dirs: &[PathBuf], spec: &ClassSpec, disks: &[BlockDevice]) -> Result<(), String> {
+    for limit in limits(spec, layout.version, disks) {
         for (h, dir) in layout.hierarchies.iter().zip(dirs) {
             let here = layout.version == Version::V2 || h.controllers.split(',').any(|c| c == limit.controller);
             if here {
@@ -83,7 +108,7 @@ pub fn apply(layout: &Layout, dirs: &[PathBuf], spec: &ClassSpec) -> Result<(), 
 /// v2: lets a group's children use the controllers (best effort: what the
 /// parent does not offer is left out, and the limit write says so).
 fn delegate_v2(dir: &std::path::Path) {
-    for controller in ["+cpu", "+memory", "+pids"] {
+    for controller in ["+cpu", "+memory", "+pids", "+io"] {
         let _ = std::fs::write(dir.join("cgroup.subtree_control"), controller);
     }
 }
@@ -95,6 +120,8 @@ pub struct Classes {
     tree: Tree,
     /// `<root>/<generation>/tenants.<class>` and the class, with `tenant_resource_class`.
     owners: Option<(Tree, ClassSpec)>,
+    /// The disks `io_read=`/`io_write=` apply to (read once, at start).
+    disks: Vec<BlockDevice>,
 }
 
 impl Classes {
@@ -109,7 +136,8 @@ impl Classes {
     ) -> Result<Classes, String> {
         let tree = Tree::new(layout.clone(), root, generation);
         tree.create()?;
-        let mut classes = Classes { tree, owners: None };
+        let disks = crate::block_devices::whole_disks(std::path::Path::new("/sys/block"));
+        let mut classes = Classes { tree, owners: None, disks };
         if let Err(e) = classes.create_groups(specs, tenant_class, root, generation) {
             classes.remove_all();
             return Err(e);
@@ -136,7 +164,7 @@ impl Classes {
             for dir in &dirs {
                 make_group(dir)?;
             }
-            apply(&layout, &dirs, spec)?;
+            apply(&layout, &dirs, spec, &self.disks)?;
         }
         if let Some(name) = tenant_class {
             let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| format!("unknown class \"{name}\""))?;
@@ -150,6 +178,20 @@ impl Classes {
             self.owners = Some((owners, spec.clone()));
         }
         Ok(())
+    }
+
+    /// With `tenant_resource_class`: writes the class's limits into an
+    /// owner's new group (its directory in each hierarchy).
+    pub fn apply_owner_limits(&self, dirs: &[PathBuf]) -> Result<(), String> {
+        match &self.owners {
+            Some((owners, class)) => apply(&owners.layout, dirs, class, &self.disks),
+            None => Ok(()),
+        }
+    }
+
+    /// The disks the I/O rates apply to.
+    pub fn disks(&self) -> &[BlockDevice] {
+        &self.disks
     }
 
     /// The group of class `name`, one directory per hierarchy.
@@ -221,7 +263,7 @@ mod tests {
     #[test]
     fn limit_files_v1_and_v2() {
         let heavy = spec(&["heavy", "cpu=50", "memory=64m", "pids=32", "io_read=1m"]);
-        let v1_limits = limits(&heavy, Version::V1);
+        let v1_limits = limits(&heavy, Version::V1, &[]);
         let v1: Vec<(&str, &str)> = v1_limits.iter().map(|l| (l.file, l.value.as_str())).collect();
         assert_eq!(
             v1,
@@ -232,9 +274,32 @@ mod tests {
                 ("pids.max", "32")
             ]
         );
-        let v2: Vec<String> = limits(&heavy, Version::V2).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
+        let v2: Vec<String> =
+            limits(&heavy, Version::V2, &[]).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
         assert_eq!(v2, ["cpu.max=50000 100000", "memory.max=67108864", "pids.max=32"]);
-        assert!(limits(&spec(&["io", "io_write=1m"]), Version::V1).is_empty(), "io limits are not applied yet");
+        let disks = [
+            BlockDevice { name: String::from("sda"), number: String::from("8:0") },
+            BlockDevice { name: String::from("vda"), number: String::from("254:0") },
+        ];
+        let io = spec(&["io", "io_read=1m", "io_write=2m"]);
+        let v1: Vec<String> = limits(&io, Version::V1, &disks)
+            .iter()
+            .map(|l| format!("{} {}={}", l.controller, l.file, l.value))
+            .collect();
+        assert_eq!(
+            v1,
+            [
+                "blkio blkio.throttle.read_bps_device=8:0 1048576",
+                "blkio blkio.throttle.write_bps_device=8:0 2097152",
+                "blkio blkio.throttle.read_bps_device=254:0 1048576",
+                "blkio blkio.throttle.write_bps_device=254:0 2097152"
+            ]
+        );
+        let write_only = spec(&["io", "io_write=1m"]);
+        let v2: Vec<String> =
+            limits(&write_only, Version::V2, &disks).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
+        assert_eq!(v2, ["io.max=8:0 wbps=1048576", "io.max=254:0 wbps=1048576"]);
+        assert!(limits(&io, Version::V1, &[]).is_empty(), "no disk, no I/O limit");
     }
 
     #[test]
@@ -266,7 +331,7 @@ mod tests {
         let classes = Classes::create(layout.clone(), &root, "gen", &specs, Some("small")).expect("create");
         for (h, dir) in layout.hierarchies.iter().zip(classes.class_dirs("heavy")) {
             assert!(dir.join("cgroup.procs").is_file(), "{}", dir.display());
-            for limit in limits(&specs[0], layout.version) {
+            for limit in limits(&specs[0], layout.version, classes.disks()) {
                 if h.controllers.split(',').any(|c| c == limit.controller) {
                     let got = std::fs::read_to_string(dir.join(limit.file)).expect("limit file");
                     assert_eq!(got.trim(), limit.value, "{}", limit.file);
@@ -275,7 +340,7 @@ mod tests {
         }
         let (owners, class) = classes.owners().expect("owners tree");
         let group = owners.create_owner(4244).expect("owner group");
-        apply(&layout, &group.dirs, class).expect("limits");
+        apply(&layout, &group.dirs, class, classes.disks()).expect("limits");
         assert!(group.dirs.iter().all(|d| d.to_string_lossy().contains("/gen/tenants.small/4244")));
         assert!(classes.remove_all().is_empty());
         for h in &layout.hierarchies {

@@ -139,8 +139,26 @@ fn make_cgroups(config: &mut Config) -> Result<(), String> {
         )
         .map_err(|e| format!("resource_cgroup_root \"{root}\": {e}"))?;
         log_info!("supervisor: resource classes in {}", classes.describe());
-        for spec in config.resource_classes.iter().filter(|s| s.io_read_bps.is_some() || s.io_write_bps.is_some()) {
-            log_warn!("supervisor: resource_class \"{}\": io_read=/io_write= are not applied (unfinished)", spec.name);
+        let io_classes: Vec<&str> = config
+            .resource_classes
+            .iter()
+            .filter(|s| s.io_read_bps.is_some() || s.io_write_bps.is_some())
+            .map(|s| s.name.as_str())
+            .collect();
+        if !io_classes.is_empty() {
+            let disks: Vec<String> = classes.disks().iter().map(|d| format!("{} ({})", d.name, d.number)).collect();
+            if disks.is_empty() {
+                log_warn!(
+                    "supervisor: resource_class {}: io_read=/io_write= apply to no disk: /sys/block lists no whole disk",
+                    io_classes.join(", ")
+                );
+            } else {
+                log_info!(
+                    "supervisor: resource_class {}: I/O rates on each of {}",
+                    io_classes.join(", "),
+                    disks.join(", ")
+                );
+            }
         }
         if let Some((owners, class)) = classes.owners() {
             if let Some(path) = &config.cgroup_path {

@@ -3,6 +3,7 @@
 //! master (`keeper` mode); it never parses HTTP and never runs tenant code.
 //! See `src/tenants/mod.rs` in the module for the whole design.
 
+mod block_devices;
 mod cgi;
 mod cgroup;
 mod classes;

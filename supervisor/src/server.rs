@@ -665,10 +665,8 @@ impl Supervisor {
             None => None,
         };
         // tenant_resource_class: each owner's group gets the class's limits
-        if let (Some(group), Some((owners, class))) =
-            (&cgroup, self.config.classes.as_ref().and_then(crate::classes::Classes::owners))
-        {
-            crate::classes::apply(&owners.layout, &group.dirs, class)?;
+        if let (Some(group), Some(classes)) = (&cgroup, &self.config.classes) {
+            classes.apply_owner_limits(&group.dirs)?;
         }
         let class_group = match (class, &self.config.classes) {
             (Some(name), Some(classes)) => Some(cgroupfs::OwnerGroup { dirs: classes.class_dirs(name) }),
