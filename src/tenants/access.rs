@@ -51,6 +51,8 @@ pub struct TenantCtx {
     pub socket: Cell<ngx_str_t>,
     /// The runner's CPU ticks when it was handed over (`usage.rs`).
     cpu_start: Cell<Option<CpuSample>>,
+    /// The runner's memory at the hand-over (for `$request_mem_peak_kb`).
+    mem_start: Cell<Option<usage::MemSample>>,
     /// The script's path (for `resource_checker`).
     script: Cell<ngx_str_t>,
 }
@@ -89,6 +91,7 @@ impl TenantCtx {
         // SAFETY: request is live while its ctx is (same pool).
         if crate::resources::accounting_wanted(unsafe { &*self.request }) {
             self.cpu_start.set(usage::cpu_sample(pid));
+            self.mem_start.set(usage::mem_sample(pid));
         }
         self.state.set(State::Ready);
         match copied {
@@ -286,6 +289,7 @@ fn new_ctx<'a>(r: &mut ngx_http_request_t) -> Option<&'a TenantCtx> {
             spawn: Cell::new(Spawn::Hit),
             socket: Cell::new(ngx_str_t { len: 0, data: ptr::null_mut() }),
             cpu_start: Cell::new(None),
+            mem_start: Cell::new(None),
             script: Cell::new(ngx_str_t { len: 0, data: ptr::null_mut() }),
         });
         (*cleanup).handler = Some(cleanup_ctx);
@@ -344,7 +348,8 @@ pub(super) unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_i
     let Some(end) = usage::cpu_sample(pid) else {
         return NGX_OK as ngx_int_t;
     };
-    let figures = usage::figures(start, end, usage::peak_kb(pid).unwrap_or(0));
+    let peak_kb = usage::mem_sample(pid).map_or(0, |end| usage::request_peak_kb(ctx.mem_start.get(), end));
+    let figures = usage::figures(start, end, peak_kb);
     let script = ctx.script.get();
     let script = if script.data.is_null() {
         String::new()

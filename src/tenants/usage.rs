@@ -3,8 +3,8 @@
 //! the CPU time of the runner and of the children it waited for (a CGI
 //! runner waits for its program before it ends the response), as the
 //! difference between the hand-over and the end of the request, and the
-//! runner's memory high-water mark (`VmHWM`: over its life, not this
-//! request alone; a CGI program's own memory is not in it).
+//! runner's peak memory during the request ([`request_peak_kb`]; a CGI
+//! program's own memory is not in it).
 
 use resource_policy::checker::Figures;
 
@@ -27,10 +27,36 @@ pub fn parse_stat(line: &str) -> Option<CpuSample> {
     Some(CpuSample { user_ticks: utime + cutime, sys_ticks: stime + cstime })
 }
 
-/// `VmHWM` of a `/proc/<pid>/status` text, in kB.
-pub fn parse_hwm_kb(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+/// A runner's memory at one moment: its high-water mark over its life
+/// (`VmHWM`) and its resident set now (`VmRSS`), in kB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemSample {
+    pub hwm_kb: u64,
+    pub rss_kb: u64,
+}
+
+/// `VmHWM` and `VmRSS` of a `/proc/<pid>/status` text.
+pub fn parse_mem(status: &str) -> Option<MemSample> {
+    let kb = |field: &str| {
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    };
+    Some(MemSample { hwm_kb: kb("VmHWM:")?, rss_kb: kb("VmRSS:")? })
+}
+
+/// The runner's peak during one request, from the samples at its start
+/// and end. The kernel keeps only a lifetime high-water mark (resetting it,
+/// `/proc/<pid>/clear_refs`, needs the runner's uid or CAP_DAC_OVERRIDE,
+/// which neither the worker nor the supervisor has), so: when the mark
+/// rose during the request, this request set it and the new mark is its
+/// peak, exactly; otherwise the request stayed under an earlier request's
+/// peak, and its resident set at the end is given, a lower bound of its
+/// peak (never a figure from an earlier, heavier request).
+pub fn request_peak_kb(start: Option<MemSample>, end: MemSample) -> u64 {
+    match start {
+        Some(start) if end.hwm_kb > start.hwm_kb => end.hwm_kb,
+        _ => end.rss_kb,
+    }
 }
 
 pub fn cpu_sample(pid: i32) -> Option<CpuSample> {
@@ -40,11 +66,11 @@ pub fn cpu_sample(pid: i32) -> Option<CpuSample> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
-pub fn peak_kb(pid: i32) -> Option<u64> {
+pub fn mem_sample(pid: i32) -> Option<MemSample> {
     if pid <= 0 {
         return None;
     }
-    parse_hwm_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+    parse_mem(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
 }
 
 fn ticks_per_second() -> u64 {
@@ -77,8 +103,20 @@ mod tests {
         assert_eq!(parse_stat(line), Some(CpuSample { user_ticks: 320, sys_ticks: 35 }));
         assert_eq!(parse_stat("1 (a) S 1"), None);
         assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_hwm_kb("Name:\tx\nVmHWM:\t   20480 kB\nVmRSS:\t1 kB\n"), Some(20480));
-        assert_eq!(parse_hwm_kb("Name:\tx\n"), None);
+        let mem = parse_mem("Name:\tx\nVmHWM:\t   20480 kB\nVmRSS:\t1 kB\n");
+        assert_eq!(mem, Some(MemSample { hwm_kb: 20480, rss_kb: 1 }));
+        assert_eq!(parse_mem("Name:\tx\nVmHWM:\t1 kB\n"), None);
+    }
+
+    #[test]
+    fn request_peak_is_the_new_mark_or_the_rss_at_the_end() {
+        let sample = |hwm_kb, rss_kb| MemSample { hwm_kb, rss_kb };
+        // a heavy request on a fresh runner raised the mark: its peak
+        assert_eq!(request_peak_kb(Some(sample(20_000, 19_000)), sample(90_000, 21_000)), 90_000);
+        // a cheap request after it: under the old mark, its end RSS, not the heavy peak
+        assert_eq!(request_peak_kb(Some(sample(90_000, 21_000)), sample(90_000, 21_500)), 21_500);
+        // no start sample (unreadable): the lower bound
+        assert_eq!(request_peak_kb(None, sample(90_000, 21_500)), 21_500);
     }
 
     #[test]
@@ -91,7 +129,7 @@ mod tests {
     fn reads_this_process() {
         let pid = std::process::id() as i32;
         assert!(cpu_sample(pid).is_some());
-        assert!(peak_kb(pid).is_some_and(|kb| kb > 0));
+        assert!(mem_sample(pid).is_some_and(|m| m.hwm_kb > 0 && m.rss_kb > 0));
         assert_eq!(cpu_sample(0), None);
     }
 }
