@@ -3,7 +3,9 @@
 # through its runner, that allocates past the cap is stopped by the
 # kernel (an OOM kill in the class group), the client gets 502 with one
 # error_log line saying so, and nginx, the same tenant and another tenant
-# keep serving right after. Below the cap the same program answers.
+# keep serving right after. Below the cap the same program answers. A
+# PHP runner (php-cgi does the work itself) over the cap is the process
+# the kernel kills: 502 and the same line.
 # Needs root and a writable hierarchy with the memory controller (skipped
 # otherwise, saying why).
 
@@ -34,10 +36,13 @@ system('rm', '-rf', $base) == 0 or die "rm $base";
 my %users = tenant_users();
 make_site('m1', 'ngxt1');
 write_site_file('m1', 'alloc.cgi', alloc_cgi(), owner => 'ngxt1', mode => 0700);
+write_site_file('m1', 'alloc.php', qq{<?php \$s = str_repeat("x", (int)\$_GET['mib'] << 20); echo "allocated ", strlen(\$s) >> 20, " MiB\\n";\n},
+    owner => 'ngxt1', mode => 0600);
 make_site('m2', 'ngxt2');
 write_site_file('m2', 'alloc.cgi', alloc_cgi(), owner => 'ngxt2', mode => 0700);
 
 start_nginx(user => 'nobody nogroup', workers => 1, http => <<"EOF");
+    tenant_interpreter .php /usr/bin/php-cgi;
     tenant_socket_dir $base/run;
     resource_cgroup_root $root_name;
     resource_class capped memory=32m;
@@ -47,6 +52,15 @@ start_nginx(user => 'nobody nogroup', workers => 1, http => <<"EOF");
         root $base/sites/\$host/htdocs;
         resource_class_for \$arg_class;
         location = /static.txt { root ${\ servroot()}/html; }
+        location ~ \\.php\$ {
+            tenant_runner on;
+            fastcgi_pass unix:\$tenant_socket;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param QUERY_STRING \$query_string;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param REDIRECT_STATUS 200;
+            fastcgi_read_timeout 20s;
+        }
         location ~ \\.cgi\$ {
             tenant_runner on;
             tenant_cgi on;
@@ -100,6 +114,22 @@ subtest 'past the cap: the kernel stops it, 502, one error_log line' => sub {
     like("$s3 $b3", qr/^200 allocated 4 MiB/, 'and the same tenant in the same class, within its cap');
     is(join(' ', worker_pids()), $master_workers, 'the same worker serves (nothing crashed)');
     ok(wait_until(sub { (slurp("$group/cgroup.procs") // 'x') eq '' }, 5), 'the class group holds no task after');
+};
+
+subtest 'a PHP runner past the cap is killed itself: 502, the same line' => sub {
+    my ($status0, $body0) = http_get_host('m1', '/alloc.php?class=capped&mib=4', 20);
+    is("$status0 $body0", "200 allocated 4 MiB\n", 'PHP within the cap in class capped');
+    my $kills = oom_kills();
+    my $log_from = error_log_size();
+    my ($status) = http_get_host('m1', '/alloc.php?class=capped&mib=96', 20);
+    is($status, 502, 'allocating 96 MiB in PHP in class capped: 502');
+    is(oom_kills(), $kills + 1, 'one more OOM kill in the class group');
+    wait_until(sub { error_log_since($log_from) =~ /out of memory/ }, 5);
+    my $log = error_log_since($log_from);
+    like($log, qr/supervisor: the kernel killed 1 process\(es\) out of memory in resource class "capped" \(memory=32m\) while runner pid \d+ of uid $users{ngxt1}[0] served a request there; the request failed$/m,
+        'the supervisor\'s line') or diag $log;
+    my ($s2, $b2) = http_get_host('m1', '/alloc.php?mib=1', 20);
+    is("$s2 $b2", "200 allocated 1 MiB\n", 'the tenant\'s next PHP request is served (a new runner)');
 };
 
 subtest 'nginx -s stop removes the sub-tree' => sub {
