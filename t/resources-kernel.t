@@ -47,11 +47,13 @@ for my $n (1, 2) {
     write_site_file("k$n", $_, $cgi{$_}, owner => "ngxt$n", mode => 0700) for sort keys %cgi;
 }
 
+# io_read= only where there is a blkio hierarchy (v2: the io controller is checked by nginx -t)
+my $io = (grep { m{^/sys/fs/cgroup/blkio/} } @roots) ? ' io_read=2m' : '';
 my $http = <<"EOF";
     tenant_socket_dir $base/run;
     resource_cgroup_root $root_name;
     resource_class heavy cpu=50 memory=64m pids=32;
-    resource_class small cpu=25 pids=16 io_read=2m;
+    resource_class small cpu=25 pids=16$io;
     tenant_resource_class small;
     server {
         listen 127.0.0.1:${\ port()};
