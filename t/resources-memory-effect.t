@@ -41,11 +41,14 @@ write_site_file('m1', 'alloc.php', qq{<?php \$s = str_repeat("x", (int)\$_GET['m
 make_site('m2', 'ngxt2');
 write_site_file('m2', 'alloc.cgi', alloc_cgi(), owner => 'ngxt2', mode => 0700);
 
-start_nginx(user => 'nobody nogroup', workers => 1, http => <<"EOF");
+# http{}: the classes in `$classes`, a request's class from ?class=.
+sub http_conf {
+    my ($classes) = @_;
+    return <<"EOF";
     tenant_interpreter .php /usr/bin/php-cgi;
     tenant_socket_dir $base/run;
     resource_cgroup_root $root_name;
-    resource_class capped memory=32m;
+$classes
     server {
         listen 127.0.0.1:${\ port()};
         server_name localhost;
@@ -71,11 +74,13 @@ start_nginx(user => 'nobody nogroup', workers => 1, http => <<"EOF");
         }
     }
 EOF
+}
+start_nginx(user => 'nobody nogroup', workers => 1, http => http_conf('    resource_class capped memory=32m;'));
 write_html('static.txt' => "static\n");
 
-my $group = group_dir('memory', 'capped');
-# The kernel's OOM kills in the class group (v1 memory.oom_control, v2 memory.events).
+# The kernel's OOM kills in a group (v1 memory.oom_control, v2 memory.events); default class capped's.
 sub oom_kills {
+    my $group = group_dir('memory', $_[0] // 'capped');
     my $v1_control = slurp("$group/memory.oom_control");
     my $text = $v1_control // slurp("$group/memory.events") // '';
     my ($n) = $text =~ /^oom_kill (\d+)/m;
@@ -93,7 +98,7 @@ subtest 'past the cap: the kernel stops it, 502, one error_log line' => sub {
     my $log_from = error_log_size();
     my ($status, $body) = http_get_host('m1', '/alloc.cgi?class=capped&mib=128', 20);
     is($status, 502, 'allocating 128 MiB in class capped: 502');
-    is(oom_kills(), 1, 'the kernel killed it: one OOM kill in the class group') or diag slurp("$group/memory.oom_control");
+    is(oom_kills(), 1, 'the kernel killed it: one OOM kill in the class group') or diag slurp(group_dir("memory", "capped") . "/memory.oom_control");
     # the supervisor writes its line once the worker has given the runner back
     wait_until(sub { error_log_since($log_from) =~ /out of memory/ }, 5);
     my $log = error_log_since($log_from);
@@ -113,7 +118,8 @@ subtest 'past the cap: the kernel stops it, 502, one error_log line' => sub {
     my ($s3, $b3) = http_get_host('m1', '/alloc.cgi?class=capped&mib=4', 20);
     like("$s3 $b3", qr/^200 allocated 4 MiB/, 'and the same tenant in the same class, within its cap');
     is(join(' ', worker_pids()), $master_workers, 'the same worker serves (nothing crashed)');
-    ok(wait_until(sub { (slurp("$group/cgroup.procs") // 'x') eq '' }, 5), 'the class group holds no task after');
+    ok(wait_until(sub { (slurp(group_dir('memory', 'capped') . '/cgroup.procs') // 'x') eq '' }, 5),
+        'the class group holds no task after');
 };
 
 subtest 'a PHP runner past the cap is killed itself: 502, the same line' => sub {
@@ -130,6 +136,27 @@ subtest 'a PHP runner past the cap is killed itself: 502, the same line' => sub 
         'the supervisor\'s line') or diag $log;
     my ($s2, $b2) = http_get_host('m1', '/alloc.php?mib=1', 20);
     is("$s2 $b2", "200 allocated 1 MiB\n", 'the tenant\'s next PHP request is served (a new runner)');
+};
+
+subtest 'tenant_resource_class memory=32m: the owner\'s own group, 502, a line naming the owner' => sub {
+    start_nginx(user => 'nobody nogroup', workers => 1,
+        http => http_conf("    resource_class owner memory=32m;\n    tenant_resource_class owner;"));
+    my $uid = $users{ngxt1}[0];
+    my ($status0, $body0) = http_get_host('m1', '/alloc.cgi?mib=4', 20);
+    like("$status0 $body0", qr/^200 allocated 4 MiB/, 'within the cap in the owner\'s group');
+    my $log_from = error_log_size();
+    my ($status) = http_get_host('m1', '/alloc.cgi?mib=128', 20);
+    is($status, 502, 'past it: 502');
+    is(oom_kills("tenants.owner/$uid"), 1, "one OOM kill in tenants.owner/$uid");
+    wait_until(sub { error_log_since($log_from) =~ /out of memory/ }, 5);
+    my $log = error_log_since($log_from);
+    like($log, qr/supervisor: the kernel killed 1 process\(es\) out of memory in the group of uid $uid \(tenant_resource_class "owner", memory=32m\); seen when runner pid \d+ failed a request or died$/m,
+        'the supervisor\'s line names the owner and the cap') or diag $log;
+    my ($s1, $b1) = http_get_host('m2', '/alloc.cgi?mib=16', 20);
+    like("$s1 $b1", qr/^200 allocated 16 MiB/, 'another tenant, in its own group, is served right after');
+    my ($s2, $b2) = http_get_host('m1', '/alloc.cgi?mib=4', 20);
+    like("$s2 $b2", qr/^200 allocated 4 MiB/, 'and the same tenant within its cap');
+    is(() = error_log_since($log_from) =~ /out of memory/g, 1, 'the kill is logged once');
 };
 
 subtest 'nginx -s stop removes the sub-tree' => sub {

@@ -204,14 +204,13 @@ impl Classes {
     /// where the kernel does not count them (no memory controller, or a
     /// kernel before 4.13).
     pub fn oom_kills(&self, name: &str) -> Option<u64> {
-        let layout = &self.tree.layout;
-        let (_, dir) = layout
-            .hierarchies
-            .iter()
-            .zip(self.class_dirs(name))
-            .find(|(h, _)| layout.version == Version::V2 || h.controllers.split(',').any(|c| c == "memory"))?;
-        let file = if layout.version == Version::V1 { "memory.oom_control" } else { "memory.events" };
-        parse_oom_kill(&std::fs::read_to_string(dir.join(file)).ok()?)
+        oom_kills_in(&self.tree.layout, self.class_dirs(name))
+    }
+
+    /// With `tenant_resource_class`: the same count in owner `uid`'s group.
+    pub fn owner_oom_kills(&self, uid: u32) -> Option<u64> {
+        let (owners, _) = self.owners.as_ref()?;
+        oom_kills_in(&owners.layout, owners.owner(uid).dirs)
     }
 
     /// The supervisor's own group in each hierarchy: where a runner that
@@ -245,6 +244,17 @@ impl Classes {
         problems.extend(self.tree.remove_all());
         problems
     }
+}
+
+/// The OOM kill count of a group given as its directory in each hierarchy.
+fn oom_kills_in(layout: &Layout, dirs: Vec<PathBuf>) -> Option<u64> {
+    let (_, dir) = layout
+        .hierarchies
+        .iter()
+        .zip(dirs)
+        .find(|(h, _)| layout.version == Version::V2 || h.controllers.split(',').any(|c| c == "memory"))?;
+    let file = if layout.version == Version::V1 { "memory.oom_control" } else { "memory.events" };
+    parse_oom_kill(&std::fs::read_to_string(dir.join(file)).ok()?)
 }
 
 /// The `oom_kill N` line of `memory.oom_control` (v1) or `memory.events` (v2).

@@ -90,6 +90,8 @@ struct Supervisor {
     cgroup_cleanup: HashMap<u32, Instant>,
     /// Per class: the OOM kill count of its group already logged.
     oom_logged: HashMap<String, u64>,
+    /// Per owner (`tenant_resource_class`): the same for its group.
+    owner_oom_logged: HashMap<u32, u64>,
 }
 
 /// Makes a socket file reachable by the nginx workers only (root:worker group, 0660).
@@ -137,6 +139,7 @@ pub fn run(config: Config, life_fd: RawFd) -> ! {
         stderr_budget: StderrBudget::default(),
         cgroup_cleanup: HashMap::new(),
         oom_logged: HashMap::new(),
+        owner_oom_logged: HashMap::new(),
     };
     supervisor.run()
 }
@@ -405,16 +408,20 @@ impl Supervisor {
             log_error!("supervisor: refused a release of runner {id} by worker pid {pid}, which does not hold it");
             return;
         }
+        let (pid, uid) = (runner.pid, runner.key.uid);
         let oom_kills_before = runner.class_oom_kills.take();
-        let classed = runner.class.take().map(|class| (runner.pid, runner.key.uid, class));
+        let classed = runner.class.take();
         runner.lessee = None;
         runner.asked_back = false;
         runner.busy = false;
         runner.requests = runner.requests.saturating_add(served);
         runner.last_used = Instant::now();
-        if let Some((pid, uid, class)) = classed {
+        if let Some(class) = classed {
             self.leave_class(pid, uid, &class);
             self.log_oom_kills(pid, uid, &class, oom_kills_before, discard);
+        }
+        if discard {
+            self.log_owner_oom_kills(pid, uid);
         }
         let Some(runner) = self.table.get_mut(id) else {
             return;
@@ -612,6 +619,36 @@ impl Supervisor {
         );
     }
 
+    /// With `tenant_resource_class memory=`, after a request of runner
+    /// `pid` failed or the runner died: one line when the kernel's OOM
+    /// killer stopped a process in its owner's group since the last line
+    /// (the group's count, read only then: a kill that failed no request
+    /// is logged with the next one that does).
+    fn log_owner_oom_kills(&mut self, pid: i32, uid: u32) {
+        let Some(classes) = &self.config.classes else {
+            return;
+        };
+        let Some(memory) = classes.owners().and_then(|(_, class)| class.memory_bytes.map(|m| (class.name.clone(), m)))
+        else {
+            return;
+        };
+        let Some(now) = classes.owner_oom_kills(uid) else {
+            return;
+        };
+        let logged = self.owner_oom_logged.get(&uid).copied().unwrap_or(0);
+        if now <= logged {
+            return;
+        }
+        self.owner_oom_logged.insert(uid, now);
+        let (class, bytes) = memory;
+        log_error!(
+            "supervisor: the kernel killed {} process(es) out of memory in the group of uid {uid} \
+             (tenant_resource_class \"{class}\", memory={}); seen when runner pid {pid} failed a request or died",
+            now - logged,
+            resource_policy::units::format_size(bytes)
+        );
+    }
+
     /// A runner's last lease before it is recycled: start its successor now,
     /// when the caps allow and no other runner of its key is idle, so that
     /// the request after the recycling does not wait for an interpreter to
@@ -761,6 +798,8 @@ impl Supervisor {
             if let Some(class) = &runner.class {
                 // it died in the class (a PHP runner over `memory=` is the one the kernel kills)
                 self.log_oom_kills(runner.pid, runner.key.uid, class, runner.class_oom_kills, true);
+            } else if !runner.killing {
+                self.log_owner_oom_kills(runner.pid, runner.key.uid);
             }
             if runner.killing {
                 continue;
@@ -803,6 +842,8 @@ impl Supervisor {
                 continue;
             }
             let killed = tree.remove_owner(uid);
+            // a new group for this owner counts from 0
+            self.owner_oom_logged.remove(&uid);
             if killed > 0 {
                 log_notice!(
                     "supervisor: killed {killed} process(es) of uid {uid} left in its cgroup outside any runner"
