@@ -26,6 +26,11 @@ fn report_for(root: &str) -> Result<(LayoutReport, String), String> {
     Ok((report, root.to_string()))
 }
 
+/// `resource_cgroup_root` of `cycle`'s configuration, if set.
+pub fn root_of(cycle: &ngx_cycle_t) -> Option<&str> {
+    HttpResourcesModule::main_conf(cycle)?.cgroup_root.as_deref()
+}
+
 /// A group of the API: its name and version, and its directory in the
 /// hierarchy of `kind` (`cpu`, `cpuacct`, `memory`, `blkio`; v2: the one).
 pub struct Group {
