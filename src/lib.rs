@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod ngx_util;
 pub mod phases;
 pub mod resources;
+pub mod shared_conf;
 pub mod shm;
 pub mod stream;
 pub mod tenants;

@@ -221,8 +221,12 @@ pub fn run_check_cgroup(supervisor: &std::path::Path, path: &str) -> std::io::Re
     // SAFETY: runs between fork and exec; close_range only closes descriptors.
     unsafe {
         command.pre_exec(|| {
-            // nothing of the master's but the output pipes (already on 1 and 2)
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            // nothing of the master's but the output pipes (already on 1 and 2):
+            // close-on-exec rather than closed, so std's own pipe that reports a
+            // failed exec (a missing program) still works (kernels before 5.11: closed)
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            }
             Ok(())
         });
     }

@@ -70,7 +70,8 @@ cgroup: [false, true, 30000, 100000, 512, -1, Integer, 67108864, Integer, "write
     resource_cgroup_root ngx-mruby-t-cg-$TEST_NGINX_SERVER_PORT;
     mruby_init_code '
         out = []
-        [["../x"], ["a/b"], ["."], [""], ["x" * 65], [1], [nil], [], ["a", "b"]].each do |args|
+        # "1234.1" could be a generation directory of the module (<master pid>.<n>): names start with a letter
+        [["../x"], ["a/b"], ["."], [""], ["x" * 65], ["1234.1"], ["9x"], ["-x"], [1], [nil], [], ["a", "b"]].each do |args|
           begin
             Cgroup::CPU.new(*args)
             out << "no error"
@@ -106,7 +107,7 @@ GET /t
 --- response_body
 ok
 --- error_log
-refused: ArgumentError,ArgumentError,ArgumentError,ArgumentError,ArgumentError,TypeError,TypeError,ArgumentError,ArgumentError,ArgumentError,ArgumentError,TypeError,ArgumentError,ArgumentError,TypeError,ArgumentError,ArgumentError,ArgumentError,TypeError,ArgumentError,ArgumentError,ArgumentError,TypeError,false
+refused: ArgumentError,ArgumentError,ArgumentError,ArgumentError,ArgumentError,ArgumentError,ArgumentError,ArgumentError,TypeError,TypeError,ArgumentError,ArgumentError,ArgumentError,ArgumentError,TypeError,ArgumentError,ArgumentError,TypeError,ArgumentError,ArgumentError,ArgumentError,TypeError,ArgumentError,ArgumentError,ArgumentError,TypeError,false
 
 
 === TEST 3: a script that rewrites @name cannot leave the root
@@ -158,3 +159,39 @@ GET /t
 Cgroup is only for mruby_init and mruby_init_worker, not mruby_content_handler
 --- error_log
 no root: the Cgroup API needs "resource_cgroup_root" in http{}
+
+
+=== TEST 5: attach and detach run from mruby_init_worker only, through the tenant runners' supervisor
+--- http_config
+    resource_cgroup_root ngx-mruby-t-cg-$TEST_NGINX_SERVER_PORT;
+    mruby_init_code '
+        begin
+          Cgroup::CPU.new("x").attach(1)
+        rescue RuntimeError => e
+          Nginx.errlogger Nginx::LOG_NOTICE, "init attach: #{e.message}"
+        end
+    ';
+    mruby_init_worker_code '
+        begin
+          Cgroup::CPU.new("x").attach(1)
+        rescue RuntimeError => e
+          Nginx.errlogger Nginx::LOG_NOTICE, "worker attach: #{e.message}"
+        end
+    ';
+--- config
+    location = /t {
+        mruby_content_handler_code '
+            begin
+              Cgroup::CPU.new("x").detach(1)
+            rescue RuntimeError => e
+              Nginx.echo e.message
+            end
+        ';
+    }
+--- request
+GET /t
+--- response_body
+Cgroup#detach asks the tenant runners' supervisor, which runs once workers start: call it from mruby_init_worker, not mruby_content_handler
+--- error_log
+init attach: Cgroup#attach asks the tenant runners' supervisor, which runs once workers start: call it from mruby_init_worker, not mruby_init
+worker attach: Cgroup#attach(1): no tenant runners in this configuration (tenant_runner), so no supervisor to ask

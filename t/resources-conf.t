@@ -450,3 +450,14 @@ qr{resource_cgroup_root "/ngx-mruby-no-such-parent/classes": the parent group /s
 GET /t
 --- response_body
 nothing created
+
+
+=== TEST 27: resource_cgroup_root is checked with the program tenant_supervisor names, not the default one
+--- http_config
+    tenant_supervisor /nonexistent/ngx-mruby-supervisor;
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+--- config
+--- must_die
+--- error_log
+resource_cgroup_root "t": cannot run "/nonexistent/ngx-mruby-supervisor" to check the cgroup hierarchy

@@ -2,7 +2,8 @@
 //! for cgroup v1 and v2: the file and the text for each setting, checked
 //! before anything is written (unlike mruby-cgroup, a bad value is an
 //! error, never a silent no-op), and the group names it accepts (one path
-//! component: no `/`, no `..`). Where the files are (the hierarchy, the
+//! component starting with a letter: no `/`, no `..`, never a generation
+//! directory of the module). Where the files are (the hierarchy, the
 //! module's `resource_cgroup_root`) is the shared cgroup layout's concern.
 
 use crate::class::Controller;
@@ -41,18 +42,20 @@ pub enum Setting {
     },
 }
 
-/// Checks a group name: `[A-Za-z0-9._-]`, 1 to 64 bytes, not `.` or `..`.
+/// Checks a group name: one level of `[A-Za-z0-9._-]`, 1 to 64 bytes,
+/// starting with a letter. The groups sit next to the module's own
+/// directories in `resource_cgroup_root` (one per nginx generation, named
+/// `<master pid>.<n>`): a name starting with a letter can never be one of
+/// those (nor `.` or `..`).
 pub fn check_group_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_GROUP_NAME
-        && name != "."
-        && name != ".."
+    let ok = name.len() <= MAX_GROUP_NAME
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "invalid cgroup name {name:?}: 1 to {MAX_GROUP_NAME} letters, digits, \".\", \"_\" or \"-\", one level (no \"/\", not \".\" or \"..\")"
+            "invalid cgroup name {name:?}: 1 to {MAX_GROUP_NAME} letters, digits, \".\", \"_\" or \"-\", starting with a letter, one level (no \"/\")"
         ))
     }
 }
@@ -154,10 +157,12 @@ mod tests {
 
     #[test]
     fn group_names() {
-        for good in ["web", "a.b", "site_1-x", &"a".repeat(64)] {
+        for good in ["web", "a.b", "site_1-x", "Z9", &"a".repeat(64)] {
             assert!(check_group_name(good).is_ok(), "{good}");
         }
-        for bad in ["", ".", "..", "a/b", "../x", "a b", "a\n", "ü", &"a".repeat(65)] {
+        // 1234.1 could be a generation's directory; names starting with a digit, dot, _ or - are refused
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "a\n", "ü", &"a".repeat(65), "1234.1", "1", ".x", "_x", "-x"]
+        {
             assert!(check_group_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -45,6 +45,8 @@ pub struct MainConf {
     /// The function `mruby_set` codes call (`phases/set.rs`), set by
     /// `lib.rs` at preconfiguration.
     pub set_code_runner: Option<unsafe extern "C" fn(*mut ngx_http_script_engine_t)>,
+    /// Settings other features read too (`shared_conf.rs`).
+    pub shared: crate::shared_conf::SharedConf,
 }
 
 impl Default for MainConf {
@@ -57,6 +59,7 @@ impl Default for MainConf {
             memory_limit: None,
             used_slots: [false; HandlerSlot::COUNT],
             set_code_runner: None,
+            shared: crate::shared_conf::SharedConf::default(),
         }
     }
 }

@@ -16,14 +16,19 @@ use super::HttpResourcesModule;
 /// The layout report per root, asked once per process.
 static REPORTS: Mutex<Vec<(String, LayoutReport)>> = Mutex::new(Vec::new());
 
-fn report_for(root: &str) -> Result<(LayoutReport, String), String> {
+fn report_for(cycle: &ngx_cycle_t, root: &str) -> Result<(LayoutReport, String), String> {
     let mut reports = REPORTS.lock().map_err(|_| String::from("cgroup layout cache poisoned"))?;
     if let Some((_, report)) = reports.iter().find(|(r, _)| r == root) {
         return Ok((report.clone(), root.to_string()));
     }
-    let report = super::hierarchy::ask_supervisor(root)?;
+    let report = super::hierarchy::ask_supervisor(&crate::shared_conf::supervisor_program_of(cycle), root)?;
     reports.push((root.to_string(), report.clone()));
     Ok((report, root.to_string()))
+}
+
+/// `resource_cgroup_root` of `cycle`'s configuration, if set.
+pub fn root_of(cycle: &ngx_cycle_t) -> Option<&str> {
+    HttpResourcesModule::main_conf(cycle)?.cgroup_root.as_deref()
 }
 
 /// A group of the API: its name and version, and its directory in the
@@ -40,7 +45,7 @@ pub fn group(cycle: &ngx_cycle_t, kind: &str, name: &str) -> Result<Group, Strin
     let main =
         HttpResourcesModule::main_conf(cycle).ok_or("the Cgroup API needs \"resource_cgroup_root\" in http{}")?;
     let root = main.cgroup_root.as_deref().ok_or("the Cgroup API needs \"resource_cgroup_root\" in http{}")?;
-    let (report, _) = report_for(root)?;
+    let (report, _) = report_for(cycle, root)?;
     let root_dir = match report.version {
         Version::V2 => PathBuf::from(&report.dirs[0]),
         Version::V1 => report

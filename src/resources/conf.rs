@@ -320,7 +320,7 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
         ));
     }
     if problems.is_empty() {
-        problems = super::hierarchy::check(main);
+        problems = super::hierarchy::check(main, &crate::shared_conf::supervisor_program(cf));
     }
     for message in &problems {
         log(cf.log, NGX_LOG_EMERG, message);

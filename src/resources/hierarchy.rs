@@ -2,26 +2,19 @@
 //! `resource_cgroup_root` can hold groups here (its parent exists and is
 //! writable, it is a group if it exists), and every controller a class
 //! needs is there. The detection itself is the supervisor program's (the
-//! code that creates `tenant_cgroup` groups): this asks it, as
-//! `tenant_cgroup` does, and never detects a second way.
+//! code that creates `tenant_cgroup` groups): this asks it, the program
+//! `tenant_supervisor` names (the shared conf), as `tenant_cgroup` does,
+//! and never detects a second way.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use resource_policy::cgroup_files::{missing_controllers, parse_layout_report, LayoutReport, Version};
 
 use super::conf::MainConf;
 
-/// The supervisor program next to the nginx binary (where `make build`
-/// and the package install it).
-fn supervisor_path() -> PathBuf {
-    let nginx = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-    nginx.parent().unwrap_or(Path::new("/")).join("ngx-mruby-supervisor")
-}
-
-/// Runs `ngx-mruby-supervisor check-cgroup <root>`.
-pub(super) fn ask_supervisor(root: &str) -> Result<LayoutReport, String> {
-    let supervisor = supervisor_path();
-    let output = crate::ngx_util::run_check_cgroup(&supervisor, root)
+/// Runs `<supervisor> check-cgroup <root>`.
+pub(super) fn ask_supervisor(supervisor: &Path, root: &str) -> Result<LayoutReport, String> {
+    let output = crate::ngx_util::run_check_cgroup(supervisor, root)
         .map_err(|e| format!("cannot run \"{}\" to check the cgroup hierarchy: {e}", supervisor.display()))?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if !output.status.success() {
@@ -45,12 +38,12 @@ fn available_controllers(report: &LayoutReport) -> Vec<String> {
     }
 }
 
-/// Every problem, one message each (empty: fine).
-pub fn check(main: &MainConf) -> Vec<String> {
+/// Every problem, one message each (empty: fine); `supervisor`: the program to ask.
+pub fn check(main: &MainConf, supervisor: &Path) -> Vec<String> {
     let Some(root) = &main.cgroup_root else {
         return Vec::new();
     };
-    let report = match ask_supervisor(root) {
+    let report = match ask_supervisor(supervisor, root) {
         Ok(report) => report,
         Err(message) => return vec![format!("resource_cgroup_root \"{root}\": {message}")],
     };

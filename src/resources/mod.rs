@@ -24,7 +24,8 @@
 //! Cgroup layout detection is shared with the supervisor (its
 //! `tenant_cgroup`), not written here.
 //!
-//! May import: `shm/` and `ngx_util` only (the tenant path and the Ruby
+//! May import: `shm/`, `ngx_util` and `shared_conf` (settings other
+//! features set, e.g. the supervisor program) only (the tenant path and the Ruby
 //! API call into this folder, never the other way).
 
 pub mod accounting;

@@ -69,6 +69,13 @@ impl TenantCtx {
                 self.hand_over(runner, pid, uid, spawn, socket.as_os_str().as_bytes());
             }
             Reply::GiveBack { .. } => return,
+            // the answer to a Cgroup#attach line, which the link never sends
+            Reply::Done { .. } => {
+                // SAFETY: as above.
+                let c_log = unsafe { (*(*self.request).connection).log };
+                log(c_log, NGX_LOG_ERR, "tenant_runner: the supervisor answered DONE to a request for a runner");
+                self.fail(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+            }
             Reply::Err { status, reason, .. } => {
                 // SAFETY: as above.
                 let c_log = unsafe { (*(*self.request).connection).log };

@@ -5,7 +5,7 @@
 
 use core::ffi::{c_char, c_void};
 use core::ptr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, NgxHttpCoreModule};
@@ -17,8 +17,6 @@ use crate::ngx_util::{conf_log, str_bytes, str_lossy};
 
 /// Where runner sockets live when `tenant_socket_dir` is not set.
 pub const DEFAULT_SOCKET_DIR: &str = "/run/ngx-mruby-tenants";
-/// The supervisor's file name, next to the nginx binary unless `tenant_supervisor` says otherwise.
-pub const SUPERVISOR_NAME: &str = "ngx-mruby-supervisor";
 
 /// `http{}`-level settings (what the supervisor enforces).
 #[derive(Default)]
@@ -39,7 +37,6 @@ pub struct MainConf {
     pub max_processes: Option<u64>,
     pub max_memory: Option<u64>,
     pub socket_dir: Option<String>,
-    pub supervisor: Option<String>,
     /// `tenant_cgroup`: the cgroup sub-tree runners are placed in.
     pub cgroup: Option<String>,
 }
@@ -74,15 +71,6 @@ impl MainConf {
     }
     pub fn socket_dir(&self) -> &str {
         self.socket_dir.as_deref().unwrap_or(DEFAULT_SOCKET_DIR)
-    }
-
-    /// The supervisor program: `tenant_supervisor`, else next to the nginx binary.
-    pub fn supervisor_path(&self) -> PathBuf {
-        if let Some(path) = &self.supervisor {
-            return PathBuf::from(path);
-        }
-        let nginx = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-        nginx.parent().unwrap_or(Path::new("/")).join(SUPERVISOR_NAME)
     }
 
     /// The kind of runner for a script path: the first interpreter whose
@@ -285,9 +273,13 @@ fn set_setting(cf: &mut ngx_conf_t, cmd: &ngx_command_t, loc: &mut LocConf) -> R
             if !path.starts_with('/') || path.len() > 60 {
                 return Err(format!("\"{name}\" needs an absolute path of at most 60 bytes, not \"{path}\""));
             }
-            let slot = if let Setting::SocketDir = setting { &mut main.socket_dir } else { &mut main.supervisor };
-            duplicate(slot, &name)?;
-            *slot = Some(path.trim_end_matches('/').to_string());
+            let path = path.trim_end_matches('/').to_string();
+            if let Setting::Supervisor = setting {
+                // read by resource control too: kept in the shared conf
+                return crate::shared_conf::set_supervisor_program(cf, path);
+            }
+            duplicate(&main.socket_dir, &name)?;
+            main.socket_dir = Some(path);
         }
         Setting::Cgroup => {
             duplicate(&main.cgroup, &name)?;
@@ -371,7 +363,7 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
         return Ok(());
     };
     let mut problems = Vec::new();
-    let supervisor = main.supervisor_path();
+    let supervisor = crate::shared_conf::supervisor_program(cf);
     if !is_executable(&supervisor) {
         problems.push(format!(
             "tenant_runner: the supervisor program \"{}\" is not an executable file (see tenant_supervisor)",

@@ -87,6 +87,7 @@
 
 pub mod access;
 pub mod conf;
+pub mod control;
 pub mod link;
 pub mod owner;
 pub mod spawn;

@@ -182,7 +182,7 @@ pub fn start_supervisor(cycle: &ngx_cycle_t, main: &MainConf) -> Result<(), Stri
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))?;
     let read_fd = life_read.as_raw_fd();
     let log_fd = error_log_fd(cycle)?;
-    let program = main.supervisor_path();
+    let program = crate::shared_conf::supervisor_program_of(cycle);
     let mut command = Command::new(&program);
     command
         .arg("keeper")

@@ -213,6 +213,19 @@ impl Classes {
         oom_kills_in(&owners.layout, owners.owner(uid).dirs)
     }
 
+    /// A group of the `Cgroup` Ruby API, `<root>/<name>`, in the hierarchy
+    /// of `controller` (v1; v2: the unified one). `None` when this machine
+    /// has no such hierarchy. The name must have been checked
+    /// (`resource_policy::cgroup_files::check_group_name`).
+    pub fn api_group_dir(&self, controller: &str, name: &str) -> Option<PathBuf> {
+        let layout = &self.tree.layout;
+        let h = match layout.version {
+            Version::V2 => layout.hierarchies.first()?,
+            Version::V1 => layout.hierarchies.iter().find(|h| h.controllers.split(',').any(|c| c == controller))?,
+        };
+        Some(self.tree.root_dir(h).join(name))
+    }
+
     /// The supervisor's own group in each hierarchy: where a runner that
     /// has no owner's group goes back to.
     pub fn own_dirs(&self) -> Vec<PathBuf> {

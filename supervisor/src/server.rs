@@ -24,6 +24,8 @@ use crate::stderr_budget::{self, StderrBudget, Verdict};
 use crate::{log_error, log_info, log_notice, log_warn};
 use tenant_protocol::{self as protocol, Reply, Request, Spawn};
 
+mod attach;
+
 /// How long a discarded runner may take to exit on its own before it is
 /// killed (a runner killed mid-request has closed its socket before its
 /// SIGCHLD arrives, so the worker's discard can come first).
@@ -346,6 +348,8 @@ impl Supervisor {
                     r.busy = true;
                 }
             }
+            Ok(Request::Attach { tag, controller, group, pid }) => self.attach(client, tag, &controller, &group, pid),
+            Ok(Request::Detach { tag, pid }) => self.detach(client, tag, pid),
             Err(reason) => {
                 log_error!(
                     "supervisor: refused a malformed request from worker pid {pid}: {reason}: \"{}\"",
@@ -575,15 +579,10 @@ impl Supervisor {
         }
     }
 
-    /// Moves runner `pid` of `uid` back to its own group: its owner's
-    /// (`tenant_cgroup`, `tenant_resource_class`) or the supervisor's.
+    /// Moves runner `pid` of `uid` back to its own group after a class.
     fn leave_class(&self, pid: i32, uid: u32, class: &str) {
-        let Some(classes) = &self.config.classes else {
+        let Some(home) = self.home_group(uid) else {
             return;
-        };
-        let home = match &self.config.cgroups {
-            Some(tree) => tree.owner(uid),
-            None => cgroupfs::OwnerGroup { dirs: classes.own_dirs() },
         };
         if let Err(e) = home.enter(pid) {
             log_error!("supervisor: cannot move runner pid {pid} of uid {uid} out of resource class \"{class}\": {e}");
@@ -647,6 +646,16 @@ impl Supervisor {
             now - logged,
             resource_policy::units::format_size(bytes)
         );
+    }
+
+    /// A runner's own group, with resource classes: its owner's
+    /// (`tenant_cgroup`, `tenant_resource_class`) or the supervisor's.
+    fn home_group(&self, uid: u32) -> Option<cgroupfs::OwnerGroup> {
+        let classes = self.config.classes.as_ref()?;
+        Some(match &self.config.cgroups {
+            Some(tree) => tree.owner(uid),
+            None => cgroupfs::OwnerGroup { dirs: classes.own_dirs() },
+        })
     }
 
     /// A runner's last lease before it is recycled: start its successor now,

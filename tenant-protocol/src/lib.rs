@@ -21,12 +21,22 @@
 //!   runner and everything it started rather than hand it out again.
 //! - `B <runner>`: the answer to `G` when the runner is busy with a request:
 //!   it goes back (`R` or `K`) when that request ends.
+//! - `M <tag> <controller> <group> <pid>`: `Cgroup#attach(pid)` of an
+//!   operator's script (issue 10): move runner `pid` into the group `group`
+//!   of the `Cgroup` API (one level below `resource_cgroup_root`) in the
+//!   hierarchy of `controller` (`cpu`, `cpuacct`, `memory`, `blkio`). The
+//!   supervisor builds the path itself and accepts only a pid that is one
+//!   of its own runners.
+//! - `H <tag> <pid>`: `Cgroup#detach(pid)`: move runner `pid` back to its
+//!   own group.
 //!
 //! Supervisor to worker ([`Reply`]):
 //! - `OK <tag> <runner> <pid> <uid> <hit|spawned|queued> <budget> <socket>`:
 //!   `budget` is how many requests the runner may still serve before it is
 //!   recycled (`tenant_max_requests`; 0: no limit).
-//! - `ERR <tag> <status> <reason>` (`status` is the HTTP status to answer).
+//! - `ERR <tag> <status> <reason>` (`status` is the HTTP status to answer;
+//!   for `M`/`H`, 403 refused, 500 failed).
+//! - `DONE <tag>`: the `M` or `H` line of that tag was carried out.
 //! - `G <runner>`: give `runner` back now if it is kept idle (`R`), else
 //!   say so (`B`) and give it back when its request ends: another request
 //!   needs it, or it has died.
@@ -45,6 +55,10 @@ pub const MAX_DOCROOT: usize = 1024;
 pub const MAX_KIND: usize = 16;
 /// Longest resource class name.
 pub const MAX_CLASS: usize = 32;
+/// Longest `Cgroup` API group name.
+pub const MAX_GROUP: usize = 64;
+/// The hierarchies a `Cgroup` API group may be named in (`M` lines).
+pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "blkio"];
 
 /// A worker's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +81,18 @@ pub enum Request {
     },
     Busy {
         runner: u64,
+    },
+    /// `M`: move runner `pid` into a `Cgroup` API group.
+    Attach {
+        tag: u32,
+        controller: String,
+        group: String,
+        pid: i32,
+    },
+    /// `H`: move runner `pid` back to its own group.
+    Detach {
+        tag: u32,
+        pid: i32,
     },
 }
 
@@ -96,6 +122,8 @@ pub enum Reply {
     Err { tag: u32, status: u16, reason: String },
     /// Give the runner back once its request (if any) has ended.
     GiveBack { runner: u64 },
+    /// The `M` or `H` line of `tag` was carried out.
+    Done { tag: u32 },
 }
 
 impl Spawn {
@@ -148,6 +176,37 @@ fn check_class(class: &str) -> Result<(), String> {
     } else {
         Err(String::from("invalid class"))
     }
+}
+
+/// A `Cgroup` API group name, as far as the line is concerned: 1 to 64 of
+/// `[A-Za-z0-9._-]` starting with a letter (the supervisor applies the
+/// module's full rule again).
+fn check_group(group: &str) -> Result<(), String> {
+    let ok = group.len() <= MAX_GROUP
+        && group.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && group.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(String::from("invalid group"))
+    }
+}
+
+fn check_controller(controller: &str) -> Result<(), String> {
+    if CONTROLLERS.contains(&controller) {
+        Ok(())
+    } else {
+        Err(String::from("invalid controller"))
+    }
+}
+
+/// A pid: 1 to i32::MAX.
+fn pid_of(field: Option<&str>) -> Result<i32, String> {
+    let pid: i32 = number(field, "pid")?;
+    if pid < 1 {
+        return Err(String::from("invalid pid"));
+    }
+    Ok(pid)
 }
 
 fn check_kind(kind: &str) -> Result<(), String> {
@@ -217,6 +276,27 @@ impl Request {
                 let runner = number(Some(rest), "runner")?;
                 Ok(if verb == "K" { Request::Discard { runner } } else { Request::Busy { runner } })
             }
+            "M" => {
+                let fields: Vec<&str> = rest.split(' ').collect();
+                let [tag, controller, group, pid] = fields[..] else {
+                    return Err(String::from("wrong number of fields"));
+                };
+                check_controller(controller)?;
+                check_group(group)?;
+                Ok(Request::Attach {
+                    tag: number(Some(tag), "tag")?,
+                    controller: controller.to_string(),
+                    group: group.to_string(),
+                    pid: pid_of(Some(pid))?,
+                })
+            }
+            "H" => {
+                let fields: Vec<&str> = rest.split(' ').collect();
+                let [tag, pid] = fields[..] else {
+                    return Err(String::from("wrong number of fields"));
+                };
+                Ok(Request::Detach { tag: number(Some(tag), "tag")?, pid: pid_of(Some(pid))? })
+            }
             _ => Err(String::from("unknown verb")),
         }
     }
@@ -249,6 +329,20 @@ impl Request {
             Request::Release { runner, served } => Ok(format!("R {runner} {served}\n").into_bytes()),
             Request::Discard { runner } => Ok(format!("K {runner}\n").into_bytes()),
             Request::Busy { runner } => Ok(format!("B {runner}\n").into_bytes()),
+            Request::Attach { tag, controller, group, pid } => {
+                check_controller(controller)?;
+                check_group(group)?;
+                if *pid < 1 {
+                    return Err(String::from("invalid pid"));
+                }
+                Ok(format!("M {tag} {controller} {group} {pid}\n").into_bytes())
+            }
+            Request::Detach { tag, pid } => {
+                if *pid < 1 {
+                    return Err(String::from("invalid pid"));
+                }
+                Ok(format!("H {tag} {pid}\n").into_bytes())
+            }
         }
     }
 
@@ -279,7 +373,7 @@ impl Reply {
     /// The tag of the `A` line this answers (none for `G`).
     pub fn tag(&self) -> Option<u32> {
         match self {
-            Reply::Ok { tag, .. } | Reply::Err { tag, .. } => Some(*tag),
+            Reply::Ok { tag, .. } | Reply::Err { tag, .. } | Reply::Done { tag } => Some(*tag),
             Reply::GiveBack { .. } => None,
         }
     }
@@ -310,11 +404,15 @@ impl Reply {
                 let reason = fields.next().unwrap_or("").to_string();
                 Ok(Reply::Err { tag, status, reason })
             }
-            "G" => {
+            "G" | "DONE" => {
                 if rest.contains(' ') {
                     return Err(String::from("extra fields"));
                 }
-                Ok(Reply::GiveBack { runner: number(Some(rest), "runner")? })
+                Ok(if verb == "G" {
+                    Reply::GiveBack { runner: number(Some(rest), "runner")? }
+                } else {
+                    Reply::Done { tag: number(Some(rest), "tag")? }
+                })
             }
             _ => Err(String::from("unknown verb")),
         }
@@ -334,6 +432,7 @@ impl Reply {
                 format!("ERR {tag} {status} {reason}\n").into_bytes()
             }
             Reply::GiveBack { runner } => format!("G {runner}\n").into_bytes(),
+            Reply::Done { tag } => format!("DONE {tag}\n").into_bytes(),
         }
     }
 }
@@ -395,6 +494,46 @@ mod tests {
     }
 
     #[test]
+    fn attach_and_detach_parse() {
+        assert_eq!(
+            Request::parse(b"M 5 cpu web.1 4242"),
+            Ok(Request::Attach { tag: 5, controller: "cpu".into(), group: "web.1".into(), pid: 4242 })
+        );
+        assert_eq!(Request::parse(b"H 6 4242"), Ok(Request::Detach { tag: 6, pid: 4242 }));
+        for bad in [
+            &b"M 5 cpu web"[..],
+            b"M 5 cpu web 1 2",
+            b"M 5 pids web 1",
+            b"M 5 cpu ../x 1",
+            b"M 5 cpu a/b 1",
+            b"M 5 cpu 1234.1 1",
+            b"M 5 cpu web 0",
+            b"M 5 cpu web -1",
+            b"M 5 cpu web 2147483648",
+            b"M 5 cpu  1",
+            b"H 6",
+            b"H 6 0",
+            b"H 6 1 2",
+        ] {
+            assert!(Request::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let attach = Request::Attach { tag: 1, controller: "memory".into(), group: "x".into(), pid: 7 };
+        assert_eq!(attach.encode().expect("encodes"), b"M 1 memory x 7\n");
+        for unsendable in [
+            Request::Attach { tag: 1, controller: "memory".into(), group: "a b".into(), pid: 7 },
+            Request::Attach { tag: 1, controller: "memory\nR 1 1".into(), group: "x".into(), pid: 7 },
+            Request::Attach { tag: 1, controller: "cpu".into(), group: "x".into(), pid: 0 },
+            Request::Detach { tag: 1, pid: -4 },
+        ] {
+            assert!(unsendable.encode().is_err(), "{unsendable:?}");
+        }
+        assert_eq!(Reply::parse(b"DONE 9"), Ok(Reply::Done { tag: 9 }));
+        assert_eq!(Reply::Done { tag: 9 }.encode(), b"DONE 9\n");
+        assert_eq!(Reply::Done { tag: 9 }.tag(), Some(9));
+        assert!(Reply::parse(b"DONE").is_err() && Reply::parse(b"DONE 1 2").is_err());
+    }
+
+    #[test]
     fn malformed_requests_are_refused() {
         for bad in [
             &b""[..],
@@ -430,6 +569,8 @@ mod tests {
             Request::Release { runner: u64::MAX, served: u64::MAX },
             Request::Discard { runner: 77 },
             Request::Busy { runner: 78 },
+            Request::Attach { tag: 2, controller: "blkio".into(), group: "a-b_c.d".into(), pid: i32::MAX },
+            Request::Detach { tag: u32::MAX, pid: 1 },
         ] {
             let line = request.encode().expect("encodes");
             assert_eq!(Request::parse(&strip(line)), Ok(request.clone()), "{request:?}");

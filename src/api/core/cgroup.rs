@@ -5,8 +5,11 @@
 //! their value at once and stage it, `create` makes the group and writes
 //! what is staged, `modify` writes it into an existing group. Unlike
 //! mruby-cgroup, every failed write raises (RuntimeError with the file and
-//! the kernel's reason). Attaching a process is not offered: moving runners
-//! goes through the supervisor (issue 10, unfinished).
+//! the kernel's reason). `attach(pid)` / `detach(pid)` (from
+//! `mruby_init_worker`) go through the tenant runners' supervisor, which
+//! moves only its own runners into groups below the root: the worker
+//! holds no privilege and is never moved itself, so there is no
+//! pid-less form (mruby-cgroup's moved the calling process).
 
 use mruby_sys::*;
 
@@ -180,6 +183,66 @@ fn set_write_bps(mrb: Mrb, this: mrb_value, args: &[mrb_value]) -> RubyResult {
     stage(mrb, this, args, "write_bps")
 }
 
+/// The runner pid `attach`/`detach` were given; the pid-less form of
+/// mruby-cgroup (the calling process) is refused: the worker is never moved.
+fn runner_pid(mrb: Mrb, args: &[mrb_value], method: &str) -> Result<i32, RubyError> {
+    arity(args, 0, 1)?;
+    let context = host::current().map(|h| h.context()).unwrap_or(Context::INIT);
+    if !context.within(Context::INIT_WORKER) {
+        return Err(RubyError::runtime(format!(
+            "Cgroup#{method} asks the tenant runners' supervisor, which runs once workers start: call it from \
+             mruby_init_worker, not {}",
+            context.name()
+        )));
+    }
+    let Some(&value) = args.first().filter(|v| !mrb.is_nil(**v)) else {
+        return Err(RubyError::argument(format!(
+            "Cgroup#{method} needs the pid of a tenant runner: the nginx worker itself is never moved"
+        )));
+    };
+    let pid = arg_int(mrb, value, "pid")?;
+    if !(1..=i64::from(i32::MAX)).contains(&pid) {
+        return Err(RubyError::argument(format!("pid {pid} is out of range (1 to {})", i32::MAX)));
+    }
+    Ok(pid as i32)
+}
+
+/// `self`'s name, checked; the API's root must be configured.
+fn checked_name(mrb: Mrb, this: mrb_value) -> Result<String, RubyError> {
+    let name = ivar(mrb, this, "@name");
+    let name = String::from_utf8_lossy(arg_bytes(mrb, name, "cgroup name")?).into_owned();
+    resource_policy::cgroup_files::check_group_name(&name).map_err(RubyError::argument)?;
+    // SAFETY: the cycle the running script serves is live.
+    let cycle = unsafe { host::cycle().as_ref() }.ok_or_else(|| RubyError::runtime("no cycle"))?;
+    if crate::resources::cgroup_groups::root_of(cycle).is_none() {
+        return Err(RubyError::argument("the Cgroup API needs \"resource_cgroup_root\" in http{}"));
+    }
+    Ok(name)
+}
+
+/// `attach(pid)`: the supervisor moves tenant runner `pid` into this group
+/// (in this class's hierarchy). Raises for the worker's own pid, the
+/// master's, the supervisor's or any pid that is not one of its runners,
+/// and for a group that does not exist; each refusal is also logged.
+fn attach(mrb: Mrb, this: mrb_value, args: &[mrb_value]) -> RubyResult {
+    let pid = runner_pid(mrb, args, "attach")?;
+    let controller = kind(mrb, this)?.to_string();
+    let group = checked_name(mrb, this)?;
+    crate::tenants::control::ask(&tenant_protocol::Request::Attach { tag: 1, controller, group, pid })
+        .map_err(|e| RubyError::runtime(format!("Cgroup#attach({pid}): {e}")))?;
+    Ok(this)
+}
+
+/// `detach(pid)`: the supervisor moves runner `pid` back to its own group
+/// (never to the hierarchy's root, unlike mruby-cgroup).
+fn detach(mrb: Mrb, this: mrb_value, args: &[mrb_value]) -> RubyResult {
+    let pid = runner_pid(mrb, args, "detach")?;
+    checked_name(mrb, this)?;
+    crate::tenants::control::ask(&tenant_protocol::Request::Detach { tag: 1, pid })
+        .map_err(|e| RubyError::runtime(format!("Cgroup#detach({pid}): {e}")))?;
+    Ok(this)
+}
+
 /// Reads an integer from the group: v1 its own file, v2 the equivalent.
 fn read_number(mrb: Mrb, this: mrb_value, args: &[mrb_value], v1_file: &str) -> RubyResult {
     arity(args, 0, 0)?;
@@ -247,6 +310,8 @@ pub fn init(mrb: Mrb) {
         mrb.define_method(class, c"modify", ruby_fn!(modify), ARGS_ANY);
         mrb.define_method(class, c"exist?", ruby_fn!(exist), ARGS_ANY);
         mrb.define_method(class, c"delete", ruby_fn!(delete), ARGS_ANY);
+        mrb.define_method(class, c"attach", ruby_fn!(attach), ARGS_ANY);
+        mrb.define_method(class, c"detach", ruby_fn!(detach), ARGS_ANY);
         match class_name.to_bytes() {
             b"CPU" => {
                 mrb.define_method(class, c"cfs_quota_us=", ruby_fn!(set_cfs_quota_us), ARGS_ANY);
