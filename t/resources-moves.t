@@ -119,6 +119,9 @@ subtest 'the class group holds the runner during a slow request, and nothing aft
     my $sock = start_request('/heavy/sleep.cgi?1.2');
     my $runner_in_heavy = sub { grep { ((proc_status($_) // {})->{Name} // '') =~ /^ngx-mruby-super/ } heavy_pids() };
     ok(wait_until(sub { scalar $runner_in_heavy->() }, 3), 'class heavy holds the runner while the request runs');
+    # the runner is moved before the request is passed; its CGI program
+    # starts a moment later (sampling at once raced it on a busy machine)
+    wait_until(sub { heavy_pids() >= 2 }, 3);
     my @during = heavy_pids();
     my ($runner) = $runner_in_heavy->();
     ok($runner, "the runner itself ($runner) is in heavy, with its CGI child (@during)");
