@@ -77,7 +77,9 @@ ok(!(grep { my $h = $_; grep { $_ == $h } @registered } @helpers), 'no cache man
 
 # --- a recycled pid of another user is a dead worker ------------------------
 start_nginx(workers => 1, user => 'nobody nogroup', http => $http);
-my ($first) = @{ children()->{worker} };
+# (the master listens before it forks its worker: wait for the worker too)
+wait_until(sub { @{ children()->{worker} // [] } == 1 });
+my ($first) = @{ children()->{worker} // [] };
 my $held = open_request('/slow/1');
 ok(wait_until(sub { key_count('vl', '127.0.0.1') == 1 }), 'a request held by the worker is counted');
 
