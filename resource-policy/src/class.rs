@@ -138,7 +138,8 @@ impl ClassSpec {
                 }
                 "cpu_period" => {
                     let us = parse_period_us(value).filter(|p| (MIN_CPU_QUOTA_US..=MAX_CPU_PERIOD_US).contains(p));
-                    let what = "cpu_period= is a time from 1ms to 1s in whole milliseconds (\"2ms\", \"100ms\", \"1s\")";
+                    let what =
+                        "cpu_period= is a time from 1ms to 1s in whole milliseconds (\"2ms\", \"100ms\", \"1s\")";
                     spec.cpu_period_us = Some(us.ok_or_else(|| invalid(param, what))?);
                 }
                 "memory" => {
@@ -281,7 +282,10 @@ mod tests {
             (&["h", "cpu=50", "cpu_period=2"], "invalid value \"cpu_period=2\""),
             (&["h", "cpu=50", "cpu_period=2s"], "invalid value \"cpu_period=2s\""),
             (&["h", "cpu=50", "cpu_period=0ms"], "invalid value \"cpu_period=0ms\""),
-            (&["h", "cpu=50", "cpu_period=1ms"], "cpu_period=1ms with cpu=50 gives a quota under the kernel's 1 ms, use cpu_period=2ms or more"),
+            (
+                &["h", "cpu=50", "cpu_period=1ms"],
+                "cpu_period=1ms with cpu=50 gives a quota under the kernel's 1 ms, use cpu_period=2ms or more",
+            ),
             (&["h", "cpu=10", "cpu_period=2ms", "cpu_period=3ms"], "parameter \"cpu_period=\" is duplicate"),
         ];
         for (args, expected) in cases {
