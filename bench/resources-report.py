@@ -15,9 +15,20 @@ BAND = (45.0, 55.0)
 THESIS_FROM_MS = 6
 LABELS = {
     "/half/": "cpu=50 (default period, 2 ms)",
-    "/half100/": "cpu=50 cpu_period=100ms (the kernel's default period)",
     "/free/": "no class (baseline, same run)",
 }
+
+
+def label(path):
+    if path in LABELS:
+        return LABELS[path]
+    ms = path.strip("/")[1:]
+    return "cpu=50 cpu_period=%sms%s" % (ms, " (the kernel's default)" if ms == "100" else "")
+
+
+def ordered(paths):
+    """/half/, then /p<ms>/ by period, then /free/."""
+    return sorted(paths, key=lambda p: (p == "/free/", p != "/half/", int(p.strip("/")[1:] or 0) if p.startswith("/p") else 0))
 
 
 def pct(values, p):
@@ -27,22 +38,38 @@ def pct(values, p):
 
 
 def read_share(path):
-    rows = {}
+    rows, work = {}, {}
     with open(path) as f:
         for line in f:
             where, ms, cpu, wall, it = line.split("\t")
-            if int(wall) <= 0:
+            if int(wall) <= 0 or int(cpu) <= 0:
                 continue
             rows.setdefault((where, int(ms)), []).append(100.0 * int(cpu) / int(wall))
-    return rows
+            work.setdefault((where, int(ms)), []).append(int(it) / int(cpu))
+    return rows, work
+
+
+def work_table(work):
+    """Loop iterations per CPU microsecond at the largest size, against no
+    class: what throttling costs the throttled script itself (cache and
+    TLB refills after each switch)."""
+    ms = max(k[1] for k in work)
+    base = work.get(("/free/", ms))
+    if not base:
+        return ""
+    b = statistics.median(base)
+    cells = ["%s %.3fx" % (label(p), statistics.median(work[(p, ms)]) / b)
+             for p in ordered({k[0] for k in work}) if p != "/free/" and (p, ms) in work]
+    return ("Work done per CPU second by the %d ms requests, against no class (median of the loop "
+            "iterations per CPU us): %s." % (ms, "; ".join(cells)))
 
 
 def share_table(rows):
-    paths = [p for p in LABELS if any(k[0] == p for k in rows)]
+    paths = ordered({k[0] for k in rows})
     sizes = sorted({k[1] for k in rows})
     out = []
     head = "| request CPU | " + " | ".join(
-        "%s: median (p10-p90)" % LABELS[p] for p in paths) + " | target (cpu=50, default period) | |"
+        "%s: median (p10-p90)" % label(p) for p in paths) + " | target (cpu=50, default period) | |"
     out.append(head)
     out.append("|---:|" + "---:|" * len(paths) + "---|---|")
     for ms in sizes:
@@ -78,16 +105,17 @@ def plot(rows, png):
     ax.fill_between([2, max(sizes) * 1.15], BAND[0], BAND[1], color="#c8e6c9", label="target: 45-55% from 2 ms")
     ax.axvspan(THESIS_FROM_MS, max(sizes) * 1.15, ymin=0, ymax=1, color="#e3f2fd", alpha=0.6,
                label="thesis: within the band only from %d ms" % THESIS_FROM_MS)
-    styles = {"/half/": ("o-", "#1b5e20"), "/half100/": ("s--", "#b71c1c"), "/free/": ("^:", "#616161")}
-    for p in LABELS:
+    styles = {"/half/": ("o-", "#1b5e20"), "/p100/": ("s--", "#b71c1c"), "/free/": ("^:", "#616161")}
+    others = iter([("D--", "#e65100"), ("v--", "#4a148c"), ("P--", "#006064"), ("X--", "#827717")])
+    for p in ordered({k[0] for k in rows}):
         xs = [ms for ms in sizes if (p, ms) in rows]
         if not xs:
             continue
         med = [statistics.median(rows[(p, ms)]) for ms in xs]
         lo = [m - pct(rows[(p, ms)], 10) for m, ms in zip(med, xs)]
         hi = [pct(rows[(p, ms)], 90) - m for m, ms in zip(med, xs)]
-        fmt, color = styles[p]
-        ax.errorbar(xs, med, yerr=[lo, hi], fmt=fmt, color=color, capsize=3, label=LABELS[p])
+        fmt, color = styles.get(p) or next(others)
+        ax.errorbar(xs, med, yerr=[lo, hi], fmt=fmt, color=color, capsize=3, label=label(p))
     ax.set_xscale("log")
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(s) for s in sizes])
@@ -124,7 +152,7 @@ def load_table(files):
             shares = [100.0 * r[1] / r[2] for r in reqs if r[2] > 0]
             means[(name, path)] = statistics.mean(lats)
             out.append("| %s: %s | %d | %.1f ms | %.1f ms | %.1f ms | %.0f%% |" % (
-                name, LABELS.get(path, path), len(reqs), statistics.mean(lats), pct(lats, 50), pct(lats, 90),
+                name, label(path), len(reqs), statistics.mean(lats), pct(lats, 50), pct(lats, 90),
                 statistics.mean(shares)))
     out.append("")
     a, b = means.get(("c10-limited", "/half/")), means.get(("c10-unlimited", "/free/"))
@@ -142,8 +170,10 @@ def load_table(files):
 def main():
     mode = sys.argv[1]
     if mode == "share":
-        rows = read_share(sys.argv[2])
+        rows, work = read_share(sys.argv[2])
         print(share_table(rows))
+        print()
+        print(work_table(work))
         if sys.argv[3] != "-":
             plot(rows, sys.argv[3])
     elif mode == "load":

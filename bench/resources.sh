@@ -10,9 +10,10 @@
 # 1. share (the thesis' figure 6.5): a PHP script in the owner's runner
 #    burns a given CPU time (getrusage: CPU time, not wall time) and
 #    answers its CPU time and the wall time of the burn; share = CPU / wall.
-#    Three locations serve it: class `half` (cpu=50, the default period),
-#    class `half100` (cpu=50 cpu_period=100ms, the kernel's default period)
-#    and no class (the baseline: about 100% on an idle CPU). For each size
+#    Locations serve it in class `half` (cpu=50, the default period), in a
+#    class `p<ms>` (cpu=50 cpu_period=<ms>ms) per period in PERIODS (default
+#    100: the kernel's default period), and without a class (the baseline:
+#    about 100% on an idle CPU). For each size
 #    in SIZES (ms), REPS rounds, each requesting the three in random order
 #    after a random pause (a request starts at a random point of the CFS
 #    period). Target (cpu=50): the median share within 45-55% from 2 ms up.
@@ -44,6 +45,9 @@ REPS=${REPS:-40}
 SIZES=${SIZES:-1,2,4,6,10,20}
 LOAD_SECONDS=${LOAD_SECONDS:-10}
 LOAD_MS=${LOAD_MS:-10}
+# periods (ms) measured next to the default one, each as a class
+# `p<ms>` (cpu=50 cpu_period=<ms>ms) served under /p<ms>/
+PERIODS=${PERIODS:-100}
 CASES=${CASES:-share load instr}
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 PNG=${PNG:-$ROOT/bench/results/resources-share.png}
@@ -99,7 +103,9 @@ $c1 = cpu_us();
 $w1 = hrtime(true);
 printf("cpu_us=%d wall_us=%d iter=%d\n", $c1 - $c0, intdiv($w1 - $w0, 1000), $n);
 '
-for dir in half half100 free; do
+DIRS="half free"
+for p in $PERIODS; do DIRS+=" p$p"; done
+for dir in $DIRS; do
     mkdir -p $SITE/$dir
     echo "$BURN" > $SITE/$dir/burn.php
     echo '<?php echo "Hello, world\n";' > $SITE/$dir/hello.php
@@ -143,9 +149,11 @@ http {
         location /half/ {
             ${2:-}$php
         }
-        location /half100/ {
-            ${3:-}$php
-        }
+CONF
+    for p in $PERIODS; do
+        printf '        location /p%s/ {\n            %s%s\n        }\n' "$p" "${3:+resource_class_for p$p;}" "$php" >> $WORK/nginx.conf
+    done
+    cat >> $WORK/nginx.conf <<CONF
         location /free/ {$php
         }
     }
@@ -154,8 +162,9 @@ CONF
 }
 
 CLASSES="resource_cgroup_root $CGROUP_ROOT;
-    resource_class half cpu=50;
-    resource_class half100 cpu=50 cpu_period=100ms;"
+    resource_class half cpu=50;"
+for p in $PERIODS; do CLASSES+="
+    resource_class p$p cpu=50 cpu_period=${p}ms;"; done
 
 start_nginx() {
     rm -f $WORK/logs/error.log
@@ -181,7 +190,7 @@ LOADS=()
 
 # --- 1-2. share and load ------------------------------------------------------
 if has_case share || has_case load; then
-    write_conf "$CLASSES" "resource_class_for half;" "resource_class_for half100;"
+    write_conf "$CLASSES" "resource_class_for half;" on
     start_nginx
     # Warm up: start the runners the load part needs (and PHP's opcache).
     $PY "$ROOT/bench/resources-client.py" load $PORT 2 1 /free/burn.php:10 /half/burn.php:10 > /dev/null
@@ -192,8 +201,9 @@ if has_case share || has_case load; then
     if has_case share; then
         LOADS+=("share: load average before $(loadavg)")
         note "share: $REPS rounds per size, sizes $SIZES ms"
+        # shellcheck disable=SC2046 # one path per period
         $PY "$ROOT/bench/resources-client.py" share $PORT "$REPS" "$SIZES" \
-            /half/burn.php /half100/burn.php /free/burn.php | sed 's|burn\.php||' > "$OUT/resources-share.tsv"
+            /half/burn.php $(printf '/p%s/burn.php ' $PERIODS) /free/burn.php | sed 's|burn\.php||' > "$OUT/resources-share.tsv"
         LOADS[-1]+=", after $(loadavg)"
         REPORT+=("### Share of a cpu=50 request (figure 6.5)" "" "$($PY "$ROOT/bench/resources-report.py" share "$OUT/resources-share.tsv" "$PNG")" "")
     fi
@@ -225,7 +235,7 @@ if has_case instr; then
     for variant in without with; do
         if [[ $variant == with ]]; then
             write_conf "$CLASSES
-    resource_checker cpu_user=1000 log=logs/heavy.log;" "resource_class_for half;" "resource_class_for half100;"
+    resource_checker cpu_user=1000 log=logs/heavy.log;" "resource_class_for half;" on
         else
             write_conf ""
         fi
