@@ -37,17 +37,18 @@ callgrind_per_request() {
     awk -v a="$1" -v b="$2" -v n1="$3" -v n2="$4" 'BEGIN { printf "%.0f\n", (b - a) / (n2 - n1) }'
 }
 
-# callgrind_worker_per_request PREFIX PATH N1 N2 BODY: instructions per
+# callgrind_worker_per_request PREFIX PATH N1 N2 BODY [NAME]: instructions per
 # request in the worker of a master_process nginx (PREFIX/nginx.conf,
 # listening on $PORT; needed where the master must run, e.g. tenant
 # runners, whose supervisor is exec'd by the master and so runs natively:
 # valgrind follows forks, not execs). Two runs, one after the other,
 # N1 and N2 requests to PATH, each answered with BODY. The worker may run
-# as another user: the output directory is world-writable.
+# as another user: the output directory (PREFIX/callgrind-NAME-N) is
+# world-writable.
 callgrind_worker_per_request() {
-    local prefix=$1 path=$2 n1=$3 n2=$4 body=$5 n totals=() dir master worker f t
+    local prefix=$1 path=$2 n1=$3 n2=$4 body=$5 name=${6:-run} n totals=() dir master worker f t
     for n in "$n1" "$n2"; do
-        dir=$prefix/callgrind-$n
+        dir=$prefix/callgrind-$name-$n
         rm -rf "$dir"
         mkdir -p "$dir"
         chmod 1777 "$dir"

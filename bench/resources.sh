@@ -239,7 +239,7 @@ if has_case instr; then
         else
             write_conf ""
         fi
-        per+=("$(callgrind_worker_per_request "$WORK" /free/hello.php "$INSTR_N1" "$INSTR_N2" $'Hello, world\n')")
+        per+=("$(callgrind_worker_per_request "$WORK" /free/hello.php "$INSTR_N1" "$INSTR_N2" $'Hello, world\n' "$variant")")
         note "instr: $variant resource directives: ${per[-1]} instructions/request in the worker"
     done
     LOADS[-1]+=", after $(loadavg)"
