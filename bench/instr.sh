@@ -12,6 +12,7 @@
 # (default: all). Writes $OUT/instr.tsv.
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$BENCH_DIR/callgrind.sh"
 rm -rf "$OUT/instr"
 
 N1=${BENCH_N1:-200}
@@ -31,22 +32,11 @@ launch() {
     local dir=$1 port=$2 kind=$3
     rm -rf "$dir"
     write_conf "$dir" "$port" "$kind" off
-    valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-        --log-file="$dir/valgrind.log" \
-        "$NGINX" -p "$dir/" -e "$dir/logs/error.log" -c "$dir/conf/nginx.conf" \
-        >"$dir/stdout.log" 2>&1 </dev/null &
-    LAUNCHED=$!
-    BENCH_PIDS+=("$LAUNCHED")
+    callgrind_nginx "$dir/callgrind.out" "$dir" "$dir/conf/nginx.conf" "$dir/valgrind.log" -e "$dir/logs/error.log"
 }
 
 # total DIR: instructions of the whole run.
-total() {
-    local f=$1/callgrind.out v
-    [[ -s $f ]] || die "no callgrind output in $1 (see $1/valgrind.log, $1/logs/error.log)"
-    v=$(awk '/^(summary|totals):/ { print $2; exit }' "$f")
-    [[ -n $v ]] || die "no totals in $f"
-    echo "$v"
-}
+total() { callgrind_total "$1/callgrind.out" || die "see $1/valgrind.log, $1/logs/error.log"; }
 
 start_all=$SECONDS
 for c in "${cases[@]}"; do
@@ -77,7 +67,7 @@ for c in "${cases[@]}"; do
     fi
     t1=$(total "$d1")
     t2=$(total "$d2")
-    per=$(awk -v a="$t1" -v b="$t2" -v n1="$N1" -v n2="$N2" 'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }')
+    per=$(callgrind_per_request "$t1" "$t2" "$N1" "$N2")
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$N1" "$t1" "$N2" "$t2" "$per" >>"$tsv"
     log "instr: $(printf '%-8s' "$c") $per instructions/request ($N1 req: $t1, $N2 req: $t2; $((SECONDS - t0))s)"
 done

@@ -24,6 +24,7 @@
 # (about 2 minutes on 2 cores): run it on its own.
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$BENCH_DIR/callgrind.sh"
 rm -rf "$OUT/symbols"
 
 N1=${BENCH_N1:-1000}
@@ -48,12 +49,7 @@ launch() {
     intern+='        location = /i-lookup {\n            mruby_content_handler_code '"'"'Nginx.rputs "Hello World\\n".to_sym.to_s'"'"';\n        }\n\n'
     sed -i "s|^        location = /e-return {|$intern        location = /e-return {|" "$dir/conf/nginx.conf"
     grep -q '/i-intern' "$dir/conf/nginx.conf" || die "could not add /i-intern to $dir/conf/nginx.conf"
-    valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-        --log-file="$dir/valgrind.log" \
-        "$NGINX" -p "$dir/" -e "$dir/logs/error.log" -c "$dir/conf/nginx.conf" \
-        >"$dir/stdout.log" 2>&1 </dev/null &
-    LAUNCHED=$!
-    BENCH_PIDS+=("$LAUNCHED")
+    callgrind_nginx "$dir/callgrind.out" "$dir" "$dir/conf/nginx.conf" "$dir/valgrind.log" -e "$dir/logs/error.log"
 }
 
 # client PORT PID SYMBOLS PATH N: SYMBOLS interning requests (none for 0),
@@ -71,13 +67,7 @@ client() {
 }
 
 # total DIR: instructions of the whole run.
-total() {
-    local f=$1/callgrind.out v
-    [[ -s $f ]] || die "no callgrind output in $1 (see $1/valgrind.log, $1/logs/error.log)"
-    v=$(awk '/^(summary|totals):/ { print $2; exit }' "$f")
-    [[ -n $v ]] || die "no totals in $f"
-    echo "$v"
-}
+total() { callgrind_total "$1/callgrind.out" || die "see $1/valgrind.log, $1/logs/error.log"; }
 
 # pair NAME SYMBOLS PATH: runs the N1 and N2 runs; prints instructions
 # per request to PATH.
@@ -103,7 +93,7 @@ pair() {
     local t1 t2
     t1=$(total "$d1")
     t2=$(total "$d2")
-    awk -v a="$t1" -v b="$t2" -v n1="$N1" -v n2="$N2" 'BEGIN { printf "%.0f\n", (b - a) / (n2 - n1) }'
+    callgrind_per_request "$t1" "$t2" "$N1" "$N2"
 }
 
 t0=$SECONDS

@@ -97,6 +97,36 @@ resource_class: invalid value "cpu=fast", cpu= is a percent of one CPU from 1 to
 resource_class: invalid value "cpu=0"
 
 
+=== TEST 6a: class: cpu_period= not a whole number of milliseconds or seconds
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=50 cpu_period=500us;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid value "cpu_period=500us", cpu_period= is a time from 1ms to 1s in whole milliseconds ("2ms", "100ms", "1s")
+
+
+=== TEST 6b: class: cpu_period= without cpu=
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu_period=10ms memory=64m;
+--- config
+--- must_die
+--- error_log
+resource_class: cpu_period= needs cpu=
+
+
+=== TEST 6c: class: cpu_period= too short for the percent (the kernel's quota is at least 1 ms)
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=10 cpu_period=5ms;
+--- config
+--- must_die
+--- error_log
+resource_class: cpu_period=5ms with cpu=10 gives a quota under the kernel's 1 ms, use cpu_period=10ms or more
+
+
 === TEST 7: class: memory below 1m
 --- http_config
     resource_cgroup_root t;
@@ -134,7 +164,7 @@ resource_class: invalid value "pids=99999999", pids= is a number of processes fr
 --- config
 --- must_die
 --- error_log
-resource_class: unknown parameter "swap=1g", the limits are cpu=, memory=, io_read=, io_write= and pids=
+resource_class: unknown parameter "swap=1g", the limits are cpu= (with cpu_period=), memory=, io_read=, io_write= and pids=
 
 
 === TEST 11: class: a key given twice

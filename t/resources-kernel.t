@@ -54,6 +54,7 @@ my $http = <<"EOF";
     resource_cgroup_root $root_name;
     resource_class heavy cpu=50 memory=64m pids=32;
     resource_class small cpu=25 pids=16$io;
+    resource_class slow cpu=50 cpu_period=100ms;
     tenant_resource_class small;
     server {
         listen 127.0.0.1:${\ port()};
@@ -88,15 +89,18 @@ subtest 'the class groups exist with their limits after start' => sub {
     my @generations = generation_dirs();
     is(scalar @generations, scalar @roots, "one generation's group in each hierarchy (@roots)");
     for my $gen (@generations) {
-        for my $class (qw(heavy small)) {
+        for my $class (qw(heavy small slow)) {
             ok(-f "$gen/$class/cgroup.procs", "$gen/$class is a group");
         }
         ok(-d "$gen/tenants.small", "$gen/tenants.small holds the owners' groups");
         next unless $v1;
         my $controllers = controllers_of($gen);
         my %expect = (
-            cpu    => { 'heavy/cpu.cfs_quota_us' => 50000, 'small/cpu.cfs_quota_us' => 25000,
-                        'heavy/cpu.cfs_period_us' => 100000 },
+            # cpu=50: 1 ms per 2 ms (the default period); cpu=25: the period
+            # raised to 4 ms (the kernel's smallest quota is 1 ms); cpu_period=100ms
+            cpu    => { 'heavy/cpu.cfs_quota_us' => 1000, 'heavy/cpu.cfs_period_us' => 2000,
+                        'small/cpu.cfs_quota_us' => 1000, 'small/cpu.cfs_period_us' => 4000,
+                        'slow/cpu.cfs_quota_us' => 50000, 'slow/cpu.cfs_period_us' => 100000 },
             memory => { 'heavy/memory.limit_in_bytes' => 64 * 1024 * 1024 },
             pids   => { 'heavy/pids.max' => 32, 'small/pids.max' => 16 },
         );
@@ -127,7 +131,8 @@ subtest 'each owner\'s runner is in its own group under the class, with its limi
             is(sprintf('%d %o', $st[4], $st[2] & 022), '0 0', "$dir/cgroup.procs: root's, not writable by others");
             next unless $v1;
             my $controllers = controllers_of($gen);
-            is(read_file("$dir/cpu.cfs_quota_us"), 25000, "$host: its own cpu=25 cap") if $controllers eq 'cpu';
+            is(read_file("$dir/cpu.cfs_quota_us") . '/' . read_file("$dir/cpu.cfs_period_us"), '1000/4000',
+                "$host: its own cpu=25 cap") if $controllers eq 'cpu';
             is(read_file("$dir/pids.max"), 16, "$host: its own pids=16 cap") if $controllers eq 'pids';
             if ($controllers eq 'blkio') {
                 my @rates = split /\n/, read_file("$dir/blkio.throttle.read_bps_device") // '';

@@ -6,6 +6,8 @@
 //! runner's peak memory during the request ([`request_peak_kb`]; a CGI
 //! program's own memory is not in it).
 
+use core::mem::MaybeUninit;
+
 use resource_policy::checker::Figures;
 
 /// CPU ticks of a process and its waited-for children.
@@ -17,13 +19,14 @@ pub struct CpuSample {
 
 /// Fields 14-17 of a `/proc/<pid>/stat` line (utime, stime, cutime,
 /// cstime), counted after the `)` that ends the command name (which may
-/// itself hold spaces and parentheses).
-pub fn parse_stat(line: &str) -> Option<CpuSample> {
-    let rest = &line[line.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): utime is field 14, so index 11
-    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    let (utime, stime, cutime, cstime) = (num(11)?, num(12)?, num(13)?, num(14)?);
+/// itself hold spaces and parentheses). Bytes, no allocation: it runs
+/// twice per tenant request when accounting is on.
+pub fn parse_stat(line: &[u8]) -> Option<CpuSample> {
+    let close = rfind_byte(line, b')')?;
+    // after ") ", field 3 (state) comes first: utime is field 14, so index 11
+    let mut fields = line[close + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty()).skip(11);
+    let mut num = || parse_u64(fields.next()?);
+    let (utime, stime, cutime, cstime) = (num()?, num()?, num()?, num()?);
     Some(CpuSample { user_ticks: utime + cutime, sys_ticks: stime + cstime })
 }
 
@@ -36,12 +39,12 @@ pub struct MemSample {
 }
 
 /// `VmHWM` and `VmRSS` of a `/proc/<pid>/status` text.
-pub fn parse_mem(status: &str) -> Option<MemSample> {
-    let kb = |field: &str| {
-        let line = status.lines().find(|l| l.starts_with(field))?;
-        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+pub fn parse_mem(status: &[u8]) -> Option<MemSample> {
+    let kb = |key: &[u8]| {
+        let at = find_bytes(status, key)? + key.len();
+        parse_u64(status[at..].split(|&b| b == b' ' || b == b'\t').find(|f| !f.is_empty())?)
     };
-    Some(MemSample { hwm_kb: kb("VmHWM:")?, rss_kb: kb("VmRSS:")? })
+    Some(MemSample { hwm_kb: kb(b"\nVmHWM:")?, rss_kb: kb(b"\nVmRSS:")? })
 }
 
 /// The runner's peak during one request, from the samples at its start
@@ -59,18 +62,91 @@ pub fn request_peak_kb(start: Option<MemSample>, end: MemSample) -> u64 {
     }
 }
 
-pub fn cpu_sample(pid: i32) -> Option<CpuSample> {
+/// Decimal digits only (what the kernel writes), `None` past `u64`.
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// The last `byte` in `hay` (glibc's vectorised `memrchr`: a byte loop
+/// costs more than the rest of the accounting together).
+fn rfind_byte(hay: &[u8], byte: u8) -> Option<usize> {
+    // SAFETY: pointer and length of a live slice; memrchr only reads them.
+    let found = unsafe { libc::memrchr(hay.as_ptr().cast(), i32::from(byte), hay.len()) };
+    (!found.is_null()).then(|| found as usize - hay.as_ptr() as usize)
+}
+
+/// Where `needle` starts in `hay` (glibc's `memmem`, for the same reason).
+fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    // SAFETY: pointers and lengths of two live slices; memmem only reads them.
+    let found = unsafe { libc::memmem(hay.as_ptr().cast(), hay.len(), needle.as_ptr().cast(), needle.len()) };
+    (!found.is_null()).then(|| found as usize - hay.as_ptr() as usize)
+}
+
+/// Reads `/proc/<pid>/<file>` into `buf` with one `read` (the kernel
+/// builds these files whole and hands over as much as fits), without
+/// allocating or clearing the buffer first (zeroing 4 kB cost more than
+/// the parsing); the bytes read.
+fn read_proc<'a, const N: usize>(pid: i32, file: &[u8], buf: &'a mut [MaybeUninit<u8>; N]) -> Option<&'a [u8]> {
     if pid <= 0 {
         return None;
     }
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    // "/proc/" + up to 10 digits + "/" + the file name + NUL
+    let mut path = [0u8; 48];
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        path.get_mut(len..len + bytes.len())?.copy_from_slice(bytes);
+        len += bytes.len();
+        Some(())
+    };
+    push(b"/proc/")?;
+    let mut digits = [0u8; 10];
+    let mut n = pid as u32;
+    let mut first = digits.len();
+    loop {
+        first -= 1;
+        digits[first] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push(&digits[first..])?;
+    push(b"/")?;
+    push(file)?;
+    push(b"\0")?;
+    // SAFETY: path is NUL-terminated; buf is N writable bytes and the kernel
+    // writes at most N; the fd is closed on every path.
+    unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), N);
+        libc::close(fd);
+        // the first n bytes were written by the kernel
+        (n >= 0).then(|| core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize))
+    }
+}
+
+pub fn cpu_sample(pid: i32) -> Option<CpuSample> {
+    // a stat line is at most about 700 bytes (52 numbers and the name)
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1024];
+    parse_stat(read_proc(pid, b"stat", &mut buf)?)
 }
 
 pub fn mem_sample(pid: i32) -> Option<MemSample> {
-    if pid <= 0 {
-        return None;
-    }
-    parse_mem(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+    // the whole status text (about 1.5 kB): one read
+    let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+    parse_mem(read_proc(pid, b"status", &mut buf)?)
 }
 
 fn ticks_per_second() -> u64 {
@@ -99,13 +175,18 @@ mod tests {
 
     #[test]
     fn parses_stat_and_status() {
-        let line = "1234 (ngx mruby) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 30 70 5 20 0 1 0 100 0 0";
+        let line = b"1234 (ngx mruby) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 30 70 5 20 0 1 0 100 0 0\n";
         assert_eq!(parse_stat(line), Some(CpuSample { user_ticks: 320, sys_ticks: 35 }));
-        assert_eq!(parse_stat("1 (a) S 1"), None);
-        assert_eq!(parse_stat("garbage"), None);
-        let mem = parse_mem("Name:\tx\nVmHWM:\t   20480 kB\nVmRSS:\t1 kB\n");
+        assert_eq!(parse_stat(b"1 (a) S 1"), None);
+        assert_eq!(parse_stat(b"garbage"), None);
+        assert_eq!(parse_stat(b"1 (a) S 1 1 1 0 -1 4 1 0 0 0 x 30 70 5"), None);
+        let mem = parse_mem(b"Name:\tx\nVmHWM:\t   20480 kB\nVmRSS:\t1 kB\n");
         assert_eq!(mem, Some(MemSample { hwm_kb: 20480, rss_kb: 1 }));
-        assert_eq!(parse_mem("Name:\tx\nVmHWM:\t1 kB\n"), None);
+        assert_eq!(parse_mem(b"Name:\tx\nVmHWM:\t1 kB\n"), None);
+        assert_eq!(parse_mem(b"Name:\tVmHWM:\t7\nVmRSS:\t1 kB\n"), None);
+        assert_eq!(parse_mem(b"x\nVmHWM:\t99999999999999999999999 kB\nVmRSS:\t1 kB\n"), None);
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"-1"), None);
     }
 
     #[test]
@@ -131,5 +212,6 @@ mod tests {
         assert!(cpu_sample(pid).is_some());
         assert!(mem_sample(pid).is_some_and(|m| m.hwm_kb > 0 && m.rss_kb > 0));
         assert_eq!(cpu_sample(0), None);
+        assert_eq!(cpu_sample(i32::MAX), None);
     }
 }

@@ -19,7 +19,8 @@
 //! others ([`cgroupfs::make_group`] checks), so a runner cannot move
 //! itself or change a limit.
 //!
-//! Limits: `cpu=` is a CFS quota per 100 ms period (v1 `cpu.cfs_period_us`
+//! Limits: `cpu=` is a CFS quota per `cpu_period=` (default 2 ms; see
+//! `resource_policy::class::DEFAULT_CPU_PERIOD_US`) (v1 `cpu.cfs_period_us`
 //! and `cpu.cfs_quota_us`, v2 `cpu.max`), `memory=` is `memory.limit_in_bytes`
 //! (v1) or `memory.max` (v2), `pids=` is `pids.max`, `io_read=`/`io_write=`
 //! are one line per whole disk of the machine (`block_devices.rs`) in v1
@@ -27,7 +28,7 @@
 
 use std::path::PathBuf;
 
-use resource_policy::class::{ClassSpec, CPU_PERIOD_US};
+use resource_policy::class::ClassSpec;
 
 use cgroupfs::{make_group, Layout, Tree, Version};
 
@@ -48,12 +49,13 @@ pub fn limits(spec: &ClassSpec, version: Version, disks: &[BlockDevice]) -> Vec<
     let mut list = Vec::new();
     let mut add = |controller, file, value: String| list.push(Limit { controller, file, value });
     if let Some(quota) = spec.cpu_quota_us() {
+        let period = spec.cpu_period_us();
         match version {
             Version::V1 => {
-                add("cpu", "cpu.cfs_period_us", CPU_PERIOD_US.to_string());
+                add("cpu", "cpu.cfs_period_us", period.to_string());
                 add("cpu", "cpu.cfs_quota_us", quota.to_string());
             }
-            Version::V2 => add("cpu", "cpu.max", format!("{quota} {CPU_PERIOD_US}")),
+            Version::V2 => add("cpu", "cpu.max", format!("{quota} {period}")),
         }
     }
     if let Some(bytes) = spec.memory_bytes {
@@ -291,15 +293,19 @@ mod tests {
         assert_eq!(
             v1,
             [
-                ("cpu.cfs_period_us", "100000"),
-                ("cpu.cfs_quota_us", "50000"),
+                ("cpu.cfs_period_us", "2000"),
+                ("cpu.cfs_quota_us", "1000"),
                 ("memory.limit_in_bytes", "67108864"),
                 ("pids.max", "32")
             ]
         );
         let v2: Vec<String> =
             limits(&heavy, Version::V2, &[]).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
-        assert_eq!(v2, ["cpu.max=50000 100000", "memory.max=67108864", "pids.max=32"]);
+        assert_eq!(v2, ["cpu.max=1000 2000", "memory.max=67108864", "pids.max=32"]);
+        let slow = spec(&["slow", "cpu=50", "cpu_period=100ms"]);
+        let v1: Vec<String> =
+            limits(&slow, Version::V1, &[]).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
+        assert_eq!(v1, ["cpu.cfs_period_us=100000", "cpu.cfs_quota_us=50000"]);
         let disks = [
             BlockDevice { name: String::from("sda"), number: String::from("8:0") },
             BlockDevice { name: String::from("vda"), number: String::from("254:0") },
