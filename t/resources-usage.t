@@ -105,7 +105,7 @@ ok
 init usage=0 confined=false
 
 
-=== TEST 5: an unreadable load source: one [error] per second naming it, requests served
+=== TEST 5: an unreadable load source: an [error] naming it (again after a minute while it lasts), requests served
 --- http_config
     resource_cgroup_root ngx-mruby-test;
     resource_class slow cpu=10;
