@@ -278,4 +278,25 @@ subtest 'nginx -s stop removes the sub-tree' => sub {
     ok(wait_until(sub { !grep { -e $_ } @roots }, 10), "every group is removed (@roots)");
 };
 
+subtest 'a worker reads groups without mruby_init having used the API (the layout comes from the master\'s check)' => sub {
+    start_nginx(user => 'nobody nogroup', workers => 1, http => <<"EOF2");
+    resource_cgroup_root $root_name;
+    mruby_init_worker_code '
+        begin
+          Nginx.errlogger Nginx::LOG_NOTICE, "layout test: exist? #{Cgroup::CPU.new("nothere").exist?}"
+        rescue => e
+          Nginx.errlogger Nginx::LOG_NOTICE, "layout test: #{e.class}: #{e.message}"
+        end
+    ';
+    server {
+        listen 127.0.0.1:${\ port()};
+        location / { return 200 "ok\\n"; }
+    }
+EOF2
+    ok(wait_until(sub { error_log_since(0) =~ /layout test: (.*)/ }, 5), 'the worker ran its script');
+    my ($line) = error_log_since(0) =~ /layout test: (.*)/;
+    is($line, 'exist? false', 'Cgroup#exist? answers in a worker (no privilege) without an error');
+    stop_nginx();
+};
+
 done_testing();

@@ -218,6 +218,19 @@ subtest 'load falls: released hold seconds later by the timers, no request neede
     like("$s3 $b3", qr/^200 slept \d+$/, 'and is served');
 };
 
+subtest 'a load source that cannot be read: said once (not every second), and when it can be read again' => sub {
+    my $from = error_log_size();
+    set_load('garbage');    # not in /proc/loadavg format
+    sleep 3.5;              # three or four steps of the timers
+    my @lines = error_log_since($from) =~ /^(.*resource_auto_confine: .*is not in \/proc\/loadavg format, no decision this second)$/mg;
+    ok(@lines >= 1 && @lines <= 2, scalar(@lines) . ' [error] line(s) in 3.5 s, at most one per worker') or diag error_log_since($from);
+    like($lines[0] // '', qr/\[error\].*"\Q$load_file\E" is not in \/proc\/loadavg format/, 'naming the file');
+    set_load('0.20');
+    ok(wait_until(sub { error_log_since($from) =~ /resource_auto_confine: the load can be read again/ }, 4),
+        'a [notice] when it can be read again');
+    is(stats_json()->{load}, '0.20', 'resource_stats reads it');
+};
+
 subtest 'nginx -s stop removes the sub-tree' => sub {
     stop_nginx();
     ok(wait_until(sub { !grep { -e $_ } @roots }, 10), "every group is removed (@roots)");

@@ -1,11 +1,10 @@
 # Per-host usage and auto-confinement as nginx shows them: the shared
 # zone, Nginx::Resource.usage / .confined? and resource_stats.
 #
-# NOT YET DRIVEN HERE: recording usage. resources::record_usage is what the
-# tenant path will call with the kernel's figures for each request; that
-# call does not exist yet, so these tests see the zone empty. The
-# recording, ranking, confine and release logic is unit-tested in
-# resource-policy/ (cargo test).
+# Without tenant runners nothing records usage, so these tests see the
+# zone empty; the tenant path records each request's kernel figures
+# (t/resources-moves.t), and t/resources-confine.t drives the ranking,
+# confine and release end to end (also unit-tested in resource-policy/).
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 
@@ -105,7 +104,7 @@ ok
 init usage=0 confined=false
 
 
-=== TEST 5: an unreadable load source: one [error] per second naming it, requests served
+=== TEST 5: an unreadable load source: an [error] naming it (again after a minute while it lasts), requests served
 --- http_config
     resource_cgroup_root ngx-mruby-test;
     resource_class slow cpu=10;

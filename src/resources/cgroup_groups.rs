@@ -13,8 +13,19 @@ use resource_policy::cgroup_files::{check_group_name, LayoutReport, Setting, Ver
 
 use super::HttpResourcesModule;
 
-/// The layout report per root, asked once per process.
+/// The layout report per root, asked once per process. The master fills
+/// it when it checks `resource_cgroup_root` at each configuration load
+/// ([`remember`]), so workers inherit it: a worker cannot ask itself (the
+/// supervisor program's check wants a caller that may create groups).
 static REPORTS: Mutex<Vec<(String, LayoutReport)>> = Mutex::new(Vec::new());
+
+/// Keeps the report `nginx -t`'s check got for `root` (replacing an older one).
+pub(super) fn remember(root: &str, report: &LayoutReport) {
+    if let Ok(mut reports) = REPORTS.lock() {
+        reports.retain(|(r, _)| r != root);
+        reports.push((root.to_string(), report.clone()));
+    }
+}
 
 fn report_for(cycle: &ngx_cycle_t, root: &str) -> Result<(LayoutReport, String), String> {
     let mut reports = REPORTS.lock().map_err(|_| String::from("cgroup layout cache poisoned"))?;

@@ -44,7 +44,10 @@ pub fn check(main: &MainConf, supervisor: &Path) -> Vec<String> {
         return Vec::new();
     };
     let report = match ask_supervisor(supervisor, root) {
-        Ok(report) => report,
+        Ok(report) => {
+            super::cgroup_groups::remember(root, &report);
+            report
+        }
         Err(message) => return vec![format!("resource_cgroup_root \"{root}\": {message}")],
     };
     let available = available_controllers(&report);

@@ -63,12 +63,47 @@ fn step(main: &MainConf, locked: &mut Locked<'_>, load: Option<Result<u64, Strin
     }
     locked.header.last_step = now;
     match load {
-        Ok(load) => locked.table.step(spec, &mut locked.header.state, now, load),
+        Ok(load) => {
+            load_error_over();
+            locked.table.step(spec, &mut locked.header.state, now, load)
+        }
         Err(message) => {
-            log(cycle_log(), NGX_LOG_ERR, &format!("resource_auto_confine: {message}, no decision this second"));
+            log_load_error(&message, now);
             Vec::new()
         }
     }
+}
+
+/// How often a worker repeats that the load cannot be read: the timers
+/// step every second, traffic or not, and one line a second would flood
+/// the error log while the operator fixes `load_source=`.
+const LOAD_ERROR_EVERY_SECS: u64 = 60;
+
+thread_local! {
+    /// The load error this worker last logged, and when (empty: none).
+    static LOAD_ERROR: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+}
+
+/// One `[error]` when the load cannot be read, again after a minute while it lasts.
+fn log_load_error(message: &str, now: u64) {
+    LOAD_ERROR.with_borrow_mut(|(at, last)| {
+        if last == message && now < *at + LOAD_ERROR_EVERY_SECS {
+            return;
+        }
+        log(cycle_log(), NGX_LOG_ERR, &format!("resource_auto_confine: {message}, no decision this second"));
+        *at = now;
+        *last = message.to_string();
+    });
+}
+
+/// The load can be read again: one `[notice]` if this worker logged it could not.
+fn load_error_over() {
+    LOAD_ERROR.with_borrow_mut(|(_, last)| {
+        if !last.is_empty() {
+            log(cycle_log(), NGX_LOG_NOTICE, "resource_auto_confine: the load can be read again");
+            last.clear();
+        }
+    });
 }
 
 fn log_decisions(main: &MainConf, decisions: &[Decision]) {

@@ -24,7 +24,9 @@
 //!   (`supervisor/src/peers.rs`), and answers a fixed one-line protocol
 //!   (the `tenant-protocol` crate, shared by both sides): `A <tag> <kind> <uid> <gid> <docroot>`
 //!   asks for a runner, `R <runner> <served>` gives it back, `G <runner>`
-//!   asks a worker for one it keeps. It re-checks the owner
+//!   asks a worker for one it keeps; `M`/`H` move one of its runners into
+//!   a `Cgroup` API group and back, for `Cgroup#attach` in
+//!   `mruby_init_worker` (`control.rs`, `supervisor/src/server/attach.rs`). It re-checks the owner
 //!   of the document root itself (never trusting the worker for the uid),
 //!   refuses and logs anything else, never parses HTTP and never runs
 //!   tenant code.
