@@ -38,6 +38,8 @@ make_site('m1', 'ngxt1');
 write_site_file('m1', 'alloc.cgi', alloc_cgi(), owner => 'ngxt1', mode => 0700);
 write_site_file('m1', 'alloc.php', qq{<?php \$s = str_repeat("x", (int)\$_GET['mib'] << 20); echo "allocated ", strlen(\$s) >> 20, " MiB\\n";\n},
     owner => 'ngxt1', mode => 0600);
+write_site_file('m1', 'sleep.cgi', qq{#!/bin/sh\nsleep 1.5\nprintf 'Content-Type: text/plain\\r\\n\\r\\nslept\\n'\n},
+    owner => 'ngxt1', mode => 0700);
 make_site('m2', 'ngxt2');
 write_site_file('m2', 'alloc.cgi', alloc_cgi(), owner => 'ngxt2', mode => 0700);
 
@@ -71,6 +73,7 @@ $classes
             fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
             fastcgi_param QUERY_STRING \$arg_mib;
             fastcgi_read_timeout 20s;
+            add_header X-Runner-Pid \$tenant_runner_pid always;
         }
     }
 EOF
@@ -120,6 +123,25 @@ subtest 'past the cap: the kernel stops it, 502, one error_log line' => sub {
     is(join(' ', worker_pids()), $master_workers, 'the same worker serves (nothing crashed)');
     ok(wait_until(sub { (slurp(group_dir('memory', 'capped') . '/cgroup.procs') // 'x') eq '' }, 5),
         'the class group holds no task after');
+};
+
+subtest 'interleaved: a request sleeping in the class while another is killed there' => sub {
+    my $log_from = error_log_size();
+    my $kills = oom_kills();
+    my $sleeper = open_request('/sleep.cgi?class=capped', host => 'm1', proto => 'HTTP/1.0');
+    sleep 0.3;
+    my ($status, undef, $head) = http_get_host('m1', '/alloc.cgi?class=capped&mib=128', 20);
+    my ($victim) = $head =~ /^X-Runner-Pid:\s*(\d+)/mi;
+    is($status, 502, 'the allocating request: 502');
+    my ($sstatus, $sbody) = read_response($sleeper, 10);
+    is("$sstatus $sbody", "200 slept\n", 'the sleeping one in the same class ends normally');
+    is(oom_kills(), $kills + 1, 'one OOM kill in the class group');
+    wait_until(sub { error_log_since($log_from) =~ /out of memory/ }, 5);
+    my $log = error_log_since($log_from);
+    my @lines = $log =~ /^(.*out of memory.*)$/mg;
+    is(scalar @lines, 1, 'one line') or diag $log;
+    like($lines[0] // '', qr/while runner pid $victim of uid \d+ served a request there; the request failed$/,
+        "it names the failed request's runner ($victim)");
 };
 
 subtest 'a PHP runner past the cap is killed itself: 502, the same line' => sub {

@@ -598,11 +598,16 @@ impl Supervisor {
     /// After runner `pid` left `class`: one line when the kernel's OOM
     /// killer stopped a process in the class's group since it entered (the
     /// kernel's count, not anything the runner says; each kill is logged
-    /// once, by the first runner to leave after it).
+    /// once). The count is the class's: a runner whose request succeeded
+    /// while others are still in the class leaves the kill to be logged by
+    /// the one whose request fails (the victim's, most likely).
     fn log_oom_kills(&mut self, pid: i32, uid: u32, class: &str, before: Option<u64>, failed: bool) {
         let (Some(before), Some(now)) = (before, self.class_oom_kills(class)) else {
             return;
         };
+        if !failed && self.table.iter().any(|r| r.pid != pid && r.class.as_deref() == Some(class)) {
+            return;
+        }
         let logged = self.oom_logged.get(class).copied().unwrap_or(0);
         if now <= before.max(logged) {
             return;

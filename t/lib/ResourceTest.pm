@@ -10,13 +10,11 @@ use strict;
 use warnings;
 
 use Exporter 'import';
-use Time::HiRes qw(time);
-
 use TenantTest qw(cgroup_check);
 
 our @EXPORT = qw(
     resource_roots slurp generation_dirs group_dir cpu_usage_ns
-    burn_cgi alloc_cgi timed_get share_ok
+    burn_cgi alloc_cgi share_ok
 );
 
 my @Roots;
@@ -89,14 +87,6 @@ my @keep;
 push @keep, 'x' x (1024 * 1024) for 1 .. $mib;
 print "Content-Type: text/plain\r\n\r\nallocated $mib MiB in $$\n";
 PL
-}
-
-# Runs `$get` (a sub returning a status) and returns (status, seconds).
-sub timed_get {
-    my ($get) = @_;
-    my $t0 = time;
-    my $status = $get->();
-    return ($status, time - $t0);
 }
 
 # Whether `$share` (a fraction of one core) is in [$low, $high] percent.
