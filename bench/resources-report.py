@@ -14,7 +14,7 @@ BAND = (45.0, 55.0)
 # 6 ms of CPU or more. Only that threshold is known here, not its values.
 THESIS_FROM_MS = 6
 LABELS = {
-    "/half/": "cpu=50 (default period, 2 ms)",
+    "/half/": "cpu=50 (default period, 10 ms)",
     "/free/": "no class (baseline, same run)",
 }
 
@@ -105,7 +105,7 @@ def plot(rows, png):
     ax.fill_between([2, max(sizes) * 1.15], BAND[0], BAND[1], color="#c8e6c9", label="target: 45-55% from 2 ms")
     ax.axvspan(THESIS_FROM_MS, max(sizes) * 1.15, ymin=0, ymax=1, color="#e3f2fd", alpha=0.6,
                label="thesis: within the band only from %d ms" % THESIS_FROM_MS)
-    styles = {"/half/": ("o-", "#1b5e20"), "/p100/": ("s--", "#b71c1c"), "/free/": ("^:", "#616161")}
+    styles = {"/half/": ("o-", "#1b5e20"), "/p2/": ("d-.", "#0d47a1"), "/p100/": ("s--", "#b71c1c"), "/free/": ("^:", "#616161")}
     others = iter([("D--", "#e65100"), ("v--", "#4a148c"), ("P--", "#006064"), ("X--", "#827717")])
     for p in ordered({k[0] for k in rows}):
         xs = [ms for ms in sizes if (p, ms) in rows]

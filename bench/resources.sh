@@ -12,7 +12,7 @@
 #    answers its CPU time and the wall time of the burn; share = CPU / wall.
 #    Locations serve it in class `half` (cpu=50, the default period), in a
 #    class `p<ms>` (cpu=50 cpu_period=<ms>ms) per period in PERIODS (default
-#    100: the kernel's default period), and without a class (the baseline:
+#    "2 100": the shortest period at cpu=50 and the kernel's default), and without a class (the baseline:
 #    about 100% on an idle CPU). For each size
 #    in SIZES (ms), REPS rounds, each requesting the three in random order
 #    after a random pause (a request starts at a random point of the CFS
@@ -47,7 +47,7 @@ LOAD_SECONDS=${LOAD_SECONDS:-10}
 LOAD_MS=${LOAD_MS:-10}
 # periods (ms) measured next to the default one, each as a class
 # `p<ms>` (cpu=50 cpu_period=<ms>ms) served under /p<ms>/
-PERIODS=${PERIODS:-100}
+PERIODS=${PERIODS:-2 100}
 CASES=${CASES:-share load instr}
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 PNG=${PNG:-$ROOT/bench/results/resources-share.png}

@@ -96,10 +96,10 @@ subtest 'the class groups exist with their limits after start' => sub {
         next unless $v1;
         my $controllers = controllers_of($gen);
         my %expect = (
-            # cpu=50: 1 ms per 2 ms (the default period); cpu=25: the period
-            # raised to 4 ms (the kernel's smallest quota is 1 ms); cpu_period=100ms
-            cpu    => { 'heavy/cpu.cfs_quota_us' => 1000, 'heavy/cpu.cfs_period_us' => 2000,
-                        'small/cpu.cfs_quota_us' => 1000, 'small/cpu.cfs_period_us' => 4000,
+            # cpu=50: 5 ms per 10 ms (the default period); cpu=25: 2.5 ms per
+            # 10 ms; cpu_period=100ms
+            cpu    => { 'heavy/cpu.cfs_quota_us' => 5000, 'heavy/cpu.cfs_period_us' => 10000,
+                        'small/cpu.cfs_quota_us' => 2500, 'small/cpu.cfs_period_us' => 10000,
                         'slow/cpu.cfs_quota_us' => 50000, 'slow/cpu.cfs_period_us' => 100000 },
             memory => { 'heavy/memory.limit_in_bytes' => 64 * 1024 * 1024 },
             pids   => { 'heavy/pids.max' => 32, 'small/pids.max' => 16 },
@@ -131,7 +131,7 @@ subtest 'each owner\'s runner is in its own group under the class, with its limi
             is(sprintf('%d %o', $st[4], $st[2] & 022), '0 0', "$dir/cgroup.procs: root's, not writable by others");
             next unless $v1;
             my $controllers = controllers_of($gen);
-            is(read_file("$dir/cpu.cfs_quota_us") . '/' . read_file("$dir/cpu.cfs_period_us"), '1000/4000',
+            is(read_file("$dir/cpu.cfs_quota_us") . '/' . read_file("$dir/cpu.cfs_period_us"), '2500/10000',
                 "$host: its own cpu=25 cap") if $controllers eq 'cpu';
             is(read_file("$dir/pids.max"), 16, "$host: its own pids=16 cap") if $controllers eq 'pids';
             if ($controllers eq 'blkio') {

@@ -19,7 +19,7 @@
 //! others ([`cgroupfs::make_group`] checks), so a runner cannot move
 //! itself or change a limit.
 //!
-//! Limits: `cpu=` is a CFS quota per `cpu_period=` (default 2 ms; see
+//! Limits: `cpu=` is a CFS quota per `cpu_period=` (default 10 ms; see
 //! `resource_policy::class::DEFAULT_CPU_PERIOD_US`) (v1 `cpu.cfs_period_us`
 //! and `cpu.cfs_quota_us`, v2 `cpu.max`), `memory=` is `memory.limit_in_bytes`
 //! (v1) or `memory.max` (v2), `pids=` is `pids.max`, `io_read=`/`io_write=`
@@ -293,15 +293,15 @@ mod tests {
         assert_eq!(
             v1,
             [
-                ("cpu.cfs_period_us", "2000"),
-                ("cpu.cfs_quota_us", "1000"),
+                ("cpu.cfs_period_us", "10000"),
+                ("cpu.cfs_quota_us", "5000"),
                 ("memory.limit_in_bytes", "67108864"),
                 ("pids.max", "32")
             ]
         );
         let v2: Vec<String> =
             limits(&heavy, Version::V2, &[]).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
-        assert_eq!(v2, ["cpu.max=1000 2000", "memory.max=67108864", "pids.max=32"]);
+        assert_eq!(v2, ["cpu.max=5000 10000", "memory.max=67108864", "pids.max=32"]);
         let slow = spec(&["slow", "cpu=50", "cpu_period=100ms"]);
         let v1: Vec<String> =
             limits(&slow, Version::V1, &[]).iter().map(|l| format!("{}={}", l.file, l.value)).collect();
