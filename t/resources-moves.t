@@ -9,6 +9,7 @@ use strict;
 use warnings;
 
 use FindBin;
+use IO::Socket::INET;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
@@ -46,6 +47,11 @@ my $x = 0;
 while ((times)[0] < $end) { $x++ for 1 .. 50000 }
 print "Content-Type: text/plain\r\n\r\nburnt\n";
 PL
+# requests without a Host header are served (and counted) as server_name
+make_site('localhost', 'ngxt3');
+write_site_file('localhost', 'plain/sleep.cgi', $sleep_cgi, owner => 'ngxt3', mode => 0700);
+chown $users{ngxt3}[0], $users{ngxt3}[1], site_dir('localhost') . '/plain';
+chmod 0711, site_dir('localhost') . '/plain';
 for my $dir (qw(heavy plain)) {
     write_site_file('m1', "$dir/sleep.cgi", $sleep_cgi, owner => 'ngxt3', mode => 0700);
     chown $users{ngxt3}[0], $users{ngxt3}[1], site_dir('m1') . "/$dir";
@@ -80,6 +86,7 @@ start_nginx(user => 'nobody nogroup', workers => 1, http => <<"EOF");
 $loc        }
         location /plain/ {
 $loc        }
+        location = /stats { resource_stats; }
         location = /plain/burn.cgi {
 ${\ ($loc =~ s/1500ms/20s/r)}        }
     }
@@ -193,6 +200,16 @@ subtest 'accounting from the kernel: a CPU burner and a cheap request interleave
     is(scalar @lines, 1, 'resource_checker logged one line') or diag $checker;
     like($lines[0] // '', qr{"host":"m1".*"uri":"/plain/burn\.cgi\?1500".*"script":"[^"]*/plain/burn\.cgi".*"owner":$uid},
         'the burner, with its host, script and owner');
+};
+
+subtest 'a request without Host is counted under the server_name, not pooled as "-"' => sub {
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(), Timeout => 5) or die "connect: $!";
+    print $sock "GET /plain/sleep.cgi?0 HTTP/1.0\r\n\r\n";
+    my $reply = do { local $/; <$sock> } // '';
+    like($reply, qr{^HTTP/1\.[01] 200 .*slept \d+}s, 'served from the server_name\'s site');
+    my (undef, $stats) = http_get_host('m1', '/stats');
+    like($stats, qr/"localhost":\{"requests":1,/, 'resource_stats counts it under "localhost"') or diag $stats;
+    unlike($stats, qr/"-":/, 'no pooled "-" host');
 };
 
 subtest 'nginx -s stop removes the sub-tree' => sub {

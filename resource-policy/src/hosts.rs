@@ -74,9 +74,16 @@ impl HostRecord {
 }
 
 /// The normal form of a host for counting: lowercased, without port or
-/// trailing dot, at most [`HOST_INLINE`] bytes of `[a-z0-9.-_]` (anything
-/// else is not a host name and is counted as `-`).
+/// trailing dot, at most [`HOST_INLINE`] bytes of `[a-z0-9.-_]`, or an IPv6
+/// literal in brackets (anything else is not a host name and is counted as
+/// `-`).
 pub fn normalize(host: &str) -> String {
+    if let Some(literal) = host.strip_prefix('[').and_then(|rest| rest.split(']').next()) {
+        let valid = !literal.is_empty()
+            && literal.len() + 2 <= HOST_INLINE
+            && literal.bytes().all(|b| b.is_ascii_hexdigit() || b":.".contains(&b));
+        return if valid { format!("[{}]", literal.to_ascii_lowercase()) } else { String::from("-") };
+    }
     let host = host.split(':').next().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
     let valid = !host.is_empty()
         && host.len() <= HOST_INLINE
@@ -270,6 +277,12 @@ mod tests {
         assert_eq!(normalize(""), "-");
         assert_eq!(normalize("evil\"host"), "-");
         assert_eq!(normalize(&"a".repeat(65)), "-");
+        // IPv6 literals keep their brackets (not cut at the first ':')
+        assert_eq!(normalize("[::1]:8080"), "[::1]");
+        assert_eq!(normalize("[2001:DB8::1]"), "[2001:db8::1]");
+        assert_eq!(normalize("[::1"), "[::1]");
+        assert_eq!(normalize("[]"), "-");
+        assert_eq!(normalize("[::g]"), "-");
     }
 
     #[test]

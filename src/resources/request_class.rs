@@ -7,7 +7,7 @@
 use core::ffi::c_void;
 
 use ngx::ffi::*;
-use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf};
 use ngx::ngx_string;
 use resource_policy::checker::Figures;
 use resource_policy::class::ClassSpec;
@@ -80,9 +80,15 @@ pub fn set_request_class(r: &mut ngx_http_request_t, name: &[u8]) -> Result<(), 
     Ok(())
 }
 
-/// The request's virtual host (Host header without port, else the server name).
+/// The request's virtual host (Host header without port, else the server
+/// name, so requests without a Host are not all pooled under one name).
 pub(super) fn request_host(r: &ngx_http_request_t) -> String {
-    let host = str_bytes(&r.headers_in.server);
+    let mut host = str_bytes(&r.headers_in.server);
+    if host.is_empty() {
+        if let Some(cscf) = ngx::http::NgxHttpCoreModule::server_conf(r) {
+            host = str_bytes(&cscf.server_name);
+        }
+    }
     String::from_utf8_lossy(host).into_owned()
 }
 
