@@ -39,7 +39,7 @@ pub mod usage;
 pub mod zone;
 
 pub use accounting::{record_request, wanted as accounting_wanted};
-pub use request_class::{request_class, set_request_class, ClassSource};
+pub use request_class::{fix_request_class, request_class, set_request_class, ClassSource};
 pub use usage::{host_usage, is_confined, record_usage};
 
 use core::ffi::{c_char, c_void};

@@ -1,8 +1,14 @@
 //! Which class a request runs in, and `$resource_class`. In order:
 //! auto-confinement (a confined host's requests go to its class whatever
 //! else says: the server protects itself), then `Nginx::Request#resource_class=`
-//! from a script before content, then `resource_class_for`. The tenant path
-//! asks [`request_class`] before it passes the request to its runner.
+//! from a script before content, then `resource_class_for`. The class is
+//! decided once per request, at its first read, and kept in the request's
+//! state: every later read (`$resource_class`, `r.resource_class`, the
+//! `resource_checker` line) gives the same answer, and an unknown
+//! `resource_class_for $variable` value is logged once. A script's
+//! `resource_class=` decides again; the tenant path fixes the class with
+//! [`fix_request_class`] when it asks for the runner (after every Ruby
+//! handler before content), and the class is final from then on.
 
 use core::ffi::c_void;
 
@@ -29,6 +35,11 @@ pub enum ClassSource {
 pub(super) struct RequestState {
     /// A script's `resource_class=`; `Some(None)`: it chose no class.
     chosen: Option<Option<usize>>,
+    /// The class decided (index in `MainConf::classes`); `Some(None)`: no
+    /// class; `None`: not decided yet.
+    decided: Option<Option<(usize, ClassSource)>>,
+    /// The runner was asked for in the decided class: it no longer changes.
+    fixed: bool,
     /// The kernel's figures for the runner that served the request (`accounting.rs`).
     pub figures: Option<Figures>,
 }
@@ -76,7 +87,11 @@ pub fn set_request_class(r: &mut ngx_http_request_t, name: &[u8]) -> Result<(), 
         Some(index.ok_or_else(|| format!("unknown resource class \"{text}\" (no resource_class declares it)"))?)
     };
     let state = state_of(r).ok_or("out of memory")?;
+    if state.fixed {
+        return Err(String::from("the request has its runner already: its class can no longer change"));
+    }
     state.chosen = Some(chosen);
+    state.decided = None;
     Ok(())
 }
 
@@ -92,24 +107,53 @@ pub(super) fn request_host(r: &ngx_http_request_t) -> String {
     String::from_utf8_lossy(host).into_owned()
 }
 
-/// The class `r` runs in, and why; `None`: no class.
+/// The class `r` runs in, and why; `None`: no class. Decided at the first
+/// call (see the top of this file), the same answer afterwards.
 pub fn request_class(r: &mut ngx_http_request_t) -> Option<(&'static ClassSpec, ClassSource)> {
     let main: &'static MainConf = HttpResourcesModule::main_conf(&*r)?;
     if main.classes.is_empty() {
         return None;
     }
+    let decided = match ctx_of(r).and_then(|state| state.decided) {
+        Some(decided) => decided,
+        None => {
+            let decided = decide(r, main);
+            // out of memory: not kept, decided again at the next read
+            if let Some(state) = state_of(r) {
+                state.decided = Some(decided);
+            }
+            decided
+        }
+    };
+    decided.and_then(|(i, source)| main.classes.get(i).map(|c| (c, source)))
+}
+
+/// The class the tenant path asks the runner for: [`request_class`], which
+/// no script can change afterwards.
+pub fn fix_request_class(r: &mut ngx_http_request_t) -> Option<(&'static ClassSpec, ClassSource)> {
+    let class = request_class(r);
+    if let Some(state) = ctx_of(r) {
+        state.fixed = true;
+    }
+    class
+}
+
+/// Works the class out from the current state (auto-confinement, the
+/// script's choice, the location's `resource_class_for`).
+fn decide(r: &mut ngx_http_request_t, main: &'static MainConf) -> Option<(usize, ClassSource)> {
     if let Some(spec) = &main.auto_confine {
         if super::usage::is_confined(&request_host(r)) {
-            return main.class(&spec.class).map(|c| (c, ClassSource::AutoConfine));
+            let index = main.classes.iter().position(|c| c.name == spec.class);
+            return index.map(|i| (i, ClassSource::AutoConfine));
         }
     }
     if let Some(chosen) = ctx_of(r).and_then(|ctx| ctx.chosen) {
-        return chosen.and_then(|i| main.classes.get(i)).map(|c| (c, ClassSource::Script));
+        return chosen.map(|i| (i, ClassSource::Script));
     }
     let choice = HttpResourcesModule::location_conf(&*r)?.class_for?;
     let class = match choice {
         ClassChoice::Off => None,
-        ClassChoice::Static(i) => main.classes.get(i),
+        ClassChoice::Static(i) => Some(i),
         ClassChoice::Variable(cv) => {
             let mut value = ngx_str_t::default();
             // SAFETY: cv was compiled at configuration time; the value lives in r->pool.
@@ -120,7 +164,7 @@ pub fn request_class(r: &mut ngx_http_request_t) -> Option<(&'static ClassSpec, 
             if name.is_empty() {
                 return None;
             }
-            let found = main.classes.iter().find(|c| c.name.as_bytes() == name);
+            let found = main.classes.iter().position(|c| c.name.as_bytes() == name);
             if found.is_none() {
                 // SAFETY: the connection's log carries the client and request context.
                 let request_log = unsafe { (*r.connection).log };
@@ -136,7 +180,7 @@ pub fn request_class(r: &mut ngx_http_request_t) -> Option<(&'static ClassSpec, 
             found
         }
     };
-    class.map(|c| (c, ClassSource::Config))
+    class.map(|i| (i, ClassSource::Config))
 }
 
 unsafe extern "C" fn get_class_variable(

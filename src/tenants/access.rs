@@ -1,5 +1,7 @@
-//! The access-phase handler of `tenant_runner on`: owner checks, then a
-//! runner from the supervisor while the request waits as an nginx event.
+//! The handler of `tenant_runner on`: owner checks, then a runner from the
+//! supervisor while the request waits as an nginx event. It runs in the
+//! PRECONTENT phase, after every access check and every Ruby handler
+//! before content (one of which may choose the request's resource class).
 
 use core::cell::Cell;
 use core::ffi::c_void;
@@ -144,7 +146,7 @@ pub fn existing_ctx<'a>(r: &ngx_http_request_t) -> Option<&'a TenantCtx> {
     ctx_of(r)
 }
 
-/// The access handler.
+/// The precontent handler.
 ///
 /// # Safety
 /// Called by nginx with a live request.
@@ -237,8 +239,9 @@ fn start(r: &mut ngx_http_request_t, cgi: bool, ruby: bool) -> ngx_int_t {
         ctx.script.set(copy);
     }
     // a request in a resource class: its runner goes back to the supervisor
-    // at the end (which moves it back to its own group), not kept
-    let class = crate::resources::request_class(r).map(|(class, _)| class.name.as_str());
+    // at the end (which moves it back to its own group), not kept; the
+    // class is final from here on ($resource_class, the checker line)
+    let class = crate::resources::fix_request_class(r).map(|(class, _)| class.name.as_str());
     let keep_ms = if class.is_some() { 0 } else { KEEP_IDLE_MS.min(main.idle_timeout_ms() / 2) };
     ctx.keep_ms.set(keep_ms);
     match link::acquire(ctx, kind, owner.uid, owner.gid, docroot, class) {

@@ -51,7 +51,7 @@
 //!   until reaped, so the process table never holds more than the cap).
 //! - *nginx workers* (the `user` of nginx.conf, which must not be root;
 //!   `no_new_privs`, no capabilities, checked at start): `tenant_runner on`
-//!   makes the access-phase handler (`access.rs`) map the URI to a file,
+//!   makes the precontent handler (`access.rs`) map the URI to a file,
 //!   check its owner on descriptors opened with O_PATH (`owner.rs`: thesis
 //!   §3.2.4), then ask the supervisor over the worker's one persistent,
 //!   non-blocking connection (`link.rs`). The request waits as an nginx
@@ -162,7 +162,11 @@ unsafe impl HttpModuleLocationConf for HttpTenantsModule {
     type LocationConf = conf::LocConf;
 }
 
-/// Registers the ACCESS handler when some location has `tenant_runner on`.
+/// Registers the runner's handler when some location has `tenant_runner on`:
+/// in PRECONTENT, so it runs after the whole ACCESS phase (`allow`/`deny`,
+/// `auth_basic`, `mruby_access_handler`, under `satisfy any` as well): a
+/// refused request costs no runner, and a class chosen from Ruby before
+/// content is the one the runner is put in.
 fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
     let used = HttpTenantsModule::main_conf(cf).is_some_and(|m| m.used);
     if !used {
@@ -170,7 +174,7 @@ fn postconfiguration(cf: &mut ngx_conf_t) -> Result<(), ()> {
     }
     conf::check_main(cf)?;
     let cmcf = NgxHttpCoreModule::main_conf_mut(cf).ok_or(())?;
-    let phase = ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize;
+    let phase = ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE as usize;
     // SAFETY: the phase handler arrays are initialised before postconfiguration.
     unsafe {
         let h = ngx_array_push(&mut cmcf.phases[phase].handlers) as *mut ngx_http_handler_pt;

@@ -23,8 +23,16 @@ use resource_policy::cgroup_files::{parse_cpu_usage_ns, parse_device_rate, Setti
 /// The staged settings, in the order `create`/`modify` write them.
 const STAGED: [&str; 6] = ["cfs_period_us", "cfs_quota_us", "shares", "limit_in_bytes", "read_bps", "write_bps"];
 
+/// The running script's context; a call outside every script run (no
+/// host installed) is refused, never taken for `mruby_init` (the master).
+fn script_context(what: &str) -> Result<Context, RubyError> {
+    host::current()
+        .map(|h| h.context())
+        .ok_or_else(|| RubyError::runtime(format!("{what} is refused outside a script run")))
+}
+
 fn check_context() -> Result<(), RubyError> {
-    let context = host::current().map(|h| h.context()).unwrap_or(Context::INIT);
+    let context = script_context("Cgroup")?;
     if context.within(Context::INIT | Context::INIT_WORKER) {
         Ok(())
     } else {
@@ -187,7 +195,7 @@ fn set_write_bps(mrb: Mrb, this: mrb_value, args: &[mrb_value]) -> RubyResult {
 /// mruby-cgroup (the calling process) is refused: the worker is never moved.
 fn runner_pid(mrb: Mrb, args: &[mrb_value], method: &str) -> Result<i32, RubyError> {
     arity(args, 0, 1)?;
-    let context = host::current().map(|h| h.context()).unwrap_or(Context::INIT);
+    let context = script_context(&format!("Cgroup#{method}"))?;
     if !context.within(Context::INIT_WORKER) {
         return Err(RubyError::runtime(format!(
             "Cgroup#{method} asks the tenant runners' supervisor, which runs once workers start: call it from \

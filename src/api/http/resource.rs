@@ -63,9 +63,11 @@ fn before_content() -> Context {
 /// from content or later.
 fn set_class(mrb: Mrb, _s: mrb_value, args: &[mrb_value]) -> RubyResult {
     arity(args, 1, 1)?;
-    let context = host::current().map(|h| h.context()).unwrap_or(Context::INIT);
-    // RuntimeError outside a request (mruby_init...)
+    // RuntimeError outside a request (mruby_init..., or no script run at all)
     with_request(|_, _| ())?;
+    let context = host::current()
+        .map(|h| h.context())
+        .ok_or_else(|| RubyError::runtime("resource_class= is refused outside a script run"))?;
     if !context.within(before_content()) {
         return Err(RubyError::runtime(format!(
             "resource_class= is not allowed in {} (only before content: the class applies when the request is passed on)",
