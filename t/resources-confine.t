@@ -193,6 +193,9 @@ subtest 'its next request runs in the class, the cheap hosts\' do not' => sub {
 };
 
 subtest 'load falls: released hold seconds later by the timers, no request needed' => sub {
+    # a request of the confined host, still running when it is released
+    my $long = open_request('/sleep.cgi?' . ($hold + 6), host => 'burn.test', proto => 'HTTP/1.0');
+    ok(wait_until(sub { scalar slow_pids() }, 3), 'a long request of the confined host runs in class slow');
     my $from = error_log_size();
     my $requests = access_lines();
     my $t0 = time;
@@ -208,6 +211,13 @@ subtest 'load falls: released hold seconds later by the timers, no request neede
     my ($status, $body) = http_get('/confined');
     is("$status $body", "200 burn.test false\na.test false\nb.test false\n", 'Nginx::Resource.confined? agrees');
     is(stats_json()->{hosts}{'burn.test'}{confined}, undef, 'resource_stats too');
+    my $long_response = '';
+    while (my $n = $long->sysread(my $buf, 65536)) { $long_response .= $buf }
+    close $long;
+    my ($long_head, $long_body) = split /\r\n\r\n/, $long_response, 2;
+    like("$long_head\n$long_body", qr{^HTTP/1\.1 200 .*^X-Class: slow\r?\n.*^slept \d+$}ms,
+        'the long request, answered after the release: $resource_class names slow, where it ran (decided once)');
+    ok(wait_until(sub { !slow_pids() }, 3), 'class slow is empty after it');
     my $next = open_request('/sleep.cgi?1', host => 'burn.test', proto => 'HTTP/1.0');
     ok(wait_until(sub { runners_in_slow('ngxt1') }, 3), 'the next request of burn.test has its runner');
     sleep 0.3;
