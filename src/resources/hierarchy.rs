@@ -62,10 +62,11 @@ pub fn check(main: &MainConf, supervisor: &Path, tenant_cgroup: Option<&str>) ->
         }
         Err(message) => return vec![format!("resource_cgroup_root \"{root}\": {message}")],
     };
-    if let Some(path) = tenant_cgroup {
+    // one relative, one absolute: whether they meet depends on nginx's own
+    // group here (same kinds were compared by name above)
+    if let Some(path) = tenant_cgroup.filter(|path| path.starts_with('/') != root.starts_with('/')) {
         // a path the supervisor refuses is reported by tenant_cgroup's own check
         if let Ok(tenants) = ask_supervisor(supervisor, path) {
-            // one relative, one absolute: the same group only on this machine
             if reports_overlap(&report, &tenants) {
                 return vec![overlap(path)];
             }
