@@ -9,6 +9,8 @@
 //!   start it and ask it about `tenant_cgroup` at `nginx -t`; resource
 //!   control asks it about `resource_cgroup_root` (at `nginx -t`, and for
 //!   the `Cgroup` API's layout). One program for both.
+//! - `tenant_cgroup <path>;`: resource control checks at `nginx -t` that
+//!   `resource_cgroup_root` is apart from it (their groups would collide).
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +27,8 @@ pub const SUPERVISOR_NAME: &str = "ngx-mruby-supervisor";
 pub struct SharedConf {
     /// `tenant_supervisor`, as configured (absolute, checked by its directive).
     supervisor_program: Option<String>,
+    /// `tenant_cgroup`, as configured.
+    tenant_cgroup: Option<String>,
 }
 
 impl SharedConf {
@@ -56,6 +60,18 @@ pub fn supervisor_program(cf: &ngx_conf_t) -> PathBuf {
 /// The supervisor program of `cycle`'s configuration.
 pub fn supervisor_program_of(cycle: &ngx_cycle_t) -> PathBuf {
     HttpMrubyModule::main_conf(cycle).map(|m| m.shared.supervisor_program()).unwrap_or_else(default_program)
+}
+
+/// Records `tenant_cgroup`'s path (its directive checks it is given once).
+pub fn set_tenant_cgroup(cf: &ngx_conf_t, path: String) -> Result<(), String> {
+    let main = HttpMrubyModule::main_conf_mut(cf).ok_or("tenant_cgroup: no http main conf")?;
+    main.shared.tenant_cgroup = Some(path);
+    Ok(())
+}
+
+/// `tenant_cgroup` of the configuration `cf` parses.
+pub fn tenant_cgroup(cf: &ngx_conf_t) -> Option<String> {
+    HttpMrubyModule::main_conf(cf).and_then(|m| m.shared.tenant_cgroup.clone())
 }
 
 fn default_program() -> PathBuf {

@@ -4,6 +4,21 @@
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 
+# nginx's own group in the cpu hierarchy (v1) or the unified one (v2),
+# where a relative cgroup path starts: TEST 46 names it absolutely.
+sub own_cpu_group {
+    open my $fh, '<', '/proc/self/cgroup' or return '/';
+    my ($v1, $v2);
+    while (<$fh>) {
+        chomp;
+        my (undef, $controllers, $path) = split /:/, $_, 3;
+        $v1 //= $path if grep { $_ eq 'cpu' } split /,/, $controllers;
+        $v2 = $path if $controllers eq '';
+    }
+    my $own = $v1 // $v2 // '/';
+    return $own eq '/' ? '' : $own;
+}
+
 no_shuffle();
 run_tests();
 
@@ -458,7 +473,7 @@ resource_auto_confine: unknown parameter "cpu=5"
 invalid number of arguments in "resource_stats" directive
 
 
-=== TEST 38: root: a parent group that does not exist fails nginx -t (asked of the supervisor program, as tenant_cgroup)
+=== TEST 40: root: a parent group that does not exist fails nginx -t (asked of the supervisor program, as tenant_cgroup)
 --- http_config
     resource_cgroup_root /ngx-mruby-no-such-parent/classes;
     resource_class slow cpu=10;
@@ -468,7 +483,7 @@ invalid number of arguments in "resource_stats" directive
 qr{resource_cgroup_root "/ngx-mruby-no-such-parent/classes": the parent group /sys/fs/cgroup/\S+/ngx-mruby-no-such-parent of "/ngx-mruby-no-such-parent/classes" does not exist}
 
 
-=== TEST 39: root and every controller the classes need are there: nginx starts, creating nothing
+=== TEST 41: root and every controller the classes need are there: nginx starts, creating nothing
 --- http_config
     resource_cgroup_root ngx-mruby-t-check;
     resource_class all cpu=10 memory=64m io_read=1m io_write=1m pids=10;
@@ -482,7 +497,7 @@ GET /t
 nothing created
 
 
-=== TEST 27: resource_cgroup_root is checked with the program tenant_supervisor names, not the default one
+=== TEST 42: resource_cgroup_root is checked with the program tenant_supervisor names, not the default one
 --- http_config
     tenant_supervisor /nonexistent/ngx-mruby-supervisor;
     resource_cgroup_root t;
@@ -491,3 +506,83 @@ nothing created
 --- must_die
 --- error_log
 resource_cgroup_root "t": cannot run "/nonexistent/ngx-mruby-supervisor" to check the cgroup hierarchy
+
+
+
+=== TEST 43: class: a name that is not started by a letter (a uid's name would be an owner's group)
+--- http_config
+    resource_cgroup_root t;
+    resource_class 2003 cpu=10;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid class name "2003", it must be 1 to 32 letters, digits, "_" or "-" starting with a letter, and not "off"
+
+
+=== TEST 44: class: "_" first is refused as well
+--- http_config
+    resource_cgroup_root t;
+    resource_class _x cpu=10;
+--- config
+--- must_die
+--- error_log
+resource_class: invalid class name "_x"
+
+
+=== TEST 45: root: the same path as tenant_cgroup
+--- http_config
+    tenant_cgroup ngx-mruby-t-same;
+    resource_cgroup_root ngx-mruby-t-same;
+    resource_class heavy cpu=10;
+--- config
+--- must_die
+--- error_log
+resource_cgroup_root "ngx-mruby-t-same" and tenant_cgroup "ngx-mruby-t-same" are the same cgroup sub-tree or one is inside the other: owners' groups and class groups would collide, give them separate paths
+
+
+=== TEST 46: root: the same group as tenant_cgroup, once absolute and once relative to nginx's own group
+--- http_config eval
+"    tenant_cgroup " . main::own_cpu_group() . "/ngx-mruby-t-same;
+    resource_cgroup_root ngx-mruby-t-same;
+    resource_class heavy cpu=10;"
+--- config
+--- must_die
+--- error_log eval
+qr{resource_cgroup_root "ngx-mruby-t-same" and tenant_cgroup "\S*/ngx-mruby-t-same" are the same cgroup sub-tree or one is inside the other}
+
+
+=== TEST 47: root: inside tenant_cgroup (and tenant_cgroup inside the root)
+--- http_config
+    tenant_cgroup ngx-mruby-t-same;
+    resource_cgroup_root ngx-mruby-t-same/classes;
+    resource_class heavy cpu=10;
+--- config
+--- must_die
+--- error_log
+resource_cgroup_root "ngx-mruby-t-same/classes" and tenant_cgroup "ngx-mruby-t-same" are the same cgroup sub-tree or one is inside the other
+
+
+=== TEST 48: root: around tenant_cgroup
+--- http_config
+    tenant_cgroup ngx-mruby-t-same/owners;
+    resource_cgroup_root ngx-mruby-t-same;
+    resource_class heavy cpu=10;
+--- config
+--- must_die
+--- error_log
+resource_cgroup_root "ngx-mruby-t-same" and tenant_cgroup "ngx-mruby-t-same/owners" are the same cgroup sub-tree or one is inside the other
+
+
+=== TEST 49: root and tenant_cgroup side by side (a name that only starts alike) are fine
+--- http_config
+    tenant_cgroup ngx-mruby-t-same;
+    resource_cgroup_root ngx-mruby-t-same2;
+    resource_class heavy cpu=10;
+--- config
+    location = /t { return 200 "started\n"; }
+--- request
+GET /t
+--- response_body
+started
+--- no_error_log
+would collide

@@ -2,7 +2,8 @@
 # (issue 10, kernel side): the class groups and their limits exist after
 # start, `tenant_resource_class` puts each owner's runners in a group of
 # their own under the class with its limits, a runner cannot write its
-# cgroup files, and `nginx -s stop` removes the sub-tree. Needs root and a
+# cgroup files, and `nginx -s stop` removes the sub-tree; after a keeper was
+# killed by SIGKILL, the next start sweeps its generation. Needs root and a
 # writable hierarchy (skipped otherwise, saying why).
 
 use strict;
@@ -168,6 +169,73 @@ subtest 'nginx -s stop removes the whole sub-tree' => sub {
     stop_nginx();
     ok(wait_until(sub { !grep { -e $_ } @roots }, 10), "every group is removed (@roots)")
         or diag `find @roots -type d 2>&1`;
+};
+
+subtest 'a keeper killed by SIGKILL leaves its generation; the next start sweeps it (one [notice] each), not a live one' => sub {
+    start_nginx(http => $http, user => 'nobody nogroup');
+    my ($status) = http_get_host('k1', '/id.cgi');
+    is($status, 200, 'a runner served (its owner\'s group exists)');
+    my @keeper = keeper_pids();
+    is(scalar @keeper, 1, 'one keeper') or return;
+    my @stale = generation_dirs();
+    is(scalar @stale, scalar @roots, "the generation's group in each hierarchy");
+    my ($generation) = $stale[0] =~ m{/([^/]+)$};
+    kill 'KILL', $keeper[0];
+    ok(wait_until(sub { !kill 0, $keeper[0] }, 5), "keeper $keeper[0] killed");
+    stop_nginx();
+    # its supervisor (which outlives its keeper) ends with nginx's life pipe
+    ok(wait_until(sub { !supervisor_pids() && !runner_pids() }, 10), 'no supervisor or runner left');
+    my @left = grep { -d } @stale;
+    is(scalar @left, scalar @stale, "with no keeper to remove it, generation $generation stays (@left)");
+
+    # two more generations as another nginx sharing the root would leave
+    # them: 4999998.7, whose keeper is gone, and 4999999.7, whose keeper
+    # (a stand-in: a process with a keeper's command line naming it) runs
+    # and has a process in its groups. (No pid is that high: not an nginx.)
+    my @roots_of = map { my $d = $_; $d =~ s{/[^/]+$}{}; $d } @stale;
+    for my $g ('4999998.7', '4999999.7') { mkdir "$_/$g" or die "mkdir $_/$g: $!" for @roots_of }
+    my $fake_dir = servroot() . '/fake-keeper';
+    mkdir $fake_dir;
+    open my $fh, '>', "$fake_dir/keeper" or die $!;
+    print $fh "sleep 60;\n";
+    close $fh;
+    my $fake = fork // die "fork: $!";
+    if (!$fake) {
+        chdir $fake_dir;
+        exec { $^X } 'perl', 'keeper', '--dir', "$base/run/4999999.7";
+        exit 1;
+    }
+    for my $r (@roots_of) {
+        open my $procs, '>', "$r/4999999.7/cgroup.procs" or die "$r/4999999.7: $!";
+        print $procs "$fake\n";
+        close $procs or die "entering $r/4999999.7: $!";
+    }
+
+    start_nginx(http => $http, user => 'nobody nogroup');
+    my $log = error_log_since(0);
+    my @notices = $log =~ /^.*\[notice\].*removed the stale generation.*$/mg;
+    is(scalar @notices, 2, 'one [notice] line per swept generation') or diag $log;
+    like($log, qr/removed the stale generation 4999998\.7 \(no keeper, supervisor or nginx of it runs; 0 leftover/,
+        'the generation whose keeper is gone is swept');
+    unlike($log, qr/4999999\.7/, 'the one whose keeper runs is not');
+    ok((grep { -d "$_/4999999.7" } @roots_of) == @roots_of, 'its groups are still there');
+    ok(kill(0, $fake) && read_file("/proc/$fake/cgroup") =~ m{/4999999\.7$}m, 'and the process in them lives on');
+    kill 'KILL', $fake;
+    waitpid $fake, 0;
+    ok(!(grep { -e "$_/4999998.7" } @roots_of), '4999998.7 is gone');
+    @notices = grep { !/4999998\.7/ } @notices;
+    like($notices[0] // '', qr/supervisor: resource_cgroup_root "\Q$root_name\E": removed the stale generation \Q$generation\E \(no keeper, supervisor or nginx of it runs; \d+ leftover process\(es\) killed\)/,
+        'it names the root and the generation');
+    ok(!(grep { -e } @stale), "generation $generation is gone from every hierarchy") or diag `find @stale -type d 2>&1`;
+    my @now = grep { !m{/4999999\.7$} } generation_dirs();
+    is(scalar @now, scalar @roots, 'besides 4999999.7 only the new generation is there');
+    ok(!(grep { m{/\Q$generation\E$} } @now), 'and it is another one');
+    my ($status2, $body) = http_get_host('k1', '/id.cgi');
+    is("$status2 $body", "200 $uid_of{k1}\n", 'the new generation serves');
+    unlike($log, qr/\[(error|warn)\].*stale/, 'no problem while sweeping');
+    rmdir "$_/4999999.7" for @roots_of;
+    stop_nginx();
+    ok(wait_until(sub { !grep { -e $_ } @roots }, 10), 'a normal stop removes everything') or diag `find @roots -type d 2>&1`;
 };
 
 done_testing();

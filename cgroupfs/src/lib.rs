@@ -208,6 +208,17 @@ pub fn check_path_syntax(path: &str) -> Result<(), String> {
     }
 }
 
+/// Whether two configured paths of the same kind (both relative, or both
+/// absolute) name the same group or one inside the other, by their names
+/// alone (no machine needed; [`Tree::overlaps`] resolves mixed kinds).
+pub fn paths_nested(a: &str, b: &str) -> bool {
+    if a.starts_with('/') != b.starts_with('/') {
+        return false;
+    }
+    let (a, b) = (Path::new(a), Path::new(b));
+    a.starts_with(b) || b.starts_with(a)
+}
+
 /// The sub-tree of one nginx generation.
 #[derive(Debug, Clone)]
 pub struct Tree {
@@ -275,6 +286,32 @@ fn empty_and_remove(dir: &Path, wait: Duration) -> (usize, Result<(), String>) {
     }
 }
 
+/// `<pid>.<n>`: how the module names a generation.
+pub fn is_generation_name(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
+    name.split_once('.').is_some_and(|(pid, n)| digits(pid) && digits(n))
+}
+
+/// Empties and removes `dir` and every group below it, deepest first.
+fn remove_group_tree(dir: &Path) -> (usize, Vec<String>) {
+    let mut killed = 0;
+    let mut problems = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let (n, mut p) = remove_group_tree(&entry.path());
+                killed += n;
+                problems.append(&mut p);
+            }
+        }
+    }
+    let (n, removed) = empty_and_remove(dir, Duration::from_secs(2));
+    if let Err(e) = removed {
+        problems.push(e);
+    }
+    (killed + n, problems)
+}
+
 impl Tree {
     pub fn new(layout: Layout, path: &str, generation: &str) -> Tree {
         Tree { layout, path: path.to_string(), generation: generation.to_string() }
@@ -324,6 +361,59 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// Whether `other` (on the same layout) names the same sub-tree as
+    /// this one, or one inside it or around it, in some hierarchy: then
+    /// their groups would mix (an owner's `<generation>/<uid>` in one,
+    /// a class group in the other).
+    pub fn overlaps(&self, other: &Tree) -> bool {
+        self.layout.hierarchies.iter().any(|h| {
+            let (a, b) = (self.root_dir(h), other.root_dir(h));
+            a.starts_with(&b) || b.starts_with(&a)
+        })
+    }
+
+    /// The generation directories under the path (in any hierarchy) other
+    /// than this tree's own: names of the form `<pid>.<n>`, the only
+    /// names a generation gets (a `Cgroup` API group starts with a letter).
+    pub fn other_generations(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for h in &self.layout.hierarchies {
+            let Ok(entries) = std::fs::read_dir(self.root_dir(h)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_generation_name(&name)
+                    && name != self.generation
+                    && !names.contains(&name)
+                    && entry.file_type().is_ok_and(|t| t.is_dir())
+                {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+
+    /// Removes generation `name` under the path in every hierarchy, its
+    /// groups at any depth first, killing what is still in them. Returns
+    /// the number of processes killed (counted once across hierarchies)
+    /// and the problems (a group that would not go).
+    pub fn remove_generation(&self, name: &str) -> (usize, Vec<String>) {
+        let mut killed = 0;
+        let mut problems = Vec::new();
+        for h in &self.layout.hierarchies {
+            let dir = self.root_dir(h).join(name);
+            if dir.is_dir() {
+                let (n, mut p) = remove_group_tree(&dir);
+                killed = killed.max(n);
+                problems.append(&mut p);
+            }
+        }
+        (killed, problems)
     }
 
     /// Creates the path (when missing) and this generation's group.
@@ -464,6 +554,39 @@ mod tests {
         );
         let absolute = Tree::new(layout, "/web/tenants", "77.1");
         assert_eq!(absolute.root_dir(&memory), PathBuf::from("/sys/fs/cgroup/memory/web/tenants"));
+    }
+
+    #[test]
+    fn overlapping_trees() {
+        let layout = Layout::from_tables(MOUNTINFO_V1, CGROUP_V1).expect("layout");
+        let tree = |path: &str| Tree::new(layout.clone(), path, "77.1");
+        assert!(tree("R").overlaps(&tree("R")), "the same path");
+        assert!(tree("R").overlaps(&tree("R/classes")), "one inside the other");
+        assert!(tree("R/classes").overlaps(&tree("R")), "one around the other");
+        assert!(tree("/R").overlaps(&tree("R")), "relative to a group at the hierarchy's root (cpu: /)");
+        assert!(!tree("R").overlaps(&tree("R2")), "a longer name is not inside");
+        assert!(!tree("tenants").overlaps(&tree("classes")));
+        assert!(!tree("/a/R").overlaps(&tree("/b/R")));
+    }
+
+    #[test]
+    fn nested_paths_by_name() {
+        assert!(paths_nested("R", "R"));
+        assert!(paths_nested("R/classes", "R"));
+        assert!(paths_nested("/R", "/R/owners"));
+        assert!(!paths_nested("R", "R2"));
+        assert!(!paths_nested("/R", "R"), "mixed kinds need the machine");
+        assert!(!paths_nested("a/R", "b/R"));
+    }
+
+    #[test]
+    fn generation_names() {
+        for good in ["1234.1", "1.22", "4194304.100"] {
+            assert!(is_generation_name(good), "{good}");
+        }
+        for bad in ["", "1234", "1234.", ".1", "a.1", "1.b", "1.2.3", "tenants.heavy", "12345678901.1", "web.1"] {
+            assert!(!is_generation_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -257,6 +257,18 @@ pub fn parse_layout_report(text: &str) -> Option<LayoutReport> {
     Some(LayoutReport { version, controllers, dirs, hierarchies })
 }
 
+/// Whether two reported paths (`LayoutReport::dirs`, one directory per
+/// hierarchy in the same order) name the same group, or one inside the
+/// other, in some hierarchy: `tenant_cgroup` and `resource_cgroup_root`
+/// must not (an owner's group `<generation>/<uid>` would meet the class
+/// groups `<generation>/<class>`).
+pub fn reports_overlap(a: &LayoutReport, b: &LayoutReport) -> bool {
+    a.dirs.iter().zip(&b.dirs).any(|(a, b)| {
+        let (a, b) = (std::path::Path::new(a), std::path::Path::new(b));
+        a.starts_with(b) || b.starts_with(a)
+    })
+}
+
 /// One message per controller a class needs that `available` lacks.
 pub fn missing_controllers(version: Version, available: &[String], classes: &[crate::class::ClassSpec]) -> Vec<String> {
     let mut problems = Vec::new();
@@ -302,6 +314,19 @@ mod report_tests {
         let problems = missing_controllers(Version::V2, &v2_bare, &classes);
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[1].contains("\"io\" controller") && problems[1].ends_with("(it has: none)"));
+    }
+
+    #[test]
+    fn overlapping_paths() {
+        let report =
+            |dirs: &str| parse_layout_report(&format!("cgroup v1 (cpu at /c, memory at /m): {dirs}")).expect("ok");
+        let root = report("/c/R /m/R");
+        assert!(reports_overlap(&root, &report("/c/R /m/R")), "the same");
+        assert!(reports_overlap(&root, &report("/c/R/x /m/R/x")), "inside");
+        assert!(reports_overlap(&report("/c/R/x /m/R/x"), &root), "around");
+        assert!(reports_overlap(&root, &report("/c/T /m/R")), "in one hierarchy is enough");
+        assert!(!reports_overlap(&root, &report("/c/R2 /m/R2")), "a longer name is another group");
+        assert!(!reports_overlap(&root, &report("/c/T /m/T")));
     }
 
     #[test]

@@ -72,10 +72,13 @@ pub struct ClassSpec {
     pub pids: Option<u64>,
 }
 
-/// Checks a class name: `[A-Za-z0-9_-]`, 1 to 32 bytes, not `off` (which
-/// `resource_class_for off` uses for "no class").
+/// Checks a class name: `[A-Za-z][A-Za-z0-9_-]*`, 1 to 32 bytes, not
+/// `off` (which `resource_class_for off` uses for "no class"). The first
+/// letter keeps class groups apart from the owners' groups, which are
+/// named by uid (`<generation>/<uid>`), and from generation directories
+/// (`<pid>.<n>`).
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
+    let ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
         && name.len() <= MAX_NAME
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         && name != "off";
@@ -83,7 +86,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid class name \"{name}\", it must be 1 to {MAX_NAME} letters, digits, \"_\" or \"-\", and not \"off\""
+            "invalid class name \"{name}\", it must be 1 to {MAX_NAME} letters, digits, \"_\" or \"-\" starting with a letter, and not \"off\""
         ))
     }
 }
@@ -253,6 +256,9 @@ mod tests {
         assert_eq!(spec.cpu_quota_us(), Some(5_000));
         assert_eq!(spec.controllers(), [Controller::Cpu, Controller::Memory, Controller::Io, Controller::Pids]);
         assert_eq!(spec.describe(), "cpu=50 memory=268435456 io_read=10485760 io_write=1048576 pids=64");
+        for name in ["a", "x2003", "Heavy_1-b", &"z".repeat(32)] {
+            assert!(ClassSpec::parse(&[name, "cpu=10"]).is_ok(), "{name}");
+        }
         let two_cores = ClassSpec::parse(&["big", "cpu=200"]).expect("valid");
         assert_eq!(two_cores.cpu_quota_us(), Some(20_000));
         assert_eq!(two_cores.controllers(), [Controller::Cpu]);
@@ -267,6 +273,12 @@ mod tests {
             (&["a/b", "cpu=5"], "invalid class name"),
             (&["..", "cpu=5"], "invalid class name"),
             (&[&"x".repeat(33), "cpu=5"], "invalid class name"),
+            // a uid's name: it would be an owner's group (`<generation>/2003`)
+            (&["2003", "cpu=10"], "invalid class name \"2003\", it must be 1 to 32 letters, digits, \"_\" or \"-\" starting with a letter"),
+            (&["1x", "cpu=10"], "invalid class name \"1x\""),
+            (&["_x", "cpu=10"], "invalid class name \"_x\""),
+            (&["-x", "cpu=10"], "invalid class name \"-x\""),
+            (&["", "cpu=10"], "invalid class name \"\""),
             (&["h", "cpu=0"], "invalid value \"cpu=0\""),
             (&["h", "cpu=10001"], "invalid value \"cpu=10001\""),
             (&["h", "cpu=50%"], "invalid value \"cpu=50%\""),

@@ -320,7 +320,8 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
         ));
     }
     if problems.is_empty() {
-        problems = super::hierarchy::check(main, &crate::shared_conf::supervisor_program(cf));
+        let tenant_cgroup = crate::shared_conf::tenant_cgroup(cf);
+        problems = super::hierarchy::check(main, &crate::shared_conf::supervisor_program(cf), tenant_cgroup.as_deref());
     }
     for message in &problems {
         log(cf.log, NGX_LOG_EMERG, message);

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use resource_policy::cgroup_files::{missing_controllers, parse_layout_report, LayoutReport, Version};
+use resource_policy::cgroup_files::{missing_controllers, parse_layout_report, reports_overlap, LayoutReport, Version};
 
 use super::conf::MainConf;
 
@@ -38,11 +38,23 @@ fn available_controllers(report: &LayoutReport) -> Vec<String> {
     }
 }
 
-/// Every problem, one message each (empty: fine); `supervisor`: the program to ask.
-pub fn check(main: &MainConf, supervisor: &Path) -> Vec<String> {
+/// Every problem, one message each (empty: fine); `supervisor`: the
+/// program to ask; `tenant_cgroup`: that directive's path, which must be
+/// apart from the root (the same path, or one inside the other, would put
+/// owners' groups among the class groups).
+pub fn check(main: &MainConf, supervisor: &Path, tenant_cgroup: Option<&str>) -> Vec<String> {
     let Some(root) = &main.cgroup_root else {
         return Vec::new();
     };
+    let overlap = |path: &str| {
+        format!(
+            "resource_cgroup_root \"{root}\" and tenant_cgroup \"{path}\" are the same cgroup sub-tree or one is \
+             inside the other: owners' groups and class groups would collide, give them separate paths"
+        )
+    };
+    if let Some(path) = tenant_cgroup.filter(|path| cgroupfs::paths_nested(root, path)) {
+        return vec![overlap(path)];
+    }
     let report = match ask_supervisor(supervisor, root) {
         Ok(report) => {
             super::cgroup_groups::remember(root, &report);
@@ -50,6 +62,16 @@ pub fn check(main: &MainConf, supervisor: &Path) -> Vec<String> {
         }
         Err(message) => return vec![format!("resource_cgroup_root \"{root}\": {message}")],
     };
+    // one relative, one absolute: whether they meet depends on nginx's own
+    // group here (same kinds were compared by name above)
+    if let Some(path) = tenant_cgroup.filter(|path| path.starts_with('/') != root.starts_with('/')) {
+        // a path the supervisor refuses is reported by tenant_cgroup's own check
+        if let Ok(tenants) = ask_supervisor(supervisor, path) {
+            if reports_overlap(&report, &tenants) {
+                return vec![overlap(path)];
+            }
+        }
+    }
     let available = available_controllers(&report);
     missing_controllers(report.version, &available, &main.classes)
 }

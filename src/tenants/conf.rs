@@ -288,6 +288,7 @@ fn set_setting(cf: &mut ngx_conf_t, cmd: &ngx_command_t, loc: &mut LocConf) -> R
             if path.is_empty() || path.len() > 200 || path.chars().any(|c| c.is_control() || c == ' ') {
                 return Err(format!("invalid value \"{path}\" in \"{name}\" directive, it must be a cgroup path"));
             }
+            crate::shared_conf::set_tenant_cgroup(cf, path.clone())?;
             main.cgroup = Some(path);
         }
         Setting::Runner | Setting::Cgi => {}

@@ -127,9 +127,25 @@ fn drop_keeper_only_caps() -> Result<(), String> {
 /// `tenant_cgroup` and `resource_cgroup_root`: this generation's groups,
 /// before any runner exists. With `tenant_resource_class`, owners' groups
 /// are that class's (`classes.rs`), and `tenant_cgroup` is not used.
+///
+/// Both sub-trees are also swept of the generations a keeper that did not
+/// stop normally left behind (`stale.rs`).
 fn make_cgroups(config: &mut Config) -> Result<(), String> {
+    if let (Some(root), Some(path)) = (&config.resource_root, &config.cgroup_path) {
+        // `nginx -t` refuses this too; checked again where the groups are made
+        let layout = cgroupfs::Layout::detect().map_err(|e| format!("resource_cgroup_root: {e}"))?;
+        let classes = cgroupfs::Tree::new(layout.clone(), root, &config.generation());
+        if classes.overlaps(&cgroupfs::Tree::new(layout, path, &config.generation())) {
+            return Err(format!(
+                "resource_cgroup_root \"{root}\" and tenant_cgroup \"{path}\" are the same cgroup sub-tree or one \
+                 is inside the other: owners' groups and class groups would collide"
+            ));
+        }
+    }
     if let Some(root) = &config.resource_root {
         let layout = cgroupfs::Layout::detect().map_err(|e| format!("resource_cgroup_root: {e}"))?;
+        let tree = cgroupfs::Tree::new(layout.clone(), root, &config.generation());
+        crate::stale::sweep(&tree, &format!("resource_cgroup_root \"{root}\""));
         let classes = crate::classes::Classes::create(
             layout,
             root,
@@ -178,6 +194,7 @@ fn make_cgroups(config: &mut Config) -> Result<(), String> {
     };
     let layout = cgroupfs::Layout::detect().map_err(|e| format!("tenant_cgroup: {e}"))?;
     let tree = cgroupfs::Tree::new(layout, path, &config.generation());
+    crate::stale::sweep(&tree, &format!("tenant_cgroup \"{path}\""));
     tree.create().map_err(|e| format!("tenant_cgroup \"{path}\": {e}"))?;
     log_info!("supervisor: runners go into {} under \"{path}\"", tree.layout.describe());
     config.cgroups = Some(tree);

@@ -18,6 +18,7 @@ mod ruby;
 mod runners;
 mod sandbox;
 mod server;
+mod stale;
 mod stderr_budget;
 
 fn main() {

@@ -166,9 +166,10 @@ fn text_of(line: &[u8]) -> Result<&str, String> {
     Ok(text)
 }
 
-/// A resource class name: 1 to 32 of `[A-Za-z0-9_-]`.
+/// A resource class name: 1 to 32 of `[A-Za-z0-9_-]` starting with a
+/// letter (never an owner's group, which is named by uid).
 fn check_class(class: &str) -> Result<(), String> {
-    let ok = !class.is_empty()
+    let ok = class.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
         && class.len() <= MAX_CLASS
         && class.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
@@ -472,7 +473,14 @@ mod tests {
                 class: Some("heavy".into())
             })
         );
-        for bad in [&b"C 8 he/avy cgi 1 1 /a"[..], b"C 8 .. cgi 1 1 /a", b"C 8  cgi 1 1 /a", b"C 8 heavy"] {
+        // a uid-like name would be an owner's group: refused like a path
+        for bad in [
+            &b"C 8 he/avy cgi 1 1 /a"[..],
+            b"C 8 .. cgi 1 1 /a",
+            b"C 8  cgi 1 1 /a",
+            b"C 8 heavy",
+            b"C 8 2003 cgi 1 1 /a",
+        ] {
             assert!(Request::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let line = Request::acquire_in_class(3, "cgi", 1, 1, b"/a b", Some("small")).encode().expect("encodes");
