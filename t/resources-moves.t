@@ -3,7 +3,8 @@
 # supervisor moves that runner into the class's group; when the response
 # has been read, or the upstream times out, or the client goes away, it
 # goes back to its owner's group. A request without a class, interleaved,
-# stays out of it. Needs root and a writable hierarchy (skipped otherwise).
+# stays out of it. A CGI program in a class cannot move itself or change a
+# limit. Needs root and a writable hierarchy (skipped otherwise).
 
 use strict;
 use warnings;
@@ -210,6 +211,48 @@ subtest 'a request without Host is counted under the server_name, not pooled as 
     my (undef, $stats) = http_get_host('m1', '/stats');
     like($stats, qr/"localhost":\{"requests":1,/, 'resource_stats counts it under "localhost"') or diag $stats;
     unlike($stats, qr/"-":/, 'no pooled "-" host');
+};
+
+subtest 'a CGI program in a class cannot move itself, change a limit or make a group' => sub {
+    # every attempt for real, as the tenant user, from inside class heavy:
+    # its own pid into the class's group, its owner's group and the root
+    # (cgroup.procs and, v1, tasks), a limit file of each, a group in each
+    my @gens = grep { -d } map { glob("$_/*") } @roots;
+    my (@targets, %limit_before);
+    for my $gen (@gens) {
+        my $root = $gen =~ s{/[^/]+$}{}r;
+        my $owner = "$gen/tenants.small/$uid";
+        for my $dir ("$gen/heavy", $owner, $root) {
+            push @targets, grep { -e } map { "$dir/$_" } qw(cgroup.procs tasks);
+        }
+        for my $file (map { ("$gen/heavy/$_", "$owner/$_") } qw(cpu.cfs_quota_us cpu.max pids.max)) {
+            next unless -e $file;
+            push @targets, $file;
+            $limit_before{$file} = read_file($file);
+        }
+        push @targets, "mkdir $root/escape", "mkdir $gen/heavy/escape", "mkdir $owner/escape";
+    }
+    ok(keys %limit_before >= 2, 'limit files to try: ' . join(' ', sort keys %limit_before));
+    my $list = join '', map { "$_\n" } @targets;
+    write_site_file('m1', 'heavy/cgwrite.cgi', <<"PL", owner => 'ngxt3', mode => 0700);
+#!/usr/bin/perl
+print "Content-Type: text/plain\r\n\r\nuid \$<\n";
+for my \$path (split /\n/, <<'LIST') {
+${list}LIST
+    if (\$path =~ s/^mkdir //) { print mkdir(\$path) ? "MADE \$path\n" : "DENIED \$path: \$!\n"; next }
+    my \$ok = open(my \$fh, '>', \$path) && print(\$fh "\$\$\n") && close(\$fh);
+    print \$ok ? "WROTE \$path\n" : "DENIED \$path: \$!\n";
+}
+PL
+    my ($status, $body, $head) = http_get_host('m1', '/heavy/cgwrite.cgi');
+    is($status, 200, 'the CGI program ran, in class heavy');
+    like($body, qr/^uid $uid$/m, "as the tenant user ($uid)");
+    my @denied = $body =~ /^DENIED /mg;
+    is(scalar @denied, scalar @targets, scalar(@targets) . ' attempts, every one denied') or diag $body;
+    unlike($body, qr/^(WROTE|MADE) /m, 'nothing written or made');
+    is_deeply({ map { $_ => read_file($_) } keys %limit_before }, \%limit_before, 'every limit unchanged');
+    ok(!(grep { -e } map { m{^mkdir (.*)} ? $1 : () } @targets), 'no group made');
+    ok(wait_until(sub { !heavy_pids() }, 3), 'class heavy is empty after it (the runner went home)');
 };
 
 subtest 'nginx -s stop removes the sub-tree' => sub {
