@@ -2,7 +2,8 @@
 # `Nginx::Request#resource_class=` in mruby_rewrite_handler or
 # mruby_access_handler, it is the class whose group holds the tenant
 # runner while the request runs (the runner is asked for after every Ruby
-# handler before content), and $resource_class, r.resource_class and the
+# handler before content, and after the whole ACCESS phase: a request
+# `deny` refuses starts no runner), and $resource_class, r.resource_class and the
 # resource_checker line all name that class. The class is decided once per
 # request: a `resource_class_for $variable` naming no class is logged once
 # per request, however often the class is read. Needs root and a writable
@@ -40,7 +41,7 @@ $| = 1;
 select(undef, undef, undef, $ENV{QUERY_STRING} + 0);
 print "Content-Type: text/plain\r\n\r\nslept $$\n";
 PL
-for my $dir (qw(acc rew var)) {
+for my $dir (qw(acc rew var denied anyok)) {
     write_site_file('s1', "$dir/sleep.cgi", $sleep_cgi, owner => 'ngxt2', mode => 0700);
     chown $users{ngxt2}[0], $users{ngxt2}[1], site_dir('s1') . "/$dir";
     chmod 0711, site_dir('s1') . "/$dir";
@@ -74,6 +75,15 @@ start_nginx(user => 'nobody nogroup', workers => 1, http => <<"EOF");
 $loc        }
         location /rew/ {
             mruby_rewrite_handler_code 'Nginx::Request.new.resource_class = "heavy"';
+$loc        }
+        # the runner is asked for after the whole ACCESS phase
+        location /denied/ {
+            deny all;
+$loc        }
+        location /anyok/ {
+            satisfy any;
+            allow 127.0.0.1;
+            deny all;
 $loc        }
         location /var/ {
             resource_class_for \$http_x_class;
@@ -125,6 +135,18 @@ sub checker_line {
     my ($line) = grep { /"uri":"\Q$uri\E"/ } split /\n/, read_file(servroot() . '/logs/checker.log') // '';
     return $line // '';
 }
+
+subtest 'the runner is asked for after the ACCESS phase' => sub {
+    my $uid = $users{ngxt2}[0];
+    is(scalar(() = runner_pids($uid)), 0, 'no runner of the owner yet');
+    my ($status) = http_get_host('s1', '/denied/sleep.cgi?0');
+    is($status, 403, 'deny all refuses the request');
+    sleep 0.5;
+    my @after = runner_pids($uid);
+    is(scalar @after, 0, 'and no runner was started for it') or diag "runners: @after";
+    my ($s2, $b2) = http_get_host('s1', '/anyok/sleep.cgi?0');
+    like("$s2 $b2", qr/^200 slept \d+$/, 'satisfy any with an allow that matches: served by a runner');
+};
 
 for my $case (['acc', 'mruby_access_handler'], ['rew', 'mruby_rewrite_handler']) {
     my ($dir, $handler) = @$case;
