@@ -40,7 +40,7 @@ __DATA__
 --- request
 GET /stats
 --- response_body_like eval
-qr{^\{"cgroup_root":"ngx-mruby-test","classes":\{"slow":\{"cpu_percent":25,"memory_bytes":268435456,"io_read_bps":10485760,"io_write_bps":1048576,"pids":64\},"big":\{"cpu_percent":200,"memory_bytes":null,"io_read_bps":null,"io_write_bps":null,"pids":null\}\},"tenant_class":"big","checker":\{"cpu_user_ms":200,"cpu_sys_ms":100,"memory_bytes":67108864,"log":"logs/heavy.log"\},"auto_confine":\{"class":"slow","load":"4.50","top":3,"hold_seconds":30,"window_seconds":20,"load_source":"/\S+/html/loadavg"\},"load":"1.25","zone":\{"capacity":\d+,"hosts":0\},"hosts":\{\}\}\n\z}
+qr{^\{"cgroup_root":"ngx-mruby-test","classes":\{"slow":\{"cpu_percent":25,"memory_bytes":268435456,"io_read_bps":10485760,"io_write_bps":1048576,"pids":64\},"big":\{"cpu_percent":200,"memory_bytes":null,"io_read_bps":null,"io_write_bps":null,"pids":null\}\},"tenant_class":"big","checker":\{"cpu_user_ms":200,"cpu_sys_ms":100,"memory_bytes":67108864,"log":"logs/heavy.log"\},"auto_confine":\{"class":"slow","load":"4.50","top":3,"hold_seconds":30,"window_seconds":20,"load_source":"/\S+/html/loadavg","current":"1.25"\},"load":"1.25","zone":\{"capacity":\d+,"hosts":0\},"hosts":\{\}\}\n\z}
 --- response_headers
 Content-Type: application/json
 --- error_log
@@ -463,6 +463,95 @@ resource_auto_confine: invalid value "window=15s", window= is a multiple of 10s 
 --- must_die
 --- error_log
 resource_auto_confine: unknown parameter "cpu=5"
+
+
+=== TEST 38: resource_auto_confine pressure=: resource_stats shows the threshold, the source and its reading
+--- http_config
+    resource_cgroup_root ngx-mruby-test;
+    resource_class slow cpu=25;
+    resource_auto_confine class=slow pressure=20 top=2 hold=30s pressure_source=html/psi;
+--- config
+    location = /stats { resource_stats; }
+--- user_files
+>>> psi
+some avg10=38.34 avg60=30.73 avg300=35.89 total=13834561493
+full avg10=0.00 avg60=0.00 avg300=0.00 total=0
+--- request
+GET /stats
+--- response_body_like eval
+qr{"auto_confine":\{"class":"slow","pressure":"20.00%","top":2,"hold_seconds":30,"window_seconds":60,"pressure_source":"/\S+/html/psi","current":"38.34%"\},"load":null,}
+--- no_error_log
+[error]
+
+
+=== TEST 38: resource_auto_confine pressure= without pressure_source= reads the system's PSI file (this machine: cgroup v1)
+--- http_config
+    resource_cgroup_root ngx-mruby-test;
+    resource_class slow cpu=25;
+    resource_auto_confine class=slow pressure=99.5 top=1 hold=30s;
+--- config
+    location = /stats { resource_stats; }
+--- request
+GET /stats
+--- response_body_like eval
+qr{"pressure":"99.50%",.*"pressure_source":"/proc/pressure/cpu","current":"\d+\.\d\d%"\}}
+--- no_error_log
+[error]
+
+
+=== TEST 38: resource_auto_confine: a bad pressure
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow pressure=100.5 top=1 hold=30;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: invalid value "pressure=100.5", pressure= is a percent from 0 to 100 with at most two decimals
+
+
+=== TEST 38: resource_auto_confine: a pressure with three decimals
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow pressure=12.125 top=1 hold=30;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: invalid value "pressure=12.125", pressure= is a percent from 0 to 100
+
+
+=== TEST 38: resource_auto_confine: load= and pressure= together
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow load=4 pressure=20 top=1 hold=30;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: "load=" and "pressure=" exclude each other, give one of them
+
+
+=== TEST 38: resource_auto_confine: neither load= nor pressure=
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow top=1 hold=30;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: parameter "load=" or "pressure=" is missing
+
+
+=== TEST 38: resource_auto_confine: load_source= with pressure=
+--- http_config
+    resource_cgroup_root t;
+    resource_class slow cpu=5;
+    resource_auto_confine class=slow pressure=20 top=1 hold=30 load_source=/tmp/x;
+--- config
+--- must_die
+--- error_log
+resource_auto_confine: "load_source=" goes with "load=", not "pressure="
 
 
 === TEST 39: resource_stats takes no argument

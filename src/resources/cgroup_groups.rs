@@ -27,6 +27,12 @@ pub(super) fn remember(root: &str, report: &LayoutReport) {
     }
 }
 
+/// The report remembered for `root`, if the check got one.
+pub(super) fn remembered(root: &str) -> Option<LayoutReport> {
+    let reports = REPORTS.lock().ok()?;
+    reports.iter().find(|(r, _)| r == root).map(|(_, report)| report.clone())
+}
+
 fn report_for(cycle: &ngx_cycle_t, root: &str) -> Result<(LayoutReport, String), String> {
     let mut reports = REPORTS.lock().map_err(|_| String::from("cgroup layout cache poisoned"))?;
     if let Some((_, report)) = reports.iter().find(|(r, _)| r == root) {

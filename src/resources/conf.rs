@@ -179,11 +179,12 @@ fn set_checker(cf: &mut ngx_conf_t) -> Result<(), String> {
     Ok(())
 }
 
-/// `resource_auto_confine class=<name> load=<threshold> top=<n> hold=<time> [window=] [load_source=];`
+/// `resource_auto_confine class=<name> load=<threshold> | pressure=<percent> top=<n> hold=<time> [window=]
+/// [load_source= | pressure_source=];`
 fn set_auto_confine(cf: &mut ngx_conf_t) -> Result<(), String> {
     let args = text_args(cf)?;
     let mut spec = ConfineSpec::parse(&args).map_err(|e| format!("resource_auto_confine: {e}"))?;
-    if let Some(path) = spec.load_source.as_mut().filter(|p| !p.starts_with('/')) {
+    if let Some(path) = spec.source.as_mut().filter(|p| !p.starts_with('/')) {
         // relative to the nginx prefix, like other nginx paths (and lalimit_source)
         // SAFETY: cf->cycle is the cycle being configured; its prefix is set.
         let prefix = unsafe { str_lossy(&(*cf.cycle).prefix) };
@@ -323,12 +324,27 @@ pub(super) fn check_main(cf: &mut ngx_conf_t) -> Result<(), ()> {
         let tenant_cgroup = crate::shared_conf::tenant_cgroup(cf);
         problems = super::hierarchy::check(main, &crate::shared_conf::supervisor_program(cf), tenant_cgroup.as_deref());
     }
+    let mut pressure_file = None;
+    if problems.is_empty() {
+        match super::hierarchy::pressure_file(main) {
+            Ok(file) => pressure_file = file,
+            Err(message) => problems.push(message),
+        }
+    }
     for message in &problems {
         log(cf.log, NGX_LOG_EMERG, message);
     }
     if !problems.is_empty() {
         return Err(());
     }
+    if let (Some(file), Ok(main)) = (pressure_file, main_conf(cf)) {
+        if let Some(spec) = main.auto_confine.as_mut() {
+            spec.source = Some(file);
+        }
+    }
+    let Some(main) = HttpResourcesModule::main_conf(cf) else {
+        return Ok(());
+    };
     if main.used {
         match super::zone::declare(cf) {
             Ok(zone) => {

@@ -4,6 +4,7 @@
 
 use ngx::ffi::*;
 use ngx::http::HttpModuleMainConf;
+use resource_policy::confine::Signal;
 use serde_json::{json, Map, Value};
 
 use super::conf::MainConf;
@@ -31,15 +32,22 @@ pub fn stats_value(main: &MainConf) -> Value {
             "log": c.spec.log.as_deref().unwrap_or("error_log"),
         })
     });
+    // the signal's reading now (or why it cannot be read)
+    let current = main.auto_confine.as_ref().map(|spec| match super::usage::read_load(spec) {
+        Ok(load) => Value::from(spec.signal.format(load)),
+        Err(message) => Value::from(message),
+    });
     let auto_confine = main.auto_confine.as_ref().map(|s| {
-        json!({
-            "class": s.class,
-            "load": resource_policy::units::format_load(s.load),
-            "top": s.top,
-            "hold_seconds": s.hold_secs,
-            "window_seconds": s.window_secs,
-            "load_source": s.load_source.as_deref().unwrap_or("/proc/loadavg"),
-        })
+        let key = s.signal.key();
+        let mut fields = Map::new();
+        fields.insert("class".into(), json!(s.class));
+        fields.insert(key.into(), json!(s.signal.format(s.threshold)));
+        fields.insert("top".into(), json!(s.top));
+        fields.insert("hold_seconds".into(), json!(s.hold_secs));
+        fields.insert("window_seconds".into(), json!(s.window_secs));
+        fields.insert(format!("{key}_source"), json!(super::usage::signal_source(s)));
+        fields.insert("current".into(), current.clone().unwrap_or(Value::Null));
+        Value::Object(fields)
     });
     let (hosts, capacity) = super::usage::all_hosts().unwrap_or_default();
     let mut hosts_json = Map::new();
@@ -49,7 +57,10 @@ pub fn stats_value(main: &MainConf) -> Value {
                 "since": record.reason.since,
                 "usage_ms": record.reason.usage_ms,
                 "rank": record.reason.rank,
-                "load": resource_policy::units::format_load(record.reason.load),
+                (main.auto_confine.as_ref().map_or("load", |s| s.signal.key())): main.auto_confine.as_ref().map_or_else(
+                    || resource_policy::units::format_load(record.reason.load),
+                    |s| s.signal.format(record.reason.load)
+                ),
             })
         });
         hosts_json.insert(
@@ -64,10 +75,8 @@ pub fn stats_value(main: &MainConf) -> Value {
             }),
         );
     }
-    let load = main.auto_confine.as_ref().map(|spec| match super::usage::read_load(spec) {
-        Ok(load) => Value::from(resource_policy::units::format_load(load)),
-        Err(message) => Value::from(message),
-    });
+    // the current load at the top, as before `pressure=` existed (null with `pressure=`)
+    let load = main.auto_confine.as_ref().filter(|s| s.signal == Signal::Load).and(current);
     json!({
         "cgroup_root": main.cgroup_root,
         "classes": classes,

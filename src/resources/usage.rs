@@ -10,7 +10,6 @@ use ngx::http::HttpModuleMainConf;
 use resource_policy::checker::Figures;
 use resource_policy::confine::{ConfineSpec, Decision};
 use resource_policy::hosts::{HostRecord, Recorded};
-use resource_policy::units::parse_load;
 
 use super::conf::MainConf;
 use super::zone::{zone_of, Locked, UsageZone};
@@ -40,15 +39,19 @@ fn now() -> u64 {
     ngx_time().max(0) as u64
 }
 
-/// The 1-minute load average in hundredths, from `load_source=` or
-/// `/proc/loadavg`; `Err` names what went wrong.
+/// The file the signal is read from: `load_source=`/`pressure_source=`,
+/// the PSI file `nginx -t` chose, or `/proc/loadavg`.
+pub fn signal_source(spec: &ConfineSpec) -> &str {
+    spec.source.as_deref().unwrap_or("/proc/loadavg")
+}
+
+/// The signal's reading in hundredths: the 1-minute load average, or the
+/// CPU pressure (PSI `some avg10`); `Err` names what went wrong.
 pub fn read_load(spec: &ConfineSpec) -> Result<u64, String> {
-    let path = spec.load_source.as_deref().unwrap_or("/proc/loadavg");
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the load from \"{path}\": {e}"))?;
-    text.split_ascii_whitespace()
-        .next()
-        .and_then(parse_load)
-        .ok_or_else(|| format!("\"{path}\" is not in /proc/loadavg format"))
+    let path = signal_source(spec);
+    let name = spec.signal.name();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the {name} from \"{path}\": {e}"))?;
+    spec.signal.parse_reading(&text).ok_or_else(|| format!("\"{path}\" is not in {} format", spec.signal.file_format()))
 }
 
 /// Runs the auto-confine step if this second has not had one; returns the
@@ -64,7 +67,7 @@ fn step(main: &MainConf, locked: &mut Locked<'_>, load: Option<Result<u64, Strin
     locked.header.last_step = now;
     match load {
         Ok(load) => {
-            load_error_over();
+            load_error_over(spec);
             locked.table.step(spec, &mut locked.header.state, now, load)
         }
         Err(message) => {
@@ -76,7 +79,7 @@ fn step(main: &MainConf, locked: &mut Locked<'_>, load: Option<Result<u64, Strin
 
 /// How often a worker repeats that the load cannot be read: the timers
 /// step every second, traffic or not, and one line a second would flood
-/// the error log while the operator fixes `load_source=`.
+/// the error log while the operator fixes `load_source=` (`pressure_source=`).
 const LOAD_ERROR_EVERY_SECS: u64 = 60;
 
 thread_local! {
@@ -97,10 +100,11 @@ fn log_load_error(message: &str, now: u64) {
 }
 
 /// The load can be read again: one `[notice]` if this worker logged it could not.
-fn load_error_over() {
+fn load_error_over(spec: &ConfineSpec) {
     LOAD_ERROR.with_borrow_mut(|(_, last)| {
         if !last.is_empty() {
-            log(cycle_log(), NGX_LOG_NOTICE, "resource_auto_confine: the load can be read again");
+            let message = format!("resource_auto_confine: the {} can be read again", spec.signal.name());
+            log(cycle_log(), NGX_LOG_NOTICE, &message);
             last.clear();
         }
     });
