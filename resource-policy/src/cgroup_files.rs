@@ -269,6 +269,27 @@ pub fn reports_overlap(a: &LayoutReport, b: &LayoutReport) -> bool {
     })
 }
 
+/// The system's CPU pressure file.
+pub const SYSTEM_CPU_PRESSURE: &str = "/proc/pressure/cpu";
+
+/// Where `resource_auto_confine pressure=` reads the CPU pressure without
+/// `pressure_source=`: (the file, the file whose existence says the kernel
+/// offers it now). Under v2 the class root's `cpu.pressure`; the root is
+/// created at start, so before that its parent's file stands for it
+/// (`root_exists`). Under v1 (or with no report), `/proc/pressure/cpu`.
+pub fn cpu_pressure_file(report: Option<&LayoutReport>, root_exists: bool) -> (String, String) {
+    match report.filter(|r| r.version == Version::V2).and_then(|r| r.dirs.first()) {
+        Some(root) => {
+            let root = root.trim_end_matches('/');
+            let file = format!("{root}/cpu.pressure");
+            let parent = root.rsplit_once('/').map_or("", |(parent, _)| parent);
+            let stand_in = if root_exists { file.clone() } else { format!("{parent}/cpu.pressure") };
+            (file, stand_in)
+        }
+        None => (SYSTEM_CPU_PRESSURE.to_string(), SYSTEM_CPU_PRESSURE.to_string()),
+    }
+}
+
 /// One message per controller a class needs that `available` lacks.
 pub fn missing_controllers(version: Version, available: &[String], classes: &[crate::class::ClassSpec]) -> Vec<String> {
     let mut problems = Vec::new();
@@ -327,6 +348,29 @@ mod report_tests {
         assert!(reports_overlap(&root, &report("/c/T /m/R")), "in one hierarchy is enough");
         assert!(!reports_overlap(&root, &report("/c/R2 /m/R2")), "a longer name is another group");
         assert!(!reports_overlap(&root, &report("/c/T /m/T")));
+    }
+
+    #[test]
+    fn cpu_pressure_files() {
+        let v2 = parse_layout_report("cgroup v2 (/sys/fs/cgroup): /sys/fs/cgroup/system.slice/classes").expect("v2");
+        assert_eq!(
+            cpu_pressure_file(Some(&v2), true),
+            (
+                "/sys/fs/cgroup/system.slice/classes/cpu.pressure".into(),
+                "/sys/fs/cgroup/system.slice/classes/cpu.pressure".into()
+            )
+        );
+        assert_eq!(
+            cpu_pressure_file(Some(&v2), false),
+            (
+                "/sys/fs/cgroup/system.slice/classes/cpu.pressure".into(),
+                "/sys/fs/cgroup/system.slice/cpu.pressure".into()
+            )
+        );
+        let v1 = parse_layout_report("cgroup v1 (cpu at /c, memory at /m): /c/x /m/x").expect("v1");
+        let system = (String::from("/proc/pressure/cpu"), String::from("/proc/pressure/cpu"));
+        assert_eq!(cpu_pressure_file(Some(&v1), true), system);
+        assert_eq!(cpu_pressure_file(None, false), system);
     }
 
     #[test]

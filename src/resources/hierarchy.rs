@@ -6,9 +6,11 @@
 //! `tenant_supervisor` names (the shared conf), as `tenant_cgroup` does,
 //! and never detects a second way.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use resource_policy::cgroup_files::{missing_controllers, parse_layout_report, reports_overlap, LayoutReport, Version};
+use resource_policy::cgroup_files::{
+    cpu_pressure_file, missing_controllers, parse_layout_report, reports_overlap, LayoutReport, Version,
+};
 use resource_policy::confine::Signal;
 
 use super::conf::MainConf;
@@ -77,34 +79,21 @@ pub fn check(main: &MainConf, supervisor: &Path, tenant_cgroup: Option<&str>) ->
     missing_controllers(report.version, &available, &main.classes)
 }
 
-/// The system's CPU pressure file.
-const SYSTEM_PRESSURE: &str = "/proc/pressure/cpu";
-
 /// The PSI file `resource_auto_confine pressure=` reads when no
-/// `pressure_source=` is given: the class root's `cpu.pressure` when the
-/// root lives in a cgroup v2 hierarchy (the root is created at start, so
-/// at `nginx -t` its parent's file stands for it), else the system's
-/// `/proc/pressure/cpu`. `Ok(None)`: nothing to choose; `Err`: the kernel
-/// offers no PSI file (built without it, or booted with `psi=0`).
+/// `pressure_source=` is given (`cpu_pressure_file`: the class root's
+/// `cpu.pressure` under cgroup v2, else `/proc/pressure/cpu`). `Ok(None)`:
+/// nothing to choose; `Err`: the kernel offers no PSI file (built without
+/// it, or booted with `psi=0`).
 pub fn pressure_file(main: &MainConf) -> Result<Option<String>, String> {
     let Some(spec) = main.auto_confine.as_ref().filter(|s| s.signal == Signal::Pressure && s.source.is_none()) else {
         return Ok(None);
     };
-    let v2_root =
-        main.cgroup_root.as_deref().and_then(super::cgroup_groups::remembered).and_then(|report| {
-            (report.version == Version::V2).then(|| report.dirs.first().map(PathBuf::from)).flatten()
-        });
-    let (file, present) = match v2_root {
-        Some(root) => {
-            let file = root.join("cpu.pressure");
-            let stand_in = if root.exists() { file.clone() } else { root.with_file_name("cpu.pressure") };
-            (file.display().to_string(), stand_in.is_file())
-        }
-        None => (String::from(SYSTEM_PRESSURE), Path::new(SYSTEM_PRESSURE).is_file()),
-    };
-    if !present {
+    let report = main.cgroup_root.as_deref().and_then(super::cgroup_groups::remembered);
+    let root_exists = report.as_ref().and_then(|r| r.dirs.first()).is_some_and(|d| Path::new(d).is_dir());
+    let (file, stand_in) = cpu_pressure_file(report.as_ref(), root_exists);
+    if !Path::new(&stand_in).is_file() {
         return Err(format!(
-            "resource_auto_confine: pressure={} needs CPU pressure (PSI), but \"{file}\" does not exist (a kernel without PSI, or booted with psi=0); use load= instead",
+            "resource_auto_confine: pressure={} needs CPU pressure (PSI), but \"{stand_in}\" does not exist (a kernel without PSI, or booted with psi=0); use load= instead",
             spec.signal.format(spec.threshold)
         ));
     }
