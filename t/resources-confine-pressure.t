@@ -176,10 +176,11 @@ subtest 'a pressure source not in PSI format: an [error], and a [notice] when it
     print $fh "3.50 2.00 1.00 1/100 4242\n";    # /proc/loadavg, not PSI
     close $fh;
     ok(wait_until(sub { error_log_since($from) =~ /resource_auto_confine: .*is not in PSI/ }, 4), 'an [error] is logged');
+    sleep 3;    # a few steps: each worker that steps logs the [error] once (and so the [notice] later)
     like(error_log_since($from), qr/\[error\].*"\Q$psi_file\E" is not in PSI \(\/proc\/pressure\/cpu\) format, no decision this second/,
         'naming the file');
     set_pressure('2.00');
-    ok(wait_until(sub { error_log_since($from) =~ /resource_auto_confine: the cpu pressure can be read again/ }, 4),
+    ok(wait_until(sub { error_log_since($from) =~ /resource_auto_confine: the cpu pressure can be read again/ }, 6),
         'a [notice] when it can be read again');
 };
 
