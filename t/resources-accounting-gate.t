@@ -13,6 +13,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use VlimitTest;
 use TenantTest;
+use ResourceTest qw(cpu_burn_cgi);
 
 plan skip_all => 'nginx or the module is not built' unless nginx_available();
 my $skip = tenants_skip_reason();
@@ -24,13 +25,7 @@ my %users = tenant_users();
 
 make_site('g1', 'ngxt3');
 # burns the CPU time (user) in the query, in ms, then answers
-write_site_file('g1', 'burn.cgi', <<'PL', owner => 'ngxt3', mode => 0700);
-#!/usr/bin/perl
-my $end = (times)[0] + ($ENV{QUERY_STRING} + 0) / 1000;
-my $x = 0;
-while ((times)[0] < $end) { $x++ for 1 .. 50000 }
-print "Content-Type: text/plain\r\n\r\nburnt\n";
-PL
+write_site_file('g1', 'burn.cgi', cpu_burn_cgi(), owner => 'ngxt3', mode => 0700);
 
 sub read_file { my ($path) = @_; open my $fh, '<', $path or return undef; local $/; my $t = <$fh> // ''; $t }
 

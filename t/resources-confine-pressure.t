@@ -20,6 +20,7 @@ use Time::HiRes qw(sleep time);
 use JSON::PP ();
 use VlimitTest;
 use TenantTest;
+use ResourceTest qw(class_pids cpu_burn_cgi);
 
 plan skip_all => 'nginx or the module is not built' unless nginx_available();
 my $skip = tenants_skip_reason();
@@ -35,13 +36,7 @@ system('rm', '-rf', $base) == 0 or die "rm $base";
 my %users = tenant_users();
 
 # burns the CPU time (user) in the query, in ms
-my $burn_cgi = <<'PL';
-#!/usr/bin/perl
-my $end = (times)[0] + ($ENV{QUERY_STRING} + 0) / 1000;
-my $x = 0;
-while ((times)[0] < $end) { $x++ for 1 .. 50000 }
-print "Content-Type: text/plain\r\n\r\nburnt $$\n";
-PL
+my $burn_cgi = cpu_burn_cgi('with pid');
 my $sleep_cgi = <<'PL';
 #!/usr/bin/perl
 select(undef, undef, undef, $ENV{QUERY_STRING} + 0);
@@ -98,14 +93,7 @@ EOF
 sub read_file { my ($path) = @_; open my $fh, '<', $path or return undef; local $/; my $t = <$fh> // ''; $t }
 
 # The pids in class slow's group, in every hierarchy (sorted, unique).
-sub slow_pids {
-    my %seen;
-    for my $gen (grep { -d } map { glob("$_/*") } @roots) {
-        $seen{$_}++ for split /\n/, read_file("$gen/slow/cgroup.procs") // '';
-    }
-    my @pids = sort { $a <=> $b } keys %seen;
-    return wantarray ? @pids : scalar @pids;
-}
+sub slow_pids { class_pids('slow', @roots) }
 
 sub stats_json {
     my ($status, $body) = http_get('/stats');

@@ -19,6 +19,7 @@ use Time::HiRes qw(sleep time);
 use JSON::PP ();
 use VlimitTest;
 use TenantTest;
+use ResourceTest qw(class_pids cpu_burn_cgi);
 
 plan skip_all => 'nginx or the module is not built' unless nginx_available();
 my $skip = tenants_skip_reason();
@@ -35,13 +36,7 @@ my %users = tenant_users();
 
 # burns the CPU time (user) in the query, in ms (runners cannot read /proc:
 # the test looks at the groups from outside while the request runs)
-my $burn_cgi = <<'PL';
-#!/usr/bin/perl
-my $end = (times)[0] + ($ENV{QUERY_STRING} + 0) / 1000;
-my $x = 0;
-while ((times)[0] < $end) { $x++ for 1 .. 50000 }
-print "Content-Type: text/plain\r\n\r\nburnt $$\n";
-PL
+my $burn_cgi = cpu_burn_cgi('with pid');
 # sleeps for the seconds in the query (no CPU)
 my $sleep_cgi = <<'PL';
 #!/usr/bin/perl
@@ -98,14 +93,7 @@ EOF
 sub read_file { my ($path) = @_; open my $fh, '<', $path or return undef; local $/; my $t = <$fh> // ''; $t }
 
 # The pids in class slow's group, in every hierarchy (sorted, unique).
-sub slow_pids {
-    my %seen;
-    for my $gen (grep { -d } map { glob("$_/*") } @roots) {
-        $seen{$_}++ for split /\n/, read_file("$gen/slow/cgroup.procs") // '';
-    }
-    my @pids = sort { $a <=> $b } keys %seen;
-    return wantarray ? @pids : scalar @pids;
-}
+sub slow_pids { class_pids('slow', @roots) }
 
 # How many lines of a /proc/<pid>/cgroup text name class slow's group.
 sub slow_lines { my ($text) = @_; scalar grep { m{/\Q$root_name\E/[^/]+/slow$} } split /\n/, $text // '' }

@@ -17,6 +17,7 @@ use Time::HiRes qw(sleep time);
 use IO::Select;
 use VlimitTest;
 use TenantTest;
+use ResourceTest qw(class_pids cpu_burn_cgi);
 
 plan skip_all => 'nginx or the module is not built' unless nginx_available();
 my $skip = tenants_skip_reason();
@@ -41,13 +42,7 @@ select(undef, undef, undef, $ENV{QUERY_STRING} + 0);
 print "Content-Type: text/plain\r\n\r\nslept $$\n";
 PL
 # burns the CPU time (user) in the query, in ms, then answers
-write_site_file('m1', 'plain/burn.cgi', <<'PL', owner => 'ngxt3', mode => 0700);
-#!/usr/bin/perl
-my $end = (times)[0] + ($ENV{QUERY_STRING} + 0) / 1000;
-my $x = 0;
-while ((times)[0] < $end) { $x++ for 1 .. 50000 }
-print "Content-Type: text/plain\r\n\r\nburnt\n";
-PL
+write_site_file('m1', 'plain/burn.cgi', cpu_burn_cgi(), owner => 'ngxt3', mode => 0700);
 # requests without a Host header are served (and counted) as server_name
 make_site('localhost', 'ngxt3');
 write_site_file('localhost', 'plain/sleep.cgi', $sleep_cgi, owner => 'ngxt3', mode => 0700);
@@ -96,14 +91,7 @@ EOF
 sub read_file { my ($path) = @_; open my $fh, '<', $path or return undef; local $/; my $t = <$fh> // ''; $t }
 
 # The pids in class heavy's group, in every hierarchy (sorted, unique).
-sub heavy_pids {
-    my %seen;
-    for my $gen (grep { -d } map { glob("$_/*") } @roots) {
-        $seen{$_}++ for split /\n/, read_file("$gen/heavy/cgroup.procs") // '';
-    }
-    my @pids = sort { $a <=> $b } keys %seen;
-    return wantarray ? @pids : scalar @pids;
-}
+sub heavy_pids { class_pids('heavy', @roots) }
 
 # True when pid's /proc/<pid>/cgroup names `$group` (heavy, or tenants.small/<uid>) in every hierarchy.
 sub in_group {

@@ -19,6 +19,7 @@ use Time::HiRes qw(sleep time);
 use IO::Select;
 use VlimitTest;
 use TenantTest;
+use ResourceTest qw(class_pids cpu_burn_cgi);
 
 plan skip_all => 'nginx or the module is not built' unless nginx_available();
 my $skip = tenants_skip_reason();
@@ -95,14 +96,7 @@ EOF
 sub read_file { my ($path) = @_; open my $fh, '<', $path or return undef; local $/; my $t = <$fh> // ''; $t }
 
 # The pids in class heavy's group, in every hierarchy (sorted, unique).
-sub heavy_pids {
-    my %seen;
-    for my $gen (grep { -d } map { glob("$_/*") } @roots) {
-        $seen{$_}++ for split /\n/, read_file("$gen/heavy/cgroup.procs") // '';
-    }
-    my @pids = sort { $a <=> $b } keys %seen;
-    return wantarray ? @pids : scalar @pids;
-}
+sub heavy_pids { class_pids('heavy', @roots) }
 
 # True when pid's /proc/<pid>/cgroup names `$group` in every hierarchy.
 sub in_group {

@@ -14,7 +14,7 @@ use TenantTest qw(cgroup_check);
 
 our @EXPORT = qw(
     resource_roots slurp generation_dirs group_dir cpu_usage_ns
-    burn_cgi alloc_cgi share_ok
+    burn_cgi cpu_burn_cgi alloc_cgi share_ok class_pids
 );
 
 my @Roots;
@@ -75,6 +75,32 @@ my $x = 0;
 while (time < $end) { $x++ for 1 .. 20000 }
 print "Content-Type: text/plain\r\n\r\nburnt $$\n";
 PL
+}
+
+# A CGI program that burns the CPU time (user, not wall time) in the
+# query, in ms, then answers `burnt` (with its pid when `$with_pid`).
+sub cpu_burn_cgi {
+    my ($with_pid) = @_;
+    my $reply = $with_pid ? 'burnt $$' : 'burnt';
+    return <<'PL' . qq{print "Content-Type: text/plain\\r\\n\\r\\n$reply\\n";\n};
+#!/usr/bin/perl
+my $end = (times)[0] + ($ENV{QUERY_STRING} + 0) / 1000;
+my $x = 0;
+while ((times)[0] < $end) { $x++ for 1 .. 50000 }
+PL
+}
+
+# The pids in `$class`'s group of the generations under `@roots` (the
+# resource_cgroup_root in each hierarchy), sorted, unique; their count in
+# scalar context.
+sub class_pids {
+    my ($class, @roots) = @_;
+    my %seen;
+    for my $gen (grep { -d } map { glob("$_/*") } @roots) {
+        $seen{$_}++ for split /\n/, slurp("$gen/$class/cgroup.procs") // '';
+    }
+    my @pids = sort { $a <=> $b } keys %seen;
+    return wantarray ? @pids : scalar @pids;
 }
 
 # A CGI program that allocates and touches the MiB in the query, then
